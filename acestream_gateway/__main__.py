@@ -1,0 +1,5 @@
+"""``python -m acestream_gateway``."""
+
+from .cli import main
+
+main()

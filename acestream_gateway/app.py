@@ -1,0 +1,91 @@
+"""Assembly only: build the components from the settings and tie their lifetimes to the app.
+
+Each resource is set up and torn down by one ``cleanup_ctx`` generator; aiohttp unwinds them in
+reverse, so channels stop their engine sessions before the HTTP client they use is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from .engines.client import EngineClient
+from .engines.pool import EnginePool
+from .fleet.docker import docker_client
+from .fleet.reconciler import Reconciler
+from .http import ops, players
+from .http.errors import error_middleware
+from .http.keys import POOL, REGISTRY, SETTINGS
+from .logs import get_logger
+from .settings import Settings
+from .streaming.channel import Timeouts
+from .streaming.registry import StreamRegistry
+
+log = get_logger(__name__)
+
+ENGINE_CLIENT = web.AppKey("engine_client", EngineClient)
+RECONCILER = web.AppKey("reconciler", Reconciler)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The gateway as an aiohttp application; nothing runs until it starts."""
+    app = web.Application(middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app[POOL] = EnginePool(
+        max_streams_per_engine=settings.max_streams_per_engine,
+        max_engines=settings.max_active_replicas,
+        provision_wait_s=settings.provision_wait_s,
+    )
+    app.cleanup_ctx.extend([_engine_client, _fleet, _registry])
+    app.add_routes(players.routes)
+    app.add_routes(ops.routes)
+    return app
+
+
+async def _engine_client(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=True)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as http:
+        app[ENGINE_CLIENT] = EngineClient(
+            http,
+            api_timeout_s=settings.engine_api_timeout_s,
+            stop_timeout_s=settings.engine_stop_timeout_s,
+        )
+        yield
+
+
+async def _fleet(app: web.Application) -> AsyncIterator[None]:
+    async with docker_client() as docker:
+        docker.timeout_s = app[SETTINGS].docker_timeout_s
+        reconciler = Reconciler(
+            settings=app[SETTINGS], docker=docker, pool=app[POOL], client=app[ENGINE_CLIENT]
+        )
+        app[RECONCILER] = reconciler
+        task = asyncio.create_task(reconciler.run(), name="fleet reconciler")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def _registry(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    registry = StreamRegistry(
+        pool=app[POOL],
+        client=app[ENGINE_CLIENT],
+        timeouts=Timeouts(
+            first_data_s=settings.first_data_timeout_s, stall_s=settings.stall_timeout_s
+        ),
+        window_bytes=settings.player_buffer_bytes,
+        linger_s=settings.stream_linger_s,
+        keepalive_s=settings.keepalive_interval_s,
+    )
+    app[REGISTRY] = registry
+    try:
+        yield
+    finally:
+        await registry.close()

@@ -1,0 +1,235 @@
+"""The engine pool: which engines exist, how loaded they are, and atomic claims on them.
+
+Choosing an engine and counting the new stream against it happen in one step: ``claim`` holds the
+pool's ``asyncio.Lock`` while it selects, and between the choice and the registration of the
+pending claim there is no ``await``, so no burst of requests can overfill an engine. Every mutation
+is synchronous for the same reason. The fleet reconciler feeds engines in and reads snapshots;
+the data path claims and releases. The decisions themselves are pure functions below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from .model import Engine, EngineState
+
+
+class NoCapacity(Exception):
+    """No engine can take a new channel now; ``retry_after_s`` says when to try again."""
+
+    def __init__(self, reason: str, retry_after_s: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """Capacity counted in engines (rule 1): ``used`` never exceeds ``total``."""
+
+    total: int
+    used: int
+    available: int
+    streams: int
+    max_streams_per_engine: int
+
+
+def choose_engine(
+    engines: Iterable[Engine], loads: Mapping[str, int], max_streams: int
+) -> Engine | None:
+    """The ready engine with room that carries the fewest streams (oldest first on ties)."""
+    candidates = [
+        e for e in engines if e.state is EngineState.READY and loads.get(e.id, 0) < max_streams
+    ]
+    return min(candidates, key=lambda e: (loads.get(e.id, 0), e.created_at, e.name), default=None)
+
+
+def count_capacity(
+    engines: Iterable[Engine], loads: Mapping[str, int], max_streams: int
+) -> Capacity:
+    """Engines that can be used or carry streams are the total; those carrying any are used."""
+    counted = [e for e in engines if e.state is EngineState.READY or loads.get(e.id, 0) > 0]
+    used = sum(1 for e in counted if loads.get(e.id, 0) > 0)
+    streams = sum(loads.get(e.id, 0) for e in counted)
+    return Capacity(len(counted), used, len(counted) - used, streams, max_streams)
+
+
+class ClaimState(enum.Enum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    RELEASED = "released"
+
+
+class Claim:
+    """One channel's hold on one engine: pending until its session plays, released exactly once."""
+
+    __slots__ = ("_pool", "content_key", "engine", "id", "state")
+
+    def __init__(self, pool: EnginePool, claim_id: int, engine: Engine, content_key: str) -> None:
+        self._pool = pool
+        self.id = claim_id
+        self.engine = engine
+        self.content_key = content_key
+        self.state = ClaimState.PENDING
+
+    def activate(self) -> None:
+        """The engine session plays: the claim becomes an active stream."""
+        if self.state is ClaimState.PENDING:
+            self.state = ClaimState.ACTIVE
+            self._pool._changed()
+
+    def release(self) -> None:
+        """Give the engine's slot back; idempotent, synchronous so it is safe in ``finally``."""
+        if self.state is not ClaimState.RELEASED:
+            self.state = ClaimState.RELEASED
+            self._pool._release(self)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLoad:
+    """One engine in a pool snapshot, with what the fleet needs to plan around it."""
+
+    engine: Engine
+    pending: int
+    active: int
+    idle_since: float | None
+
+    @property
+    def streams(self) -> int:
+        return self.pending + self.active
+
+
+class EnginePool:
+    """Engines and their claims, in the gateway's memory; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        max_streams_per_engine: int,
+        max_engines: int,
+        provision_wait_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_streams_per_engine = max_streams_per_engine
+        self.max_engines = max_engines
+        self.provision_wait_s = provision_wait_s
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._engines: dict[str, Engine] = {}
+        self._claims: dict[str, dict[int, Claim]] = {}
+        self._idle_since: dict[str, float] = {}
+        self._ids = itertools.count(1)
+        self._change = asyncio.Event()
+        self.blocked_reason: str | None = None
+        self.blocked_retry_after_s: float = 30.0
+
+    # --- the data path -------------------------------------------------------------------------
+
+    async def claim(self, content_key: str) -> Claim:
+        """Claim a slot on an engine, waiting for the fleet to provision one if it can.
+
+        Raises :class:`NoCapacity` at once when the fleet cannot grow, or after
+        ``provision_wait_s`` when no engine became ready in time.
+        """
+        try:
+            async with asyncio.timeout(self.provision_wait_s), self._lock:
+                while True:
+                    engine = choose_engine(
+                        self._engines.values(), self._loads(), self.max_streams_per_engine
+                    )
+                    if engine is not None:
+                        return self._register(engine, content_key)
+                    self._refuse_if_cannot_grow()
+                    await self.wait_changed()
+        except TimeoutError:
+            raise NoCapacity(
+                f"no engine became ready within {self.provision_wait_s:g} s",
+                retry_after_s=max(self.provision_wait_s, 5.0),
+            ) from None
+
+    def capacity(self) -> Capacity:
+        return count_capacity(self._engines.values(), self._loads(), self.max_streams_per_engine)
+
+    # --- the fleet -----------------------------------------------------------------------------
+
+    def add(self, engine: Engine) -> None:
+        self._engines[engine.id] = engine
+        self._idle_since.setdefault(engine.id, self._clock())
+        self._changed()
+
+    def set_state(self, engine_id: str, state: EngineState) -> None:
+        engine = self._engines.get(engine_id)
+        if engine is not None and engine.state is not state:
+            engine.state = state
+            self._changed()
+
+    def remove(self, engine_id: str) -> None:
+        """Forget an engine whose container is gone; its claims end with their streams."""
+        if self._engines.pop(engine_id, None) is not None:
+            self._idle_since.pop(engine_id, None)
+            self._changed()
+
+    def get(self, engine_id: str) -> Engine | None:
+        return self._engines.get(engine_id)
+
+    def snapshot(self) -> list[EngineLoad]:
+        """Every engine with its load, for planning and for status."""
+        return [self._load_of(engine) for engine in self._engines.values()]
+
+    def block(self, reason: str | None, retry_after_s: float = 30.0) -> None:
+        """The fleet cannot provision now (``None`` lifts it): new channels get a clear refusal."""
+        self.blocked_reason = reason
+        self.blocked_retry_after_s = retry_after_s
+        self._changed()
+
+    async def wait_changed(self) -> None:
+        """Return at the next change of engines or claims (the reconciler sleeps on this)."""
+        await self._change.wait()
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _register(self, engine: Engine, content_key: str) -> Claim:
+        claim = Claim(self, next(self._ids), engine, content_key)
+        self._claims.setdefault(engine.id, {})[claim.id] = claim
+        self._idle_since.pop(engine.id, None)
+        self._changed()
+        return claim
+
+    def _release(self, claim: Claim) -> None:
+        held = self._claims.get(claim.engine.id, {})
+        held.pop(claim.id, None)
+        if not held:
+            self._claims.pop(claim.engine.id, None)
+            if claim.engine.id in self._engines:
+                self._idle_since[claim.engine.id] = self._clock()
+        self._changed()
+
+    def _loads(self) -> dict[str, int]:
+        return {engine_id: len(claims) for engine_id, claims in self._claims.items()}
+
+    def _load_of(self, engine: Engine) -> EngineLoad:
+        claims = self._claims.get(engine.id, {}).values()
+        active = sum(1 for c in claims if c.state is ClaimState.ACTIVE)
+        return EngineLoad(engine, len(claims) - active, active, self._idle_since.get(engine.id))
+
+    def _refuse_if_cannot_grow(self) -> None:
+        starting = any(e.state is EngineState.STARTING for e in self._engines.values())
+        if starting:
+            return
+        if self.blocked_reason is not None:
+            raise NoCapacity(self.blocked_reason, self.blocked_retry_after_s)
+        if len(self._engines) >= self.max_engines:
+            raise NoCapacity(
+                f"all {self.max_engines} engines (MAX_ACTIVE_REPLICAS) are busy",
+                retry_after_s=30.0,
+            )
+
+    def _changed(self) -> None:
+        # Wake everyone waiting for a change, then arm a fresh event for the next one.
+        self._change.set()
+        self._change = asyncio.Event()

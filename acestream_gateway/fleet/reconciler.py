@@ -1,0 +1,251 @@
+"""The reconciler: makes the Docker containers and the engine pool agree, then follows the plan.
+
+It adopts the engine containers it finds by their labels (never wipes them), removes exited or
+broken ones, starts engines until ``MIN_REPLICAS`` are empty, probes new engines until they answer
+and removes idle surplus. It runs as one guarded loop that wakes on pool changes or on its
+interval; a failure is logged once, retried with backoff, and never touches playing streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from ..engines.client import EngineClient, EngineError
+from ..engines.model import Engine, EngineState
+from ..engines.pool import EnginePool
+from ..logs import get_logger
+from ..settings import Settings
+from .docker import DockerEngines, FleetError
+from .plan import plan_fleet
+from .ports import PortAllocator, PortsExhausted
+from .specs import ContainerRecord, container_name, create_body, engine_address, instance_filter
+
+log = get_logger(__name__)
+
+_PROBE_INTERVAL_S = 0.5
+_START_ATTEMPTS = 3
+
+
+class Backoff:
+    """Delays that double after each failure up to a cap, and start over after a success."""
+
+    def __init__(self, first_s: float = 1.0, cap_s: float = 60.0) -> None:
+        self.first_s, self.cap_s = first_s, cap_s
+        self.failures = 0
+
+    def next(self) -> float:
+        self.failures += 1
+        return float(min(self.cap_s, self.first_s * 2.0 ** (self.failures - 1)))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Reconciler:
+    """Keeps the fleet of engine containers as the plan wants it; owns its probe tasks."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        docker: DockerEngines,
+        pool: EnginePool,
+        client: EngineClient,
+    ) -> None:
+        self._settings = settings
+        self._docker = docker
+        self._pool = pool
+        self._client = client
+        self.ports = PortAllocator(settings.port_range_host.lo, settings.port_range_host.hi)
+        self._ports_by_engine: dict[str, int] = {}
+        self._probes: dict[str, asyncio.Task[None]] = {}
+        self._bad_ports: set[int] = set()
+        self.adopted = asyncio.Event()
+        self.last_error: str | None = None
+
+    async def run(self) -> None:
+        """The reconcile loop; cancel it to stop (engines are left running for adoption)."""
+        structlog.contextvars.clear_contextvars()
+        backoff = Backoff()
+        try:
+            while True:
+                try:
+                    await self.reconcile()
+                except FleetError as exc:
+                    delay = backoff.next()
+                    self._note_failure(exc.message, delay, backoff.failures == 1)
+                except Exception as exc:  # the guard of a long-lived loop: log, back off, go on
+                    delay = backoff.next()
+                    log.exception("fleet_reconcile_crashed", retry_in_s=delay)
+                    self.last_error = repr(exc)
+                else:
+                    if backoff.failures:
+                        log.info("fleet_recovered")
+                    backoff.reset()
+                    self.last_error = None
+                    delay = self._settings.health_check_interval_s
+                await self._sleep(delay, wake_on_change=not backoff.failures)
+        finally:
+            await self._stop_probes()
+
+    async def reconcile(self) -> None:
+        """One pass: sync with Docker, then apply the plan."""
+        records = await self._docker.list(instance_filter(self._settings))
+        await self._sync(records)
+        if not self.adopted.is_set():
+            log.info("fleet_adopted", engines=len(self._pool.snapshot()))
+            self.adopted.set()
+        plan = plan_fleet(
+            self._pool.snapshot(),
+            min_replicas=self._settings.min_replicas,
+            max_replicas=self._settings.max_active_replicas,
+            grace_s=self._settings.engine_grace_period_s,
+            now=time.monotonic(),
+        )
+        for engine_id in plan.remove:
+            self._pool.set_state(engine_id, EngineState.DRAINING)  # no await since the plan
+        for engine_id in plan.remove:
+            await self._retire(engine_id)
+        if plan.start:
+            await self._provision(plan.start)
+
+    # --- syncing with Docker -------------------------------------------------------------------
+
+    async def _sync(self, records: list[ContainerRecord]) -> None:
+        running = {r.id: r for r in records if r.running}
+        for load in self._pool.snapshot():
+            if load.engine.id not in running:
+                log.warning("engine_gone", engine=load.engine.name, streams=load.streams)
+                self._forget(load.engine.id)
+        for record in records:
+            if not record.running:
+                log.info("engine_container_removed", engine=record.name, state=record.state)
+                await self._docker.remove(record.id)
+                self._forget(record.id)
+            elif self._pool.get(record.id) is None:
+                await self._adopt(record)
+
+    async def _adopt(self, record: ContainerRecord) -> None:
+        port = record.port
+        if port is None or not self.ports.claim(port, record.id):
+            log.warning("engine_unadoptable", engine=record.name, port=port)
+            await self._docker.remove(record.id)
+            return
+        self._ports_by_engine[record.id] = port
+        engine = Engine(
+            id=record.id,
+            name=record.name,
+            address=engine_address(self._settings, port),
+            created_at=record.created,
+            labels=record.labels,
+        )
+        self._pool.add(engine)
+        log.info("engine_adopted", engine=record.name, port=port)
+        self._probe(engine)
+
+    def _forget(self, engine_id: str) -> None:
+        self._pool.remove(engine_id)
+        probe = self._probes.pop(engine_id, None)
+        if probe is not None:
+            probe.cancel()
+        port = self._ports_by_engine.pop(engine_id, None)
+        if port is not None:
+            self.ports.release(port)
+
+    # --- changing the fleet --------------------------------------------------------------------
+
+    async def _provision(self, count: int) -> None:
+        try:
+            await self._docker.ensure_image(self._settings.engine_image)
+            for _ in range(count):
+                await self._start_engine()
+        except (FleetError, PortsExhausted) as exc:
+            reason = exc.message if isinstance(exc, FleetError) else str(exc)
+            self._pool.block(f"cannot provision engines: {reason}")
+            raise FleetError(getattr(exc, "status", 507), reason) from None
+        self._pool.block(None)
+
+    async def _start_engine(self) -> None:
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            port = self.ports.reserve("starting", avoid=self._bad_ports)
+            name = container_name(self._settings, port)
+            try:
+                record = await self._docker.run(name, create_body(self._settings, port))
+            except FleetError as exc:
+                self.ports.release(port)
+                if exc.status not in (409, 500) or attempt == _START_ATTEMPTS:
+                    raise
+                log.warning("engine_port_unusable", port=port, reason=exc.message)
+                self._bad_ports.add(port)
+                continue
+            self.ports.rename(port, record.id)
+            self._ports_by_engine[record.id] = port
+            engine = Engine(
+                id=record.id,
+                name=record.name,
+                address=engine_address(self._settings, port),
+                created_at=time.time(),
+                labels=record.labels,
+            )
+            self._pool.add(engine)
+            log.info("engine_started", engine=engine.name, port=port)
+            self._probe(engine)
+            return
+
+    async def _retire(self, engine_id: str) -> None:
+        engine = self._pool.get(engine_id)
+        name = engine.name if engine else engine_id
+        self._forget(engine_id)
+        await self._docker.remove(engine_id)
+        log.info("engine_removed", engine=name)
+
+    # --- probing new engines -------------------------------------------------------------------
+
+    def _probe(self, engine: Engine) -> None:
+        task = asyncio.create_task(self._wait_ready(engine), name=f"probe {engine.name}")
+        self._probes[engine.id] = task
+        task.add_done_callback(lambda _: self._probes.pop(engine.id, None))
+
+    async def _wait_ready(self, engine: Engine) -> None:
+        structlog.contextvars.clear_contextvars()
+        deadline = time.monotonic() + self._settings.engine_startup_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                version = await self._client.version(engine.address)
+            except EngineError:
+                await asyncio.sleep(_PROBE_INTERVAL_S)
+                continue
+            self._pool.set_state(engine.id, EngineState.READY)
+            log.info("engine_ready", engine=engine.name, version=version)
+            return
+        log.warning("engine_start_timeout", engine=engine.name)
+        self._pool.set_state(engine.id, EngineState.UNHEALTHY)
+
+    async def _stop_probes(self) -> None:
+        probes = list(self._probes.values())
+        for task in probes:
+            task.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
+
+    # --- pacing --------------------------------------------------------------------------------
+
+    async def _sleep(self, delay_s: float, *, wake_on_change: bool) -> None:
+        """Sleep ``delay_s``, or until the pool changes (a claim took a spare) when healthy."""
+        if not wake_on_change:
+            await asyncio.sleep(delay_s)
+            return
+        try:
+            async with asyncio.timeout(delay_s):
+                await self._pool.wait_changed()
+        except TimeoutError:
+            pass
+
+    def _note_failure(self, message: str, retry_in_s: float, first: bool) -> None:
+        self.last_error = message
+        if first:
+            log.warning("fleet_unavailable", reason=message, retry_in_s=retry_in_s)
+        else:
+            log.debug("fleet_still_unavailable", reason=message, retry_in_s=retry_in_s)

@@ -1,0 +1,1 @@
+"""The only place that speaks HTTP to players and operators."""

@@ -1,0 +1,35 @@
+"""HTTP errors as JSON with a reason; domain failures are translated here and nowhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..logs import get_logger
+from ..streaming.channel import UpstreamFailed
+from .content import BadInput
+
+log = get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(
+    status: int, error: str, detail: str, retry_after_s: float | None = None
+) -> web.Response:
+    headers = {"Retry-After": str(max(1, round(retry_after_s)))} if retry_after_s else None
+    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer domain failures that happen before a response started with a JSON reason."""
+    try:
+        return await handler(request)
+    except BadInput as exc:
+        return json_error(400, "bad_request", str(exc))
+    except UpstreamFailed as exc:
+        kind = "no_capacity" if exc.status == 503 else "engine_error"
+        log.warning("stream_refused", status=exc.status, reason=exc.reason)
+        return json_error(exc.status, kind, exc.reason, exc.retry_after_s)

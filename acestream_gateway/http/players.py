@@ -1,0 +1,60 @@
+"""What players call: ``/ace/getstream`` (GET streams, HEAD only probes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ..logs import get_logger
+from ..streaming.broadcast import BroadcastEnded, PlayerTooSlow
+from ..streaming.registry import Player
+from .content import parse_content
+from .keys import REGISTRY, SETTINGS
+
+log = get_logger(__name__)
+
+routes = web.RouteTableDef()
+
+_STREAM_HEADERS = {
+    "Content-Type": "video/mp2t",
+    "Cache-Control": "no-cache, no-store",
+    "Accept-Ranges": "none",
+}
+
+
+@routes.route("HEAD", "/ace/getstream")
+async def probe_stream(request: web.Request) -> web.StreamResponse:
+    """Players probe before playing; answer like the stream would, without touching an engine."""
+    parse_content(request.query, allow_url=request.app[SETTINGS].allow_url_input)
+    return web.Response(status=200, headers=_STREAM_HEADERS)
+
+
+@routes.get("/ace/getstream")
+async def get_stream(request: web.Request) -> web.StreamResponse:
+    """Stream a channel: join its shared engine session, or start one."""
+    settings = request.app[SETTINGS]
+    content = parse_content(request.query, allow_url=settings.allow_url_input)
+    log.info("player_joining", content=content.key, peer=request.remote)
+    async with request.app[REGISTRY].play(content) as player:
+        response = web.StreamResponse(status=200, headers=_STREAM_HEADERS)
+        await response.prepare(request)
+        await _feed(response, player, settings.stall_timeout_s)
+    return response
+
+
+async def _feed(response: web.StreamResponse, player: Player, write_timeout_s: float) -> None:
+    sent = 0
+    try:
+        async for data in player.chunks():
+            async with asyncio.timeout(write_timeout_s):
+                await response.write(data)
+            sent += len(data)
+    except (ConnectionError, TimeoutError):
+        log.info("player_left", bytes=sent)
+    except PlayerTooSlow as exc:
+        log.warning("player_dropped", reason="too slow", detail=str(exc), bytes=sent)
+    except BroadcastEnded as exc:
+        log.warning("player_stream_ended", reason=exc.reason, bytes=sent)
+    else:
+        log.info("player_stream_ended", bytes=sent)

@@ -1,0 +1,157 @@
+"""Fan-out of one upstream to many players through one shared window of chunks.
+
+Every chunk is stored once; each player keeps only a cursor into the window. A slow player never
+slows the others: when its cursor falls out of the window (it is ``window_bytes`` behind the live
+edge) it is dropped. The window is large enough to absorb the engine's initial burst, and it only
+holds what some player still has to read (plus nothing once everyone is at the live edge), so
+memory follows the slowest player, not the number of players.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+
+class PlayerTooSlow(Exception):
+    """The player fell further behind the live edge than the window holds."""
+
+
+class BroadcastEnded(Exception):
+    """The upstream ended with an error; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Broadcast:
+    """A window of published chunks with absolute sequence numbers, and its subscribers."""
+
+    def __init__(self, window_bytes: int, max_read_bytes: int = 512 * 1024) -> None:
+        self.window_bytes = window_bytes
+        self.max_read_bytes = max_read_bytes
+        self._chunks: deque[bytes] = deque()
+        self._first_seq = 0  # sequence number of self._chunks[0]
+        self._held = 0  # bytes in the window
+        self._published = 0  # bytes ever published
+        self._subscribers: set[Subscriber] = set()
+        self._closed = False
+        self._error: str | None = None
+        self._wakeup = asyncio.Event()
+
+    @property
+    def next_seq(self) -> int:
+        return self._first_seq + len(self._chunks)
+
+    @property
+    def bytes_published(self) -> int:
+        return self._published
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, chunk: bytes) -> None:
+        """Append a chunk at the live edge and wake the readers."""
+        if self._closed or not chunk:
+            return
+        self._chunks.append(chunk)
+        self._held += len(chunk)
+        self._published += len(chunk)
+        self._trim()
+        self._wake()
+
+    def close(self, error: str | None = None) -> None:
+        """No more chunks: readers drain what they have, then see the end (or the error)."""
+        if not self._closed:
+            self._closed = True
+            self._error = error
+            self._wake()
+
+    def subscribe(self) -> Subscriber:
+        """A new reader, starting at the live edge."""
+        subscriber = Subscriber(self, self.next_seq)
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+        self._trim()
+
+    def _read(self, subscriber: Subscriber) -> bytes | None:
+        """What ``subscriber`` can read now: data, ``b""`` when it must wait, None at the end."""
+        if subscriber.position < self._first_seq:
+            raise PlayerTooSlow(f"{self._first_seq - subscriber.position} chunks behind")
+        index = subscriber.position - self._first_seq
+        if index < len(self._chunks):
+            return self._take(subscriber, index)
+        if self._closed:
+            if self._error is not None:
+                raise BroadcastEnded(self._error)
+            return None
+        return b""
+
+    def _take(self, subscriber: Subscriber, index: int) -> bytes:
+        first = self._chunks[index]
+        subscriber.position += 1
+        if len(first) >= self.max_read_bytes or index + 1 == len(self._chunks):
+            return first  # the common case at the live edge: no copy
+        parts, size = [first], len(first)
+        for chunk in self._iter_from(index + 1):
+            if size + len(chunk) > self.max_read_bytes:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+            subscriber.position += 1
+        return b"".join(parts)
+
+    def _iter_from(self, index: int) -> list[bytes]:
+        stop = min(len(self._chunks), index + 64)
+        return [self._chunks[i] for i in range(index, stop)]
+
+    def _trim(self) -> None:
+        # Drop chunks every subscriber has read, and anything beyond the window.
+        slowest = min((s.position for s in self._subscribers), default=self.next_seq)
+        while self._chunks and (self._first_seq < slowest or self._held > self.window_bytes):
+            if len(self._chunks) == 1 and self._first_seq >= slowest:
+                break  # keep the live edge itself readable by whoever is on it
+            self._held -= len(self._chunks.popleft())
+            self._first_seq += 1
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+        self._wakeup = asyncio.Event()
+
+
+class Subscriber:
+    """One player's cursor into a broadcast."""
+
+    __slots__ = ("_broadcast", "position")
+
+    def __init__(self, broadcast: Broadcast, position: int) -> None:
+        self._broadcast = broadcast
+        self.position = position
+
+    async def read(self) -> bytes | None:
+        """The next data (at least one chunk), or None once the broadcast ended cleanly.
+
+        Raises :class:`PlayerTooSlow` when this player was left behind and
+        :class:`BroadcastEnded` when the upstream failed.
+        """
+        while True:
+            data = self._broadcast._read(self)
+            if data is None or data:
+                return data
+            await self._broadcast._wakeup.wait()
+
+    def close(self) -> None:
+        self._broadcast.unsubscribe(self)

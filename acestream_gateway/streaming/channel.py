@@ -1,0 +1,171 @@
+"""One channel: a claim on an engine, one engine session, one reader of its stream, a broadcast.
+
+The channel's upstream task is the only reader of the engine's playback URL (the engine serves it
+to one reader only). Whatever ends it, the engine session is stopped and the claim released in
+``finally``, so no session or slot is leaked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import structlog
+
+from ..engines.client import EngineClient, EngineError, EngineSession, new_pid
+from ..engines.model import ContentRef
+from ..engines.pool import Claim, EnginePool, NoCapacity
+from ..logs import get_logger
+from .broadcast import Broadcast
+from .mpegts import TsAligner
+
+log = get_logger(__name__)
+
+_READ_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long each phase of an upstream may take (seconds)."""
+
+    first_data_s: float
+    stall_s: float
+
+
+class UpstreamFailed(Exception):
+    """The channel could not start; ``status`` is the HTTP status a player should see."""
+
+    def __init__(self, reason: str, status: int, retry_after_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class Channel:
+    """A content's shared upstream; created and owned by the registry."""
+
+    def __init__(
+        self,
+        content: ContentRef,
+        *,
+        pool: EnginePool,
+        client: EngineClient,
+        timeouts: Timeouts,
+        window_bytes: int,
+    ) -> None:
+        self.content = content
+        self.broadcast = Broadcast(window_bytes)
+        self.started_at = time.time()
+        self.session: EngineSession | None = None
+        self.claim: Claim | None = None
+        self.players = 0
+        self._pool = pool
+        self._client = client
+        self._timeouts = timeouts
+        self._started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def wait_started(self) -> None:
+        """Return once the engine session exists; raise :class:`UpstreamFailed` if it never will."""
+        await asyncio.shield(self._started)
+
+    async def run(self) -> None:
+        """The upstream task: claim, start, read until the end, then always clean up."""
+        structlog.contextvars.bind_contextvars(content=self.content.key)
+        try:
+            await self._run()
+        except UpstreamFailed as exc:
+            self._fail(exc)
+        except asyncio.CancelledError:
+            self._fail(UpstreamFailed("channel closed", 503))
+            raise
+        finally:
+            self.broadcast.close("upstream ended")  # no-op when it already ended
+
+    async def _run(self) -> None:
+        try:
+            claim = await self._pool.claim(self.content.key)
+        except NoCapacity as exc:
+            raise UpstreamFailed(exc.reason, 503, exc.retry_after_s) from None
+        self.claim = claim
+        structlog.contextvars.bind_contextvars(engine=claim.engine.name)
+        try:
+            session = await self._start_session(claim)
+            try:
+                await self._play(session, claim)
+            finally:
+                await self._stop_session(session)
+        finally:
+            claim.release()
+
+    async def _start_session(self, claim: Claim) -> EngineSession:
+        try:
+            session = await self._client.start_session(
+                claim.engine.address, self.content, new_pid()
+            )
+        except EngineError as exc:
+            log.warning("engine_session_refused", reason=exc.reason)
+            raise UpstreamFailed(exc.reason, 502) from None
+        self.session = session
+        log.info("engine_session_started", infohash=session.infohash, pid=session.pid)
+        if not self._started.done():
+            self._started.set_result(None)
+        return session
+
+    async def _play(self, session: EngineSession, claim: Claim) -> None:
+        try:
+            async with asyncio.timeout(self._timeouts.first_data_s):
+                response = await self._client.open_stream(session)
+        except TimeoutError:
+            log.warning("upstream_no_data", timeout_s=self._timeouts.first_data_s)
+            self.broadcast.close(f"engine sent no data in {self._timeouts.first_data_s:g} s")
+            return
+        except EngineError as exc:
+            log.warning("upstream_open_failed", reason=exc.reason)
+            self.broadcast.close(exc.reason)
+            return
+        claim.activate()
+        try:
+            reason = await self._pump(response)
+        finally:
+            response.release()
+        self.broadcast.close(reason)
+
+    async def _pump(self, response: aiohttp.ClientResponse) -> str | None:
+        """Copy the engine's stream into the broadcast; the reason it ended (None: clean EOF)."""
+        aligner = TsAligner()
+        timeout = self._timeouts.first_data_s
+        first = True
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await response.content.read(_READ_SIZE)
+            except TimeoutError:
+                log.warning("upstream_stalled", timeout_s=timeout)
+                return f"engine stalled for {timeout:g} s"
+            except aiohttp.ClientError as exc:
+                log.warning("upstream_broken", error=repr(exc))
+                return "engine stream broke"
+            if not data:
+                log.info("upstream_ended", bytes=self.broadcast.bytes_published)
+                return None
+            if first:
+                log.info("upstream_first_data")
+                first, timeout = False, self._timeouts.stall_s
+            self.broadcast.publish(aligner.feed(data))
+
+    async def _stop_session(self, session: EngineSession) -> None:
+        try:
+            await self._client.stop_session(session)
+        except EngineError as exc:
+            log.warning("engine_session_stop_failed", reason=exc.reason)
+        else:
+            log.info("engine_session_stopped")
+
+    def _fail(self, exc: UpstreamFailed) -> None:
+        if not self._started.done():
+            self._started.set_exception(exc)
+            self._started.exception()  # retrieved here: players may all have gone already
+        self.broadcast.close(exc.reason)

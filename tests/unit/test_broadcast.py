@@ -1,0 +1,120 @@
+"""Fan-out: every player gets every byte in order; a slow one is dropped, never slowing others."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from acestream_gateway.streaming.broadcast import (
+    Broadcast,
+    BroadcastEnded,
+    PlayerTooSlow,
+    Subscriber,
+)
+
+
+async def drain(subscriber: Subscriber) -> bytes:
+    out = bytearray()
+    while (data := await subscriber.read()) is not None:
+        out += data
+    return bytes(out)
+
+
+async def test_players_at_the_live_edge_get_everything_published_after_they_joined() -> None:
+    broadcast = Broadcast(window_bytes=1 << 20)
+    early = broadcast.subscribe()
+    broadcast.publish(b"a" * 10)
+    late = broadcast.subscribe()
+    broadcast.publish(b"b" * 10)
+    broadcast.close()
+    assert await drain(early) == b"a" * 10 + b"b" * 10
+    assert await drain(late) == b"b" * 10
+
+
+async def test_a_player_left_further_behind_than_the_window_is_dropped() -> None:
+    broadcast = Broadcast(window_bytes=100)
+    slow = broadcast.subscribe()
+    fast = broadcast.subscribe()
+    for _ in range(20):
+        broadcast.publish(b"x" * 10)
+        assert await fast.read() == b"x" * 10
+    with pytest.raises(PlayerTooSlow):
+        await slow.read()
+
+
+async def test_the_window_holds_an_initial_burst_for_a_player_that_reads_it_later() -> None:
+    broadcast = Broadcast(window_bytes=32 << 20)
+    player = broadcast.subscribe()
+    burst = [bytes([i]) * 188 * 100 for i in range(100)]  # ~1.9 MB at once
+    for chunk in burst:
+        broadcast.publish(chunk)
+    broadcast.close()
+    assert await drain(player) == b"".join(burst)
+
+
+async def test_memory_is_released_once_every_player_has_read() -> None:
+    broadcast = Broadcast(window_bytes=1 << 20)
+    player = broadcast.subscribe()
+    broadcast.publish(b"x" * 1000)
+    broadcast.publish(b"y" * 1000)
+    await player.read()
+    broadcast.publish(b"z" * 10)
+    assert broadcast.held_bytes <= 10 + 1000
+    player.close()
+    broadcast.publish(b"w" * 10)
+    assert broadcast.held_bytes <= 10
+
+
+async def test_an_upstream_failure_reaches_players_after_their_data() -> None:
+    broadcast = Broadcast(window_bytes=1 << 20)
+    player = broadcast.subscribe()
+    broadcast.publish(b"data")
+    broadcast.close("engine stalled")
+    assert await player.read() == b"data"
+    with pytest.raises(BroadcastEnded, match="engine stalled"):
+        await player.read()
+
+
+async def test_a_waiting_reader_wakes_on_publish() -> None:
+    broadcast = Broadcast(window_bytes=1 << 20)
+    player = broadcast.subscribe()
+    reading = asyncio.create_task(player.read())
+    await asyncio.sleep(0)
+    assert not reading.done()
+    broadcast.publish(b"now")
+    assert await asyncio.wait_for(reading, 1) == b"now"
+
+
+@settings(deadline=None)
+@given(
+    st.lists(st.binary(min_size=1, max_size=300), max_size=40),
+    st.lists(st.integers(0, 5), min_size=1, max_size=5),
+)
+def test_every_subscriber_reads_the_exact_byte_sequence(
+    chunks: list[bytes], pauses: list[int]
+) -> None:
+    async def scenario() -> None:
+        broadcast = Broadcast(window_bytes=1 << 20, max_read_bytes=256)
+        subscribers = [broadcast.subscribe() for _ in pauses]
+
+        async def reader(index: int) -> bytes:
+            out = bytearray()
+            sub = subscribers[index]
+            while (data := await sub.read()) is not None:
+                out += data
+                for _ in range(pauses[index]):
+                    await asyncio.sleep(0)
+            return bytes(out)
+
+        readers = [asyncio.create_task(reader(i)) for i in range(len(pauses))]
+        for chunk in chunks:
+            broadcast.publish(chunk)
+            await asyncio.sleep(0)
+        broadcast.close()
+        results = await asyncio.gather(*readers)
+        assert all(r == b"".join(chunks) for r in results)
+
+    asyncio.run(scenario())

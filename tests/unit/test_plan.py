@@ -1,0 +1,100 @@
+"""The fleet plan: MIN_REPLICAS counts empty engines, MAX is a hard cap, reaping is careful."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
+from acestream_gateway.engines.pool import EngineLoad
+from acestream_gateway.fleet.plan import plan_fleet
+
+NOW = 1000.0
+
+
+def load(
+    n: int, streams: int = 0, state: EngineState = EngineState.READY, idle_for: float | None = None
+) -> EngineLoad:
+    engine = Engine(
+        id=f"e{n}",
+        name=f"engine-{n:02d}",
+        address=EngineAddress("127.0.0.1", 19000 + n),
+        state=state,
+    )
+    idle_since = None if streams else NOW - (idle_for if idle_for is not None else 0.0)
+    return EngineLoad(engine, pending=0, active=streams, idle_since=idle_since)
+
+
+def test_ten_busy_engines_and_min_one_start_an_eleventh() -> None:
+    loads = [load(i, streams=1) for i in range(10)]
+    plan = plan_fleet(loads, min_replicas=1, max_replicas=20, grace_s=30, now=NOW)
+    assert plan.start == 1
+    assert plan.remove == ()
+
+
+def test_starting_engines_count_as_spares() -> None:
+    loads = [load(0, streams=1), load(1, state=EngineState.STARTING)]
+    assert plan_fleet(loads, min_replicas=1, max_replicas=5, grace_s=30, now=NOW).start == 0
+
+
+def test_the_fleet_never_grows_past_max() -> None:
+    loads = [load(i, streams=2) for i in range(4)]
+    assert plan_fleet(loads, min_replicas=3, max_replicas=5, grace_s=30, now=NOW).start == 1
+
+
+def test_an_idle_surplus_engine_is_reaped_only_after_the_grace_period() -> None:
+    young = [load(0, idle_for=10), load(1, idle_for=10)]
+    assert plan_fleet(young, min_replicas=1, max_replicas=5, grace_s=30, now=NOW).remove == ()
+    old = [load(0, idle_for=100), load(1, idle_for=40)]
+    assert plan_fleet(old, min_replicas=1, max_replicas=5, grace_s=30, now=NOW).remove == ("e0",)
+
+
+def test_unhealthy_idle_engines_are_replaced() -> None:
+    loads = [load(0, state=EngineState.UNHEALTHY), load(1, streams=1)]
+    plan = plan_fleet(loads, min_replicas=1, max_replicas=2, grace_s=30, now=NOW)
+    assert plan.remove == ("e0",)
+    assert plan.start == 1
+
+
+fleet = st.lists(
+    st.tuples(
+        st.integers(0, 3),
+        st.sampled_from(list(EngineState)),
+        st.floats(0, 200),
+    ),
+    max_size=25,
+).map(
+    lambda specs: [load(i, streams, state, idle) for i, (streams, state, idle) in enumerate(specs)]
+)
+
+
+@given(fleet, st.integers(1, 10), st.integers(1, 25))
+def test_plan_rules_hold_for_any_fleet(
+    loads: list[EngineLoad], min_replicas: int, max_replicas: int
+) -> None:
+    min_replicas = min(min_replicas, max_replicas)
+    plan = plan_fleet(
+        loads, min_replicas=min_replicas, max_replicas=max_replicas, grace_s=30, now=NOW
+    )
+    by_id = {x.engine.id: x for x in loads}
+    removed = [by_id[i] for i in plan.remove]
+    assert len(set(plan.remove)) == len(plan.remove)
+    assert all(x.streams == 0 for x in removed), "never remove an engine that carries a stream"
+    kept = [x for x in loads if x.engine.id not in plan.remove]
+    assert len(kept) + plan.start <= max(max_replicas, len(kept)), "never grow past MAX"
+    if len(kept) <= max_replicas:
+        assert len(kept) + plan.start <= max_replicas
+    spares_kept = sum(
+        1
+        for x in kept
+        if x.streams == 0 and x.engine.state in (EngineState.READY, EngineState.STARTING)
+    )
+    if len(loads) <= max_replicas:
+        # Spares reach MIN_REPLICAS unless MAX leaves no room beside the other engines;
+        # reaping never takes them below it, and only engines idle past the grace period go.
+        others = len(kept) - spares_kept
+        assert spares_kept + plan.start >= min(min_replicas, max_replicas - others)
+        for x in removed:
+            if x.engine.state is EngineState.READY:
+                assert x.idle_since is not None
+                assert NOW - x.idle_since >= 30

@@ -1,0 +1,220 @@
+"""The engine pool: capacity counted in engines, atomic claims, under any interleaving."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import cast
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
+from acestream_gateway.engines.pool import (
+    Claim,
+    EnginePool,
+    NoCapacity,
+    choose_engine,
+    count_capacity,
+)
+
+STATES = list(EngineState)
+
+
+def engine(n: int, state: EngineState = EngineState.READY) -> Engine:
+    return Engine(
+        id=f"e{n}", name=f"engine-{n}", address=EngineAddress("127.0.0.1", 19000 + n), state=state
+    )
+
+
+def pool_with(
+    *engines: Engine, max_streams: int = 2, max_engines: int = 20, wait: float = 0.05
+) -> EnginePool:
+    pool = EnginePool(
+        max_streams_per_engine=max_streams, max_engines=max_engines, provision_wait_s=wait
+    )
+    for e in engines:
+        pool.add(e)
+    return pool
+
+
+def assert_rules(pool: EnginePool) -> None:
+    capacity = pool.capacity()
+    assert 0 <= capacity.used <= capacity.total
+    assert capacity.available == capacity.total - capacity.used
+    for load in pool.snapshot():
+        assert load.streams <= pool.max_streams_per_engine
+
+
+engines_st = st.lists(
+    st.tuples(st.sampled_from(STATES), st.integers(0, 4)), min_size=0, max_size=8
+).map(
+    lambda specs: (
+        [engine(i, state) for i, (state, _) in enumerate(specs)],
+        {f"e{i}": load for i, (_, load) in enumerate(specs)},
+    )
+)
+
+
+@given(engines_st, st.integers(1, 4))
+def test_choice_is_a_ready_engine_with_room_and_the_least_loaded(
+    data: tuple[list[Engine], dict[str, int]], max_streams: int
+) -> None:
+    engines, loads = data
+    chosen = choose_engine(engines, loads, max_streams)
+    with_room = [e for e in engines if e.state is EngineState.READY and loads[e.id] < max_streams]
+    if not with_room:
+        assert chosen is None
+        return
+    assert chosen in with_room
+    assert loads[chosen.id] == min(loads[e.id] for e in with_room)
+
+
+@given(engines_st, st.integers(1, 4))
+def test_used_never_exceeds_total_whatever_the_streams_per_engine(
+    data: tuple[list[Engine], dict[str, int]], max_streams: int
+) -> None:
+    engines, loads = data
+    capacity = count_capacity(engines, loads, max_streams)
+    assert 0 <= capacity.used <= capacity.total
+    assert capacity.used == sum(1 for e in engines if loads[e.id] > 0)
+    assert capacity.streams == sum(loads.values())
+
+
+async def test_claims_fill_the_least_loaded_engine_first() -> None:
+    pool = pool_with(engine(1), engine(2), max_streams=2)
+    first = await pool.claim("a")
+    second = await pool.claim("b")
+    assert {first.engine.id, second.engine.id} == {"e1", "e2"}
+    assert pool.capacity().used == 2
+    assert pool.capacity().available == 0
+
+
+async def test_a_full_fleet_refuses_at_once_with_a_reason() -> None:
+    pool = pool_with(engine(1), max_streams=1, max_engines=1, wait=30)
+    await pool.claim("a")
+    with pytest.raises(NoCapacity) as refused:
+        await asyncio.wait_for(pool.claim("b"), 1)
+    assert "MAX_ACTIVE_REPLICAS" in refused.value.reason
+    assert refused.value.retry_after_s > 0
+
+
+async def test_a_claim_waits_for_a_starting_engine_to_become_ready() -> None:
+    pool = pool_with(engine(1, EngineState.STARTING), wait=5)
+    waiting = asyncio.create_task(pool.claim("a"))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    pool.set_state("e1", EngineState.READY)
+    claim = await asyncio.wait_for(waiting, 1)
+    assert claim.engine.id == "e1"
+
+
+async def test_a_claim_gives_up_when_no_engine_becomes_ready_in_time() -> None:
+    pool = pool_with(engine(1, EngineState.STARTING), wait=0.05)
+    with pytest.raises(NoCapacity, match="no engine became ready"):
+        await pool.claim("a")
+
+
+async def test_a_blocked_fleet_refuses_with_its_reason() -> None:
+    pool = pool_with(max_engines=5, wait=5)
+    pool.block("cannot provision engines: image missing", retry_after_s=12)
+    with pytest.raises(NoCapacity) as refused:
+        await asyncio.wait_for(pool.claim("a"), 1)
+    assert refused.value.reason == "cannot provision engines: image missing"
+    assert refused.value.retry_after_s == 12
+
+
+async def test_release_is_idempotent_and_frees_the_engine() -> None:
+    pool = pool_with(engine(1), max_streams=1)
+    claim = await pool.claim("a")
+    claim.activate()
+    claim.release()
+    claim.release()
+    assert pool.capacity().used == 0
+    assert (await pool.claim("b")).engine.id == "e1"
+
+
+async def test_idle_time_starts_when_the_last_claim_is_released() -> None:
+    now = [100.0]
+    pool = EnginePool(
+        max_streams_per_engine=2, max_engines=2, provision_wait_s=1, clock=lambda: now[0]
+    )
+    pool.add(engine(1))
+    claim = await pool.claim("a")
+    assert pool.snapshot()[0].idle_since is None
+    now[0] = 150.0
+    claim.release()
+    assert pool.snapshot()[0].idle_since == 150.0
+
+
+async def test_a_large_burst_never_overfills_an_engine() -> None:
+    pool = pool_with(*(engine(i) for i in range(5)), max_streams=3, max_engines=5, wait=0.2)
+    results = await asyncio.gather(
+        *(pool.claim(f"c{i}") for i in range(500)), return_exceptions=True
+    )
+    claims = [r for r in results if isinstance(r, Claim)]
+    refused = [r for r in results if isinstance(r, NoCapacity)]
+    assert len(claims) == 15
+    assert len(refused) == 485
+    assert_rules(pool)
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("claim"), st.integers(0, 50)),
+        st.tuples(st.just("release"), st.integers(0, 50)),
+        st.tuples(st.just("activate"), st.integers(0, 50)),
+        st.tuples(st.just("state"), st.tuples(st.integers(0, 3), st.sampled_from(STATES))),
+        st.tuples(st.just("add"), st.integers(4, 7)),
+        st.tuples(st.just("remove"), st.integers(0, 7)),
+        st.tuples(st.just("yield"), st.integers(0, 3)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(operations, st.integers(1, 3), st.randoms(use_true_random=False))
+def test_rules_hold_under_any_interleaving_of_claims_releases_and_fleet_changes(
+    ops: list[tuple[str, object]], max_streams: int, rnd: random.Random
+) -> None:
+    async def scenario() -> None:
+        pool = pool_with(
+            *(engine(i) for i in range(4)), max_streams=max_streams, max_engines=8, wait=0.01
+        )
+        claims: list[Claim] = []
+        tasks: list[asyncio.Task[Claim]] = []
+
+        async def claimer(key: str) -> Claim:
+            await asyncio.sleep(0)
+            claim = await pool.claim(key)
+            claims.append(claim)
+            assert_rules(pool)
+            return claim
+
+        for op, arg in ops:
+            if op == "claim":
+                tasks.append(asyncio.create_task(claimer(f"k{arg}")))
+            elif op == "release" and claims:
+                claims.pop(rnd.randrange(len(claims))).release()
+            elif op == "activate" and claims:
+                claims[rnd.randrange(len(claims))].activate()
+            elif op == "state":
+                index, state = cast(tuple[int, EngineState], arg)
+                pool.set_state(f"e{index}", state)
+            elif op == "add":
+                pool.add(engine(cast(int, arg)))
+            elif op == "remove":
+                pool.remove(f"e{arg}")
+            elif op == "yield":
+                for _ in range(cast(int, arg)):
+                    await asyncio.sleep(0)
+            assert_rules(pool)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert_rules(pool)
+        for claim in claims:
+            claim.release()
+        assert pool.capacity().used == 0
+
+    asyncio.run(scenario())

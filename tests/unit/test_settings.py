@@ -1,0 +1,130 @@
+"""Settings: defaults work, every bad value is refused with a message naming its variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from acestream_gateway.settings import PortRange, Settings, describe_errors
+
+
+def errors_for(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    return describe_errors(caught.value)
+
+
+def test_defaults_work_out_of_the_box() -> None:
+    settings = Settings()
+    assert settings.min_replicas == 1
+    assert settings.max_active_replicas == 20
+    assert settings.port_range_host == PortRange((19000, 19999))
+    assert settings.gateway_port == 8000
+    assert settings.engine_host_address == "127.0.0.1"
+
+
+def test_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIN_REPLICAS", "3")
+    monkeypatch.setenv("MAX_ACTIVE_REPLICAS", "7")
+    monkeypatch.setenv("PORT_RANGE_HOST", "20000-20010")
+    monkeypatch.setenv("ENGINE_ARGS", "--client-console --http-port {port} --bind-all")
+    monkeypatch.setenv("ENGINE_ENV", '{"P2P": "{port}"}')
+    settings = Settings()
+    assert (settings.min_replicas, settings.max_active_replicas) == (3, 7)
+    assert (settings.port_range_host.lo, settings.port_range_host.hi) == (20000, 20010)
+    assert settings.engine_command(20001) == [
+        "--client-console",
+        "--http-port",
+        "20001",
+        "--bind-all",
+    ]
+    assert settings.engine_environment(20001) == {"P2P": "20001"}
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_min_replicas_below_one_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    (line,) = errors_for(monkeypatch, MIN_REPLICAS=value)
+    assert line.startswith("MIN_REPLICAS: must be >= 1")
+
+
+def test_min_replicas_above_max_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    (line,) = errors_for(monkeypatch, MIN_REPLICAS="5", MAX_ACTIVE_REPLICAS="4")
+    assert "MIN_REPLICAS (5) must not exceed MAX_ACTIVE_REPLICAS (4)" in line
+
+
+@pytest.mark.parametrize("value", ["19000", "a-b", "20000-19000", "0-10", "1-70000", "1--2"])
+def test_malformed_port_range_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    (line,) = errors_for(monkeypatch, PORT_RANGE_HOST=value)
+    assert line.startswith("PORT_RANGE_HOST:")
+
+
+def test_port_range_smaller_than_the_fleet_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    (line,) = errors_for(monkeypatch, PORT_RANGE_HOST="19000-19004", MAX_ACTIVE_REPLICAS="6")
+    assert "has 5 ports, fewer than MAX_ACTIVE_REPLICAS (6)" in line
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_ACTIVE_REPLICAS", "zero"),
+        ("MAX_STREAMS_PER_ENGINE", "0"),
+        ("GATEWAY_PORT", "70000"),
+        ("ENGINE_ARGS", "--http-port {prot}"),
+        ("ENGINE_ENV", "not json"),
+        ("LOG_LEVEL", "loud"),
+        ("GATEWAY_INSTANCE_NAME", "two words"),
+        ("STALL_TIMEOUT_S", "-1"),
+    ],
+)
+def test_each_bad_value_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    lines = errors_for(monkeypatch, **{name: value})
+    assert any(line.startswith(f"{name}:") for line in lines), lines
+
+
+def test_secrets_are_masked_when_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEY", "s3cret")
+    shown = Settings().masked()
+    assert shown["API_KEY"] == "********"
+    assert shown["PORT_RANGE_HOST"] == "19000-19999"
+    assert "s3cret" not in repr(shown)
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "acestream_gateway", *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_bad_value_stops_the_process_with_one_line_and_no_traceback() -> None:
+    result = run_cli("check-config", env={"MIN_REPLICAS": "0"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "acestream-gateway: configuration error: MIN_REPLICAS: must be >= 1: "
+        "the gateway always keeps an empty engine, got 0 (got '0')"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_prints_the_effective_configuration() -> None:
+    result = run_cli("check-config", env={"API_KEY": "hunter2", "MIN_REPLICAS": "2"})
+    assert result.returncode == 0, result.stderr
+    assert '"MIN_REPLICAS": 2' in result.stdout
+    assert "hunter2" not in result.stdout
+
+
+def test_version_is_printed() -> None:
+    result = run_cli("--version", env={})
+    assert result.returncode == 0
+    assert result.stdout.startswith("acestream-gateway ")
