@@ -17,7 +17,7 @@ from .engines.pool import EnginePool
 from .fleet.docker import docker_client
 from .fleet.reconciler import Reconciler
 from .http import ops, players
-from .http.errors import error_middleware
+from .http.errors import error_middleware, request_context
 from .http.keys import POOL, REGISTRY, SETTINGS
 from .logs import get_logger
 from .settings import Settings
@@ -30,16 +30,23 @@ ENGINE_CLIENT = web.AppKey("engine_client", EngineClient)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The gateway as an aiohttp application; nothing runs until it starts."""
-    app = web.Application(middlewares=[error_middleware])
+def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Application:
+    """The gateway as an aiohttp application; nothing runs until it starts.
+
+    Without the fleet no Docker client is made and engines are whatever is added to the pool
+    (the data path's tests feed it engine emulators running as local processes).
+    """
+    app = web.Application(middlewares=[request_context, error_middleware])
     app[SETTINGS] = settings
     app[POOL] = EnginePool(
         max_streams_per_engine=settings.max_streams_per_engine,
         max_engines=settings.max_active_replicas,
         provision_wait_s=settings.provision_wait_s,
     )
-    app.cleanup_ctx.extend([_engine_client, _fleet, _registry])
+    app.cleanup_ctx.append(_engine_client)
+    if with_fleet:
+        app.cleanup_ctx.append(_fleet)
+    app.cleanup_ctx.append(_registry)
     app.add_routes(players.routes)
     app.add_routes(ops.routes)
     return app

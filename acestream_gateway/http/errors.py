@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 
+import structlog
 from aiohttp import web
 
 from ..logs import get_logger
@@ -20,6 +22,14 @@ def json_error(
 ) -> web.Response:
     headers = {"Retry-After": str(max(1, round(retry_after_s)))} if retry_after_s else None
     return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id (the caller's ``X-Request-ID`` or a new one) to every log event."""
+    request_id = request.headers.get("X-Request-ID", "")[:64] or secrets.token_hex(6)
+    structlog.contextvars.bind_contextvars(request_id=request_id, path=request.path)
+    return await handler(request)
 
 
 @web.middleware

@@ -30,7 +30,7 @@ async def probe_stream(request: web.Request) -> web.StreamResponse:
     return web.Response(status=200, headers=_STREAM_HEADERS)
 
 
-@routes.get("/ace/getstream")
+@routes.get("/ace/getstream", allow_head=False)
 async def get_stream(request: web.Request) -> web.StreamResponse:
     """Stream a channel: join its shared engine session, or start one."""
     settings = request.app[SETTINGS]

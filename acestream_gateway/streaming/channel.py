@@ -73,6 +73,8 @@ class Channel:
 
     async def run(self) -> None:
         """The upstream task: claim, start, read until the end, then always clean up."""
+        # A long-lived task: start from a fresh log context, not the first player's request.
+        structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(content=self.content.key)
         try:
             await self._run()

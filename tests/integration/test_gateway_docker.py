@@ -1,0 +1,152 @@
+"""End to end with a real Docker daemon, the emulator image and ffprobe as the player.
+
+``acestream-gateway serve`` runs in a subprocess as a user would run it; the test looks at the
+containers through the docker CLI and at the engine through the emulator's own counters.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support import (
+    CHANNEL,
+    GatewayProcess,
+    containers_of,
+    emulator_image,
+    ffprobe_streams,
+    free_port,
+    free_port_range,
+    need_docker,
+    remove_containers_of,
+    wait_until,
+)
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def instance() -> Iterator[str]:
+    need_docker()
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    yield name
+    remove_containers_of(name)
+
+
+@pytest.fixture
+def gateway_env(instance: str) -> dict[str, str]:
+    lo, hi = free_port_range(4)
+    return {
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(free_port()),
+        "GATEWAY_INSTANCE_NAME": instance,
+        "ENGINE_IMAGE": emulator_image(),
+        "ENGINE_ARGS": "--client-console --http-port {port} --bind-all",
+        "ENGINE_ENV": '{"EMULATOR_BURST_BYTES": "2000000", "EMULATOR_PREBUFFER_S": "0.5"}',
+        "MIN_REPLICAS": "1",
+        "MAX_ACTIVE_REPLICAS": "3",
+        "MAX_STREAMS_PER_ENGINE": "1",
+        "PORT_RANGE_HOST": f"{lo}-{hi}",
+        "ENGINE_GRACE_PERIOD_S": "600",
+        "STREAM_LINGER_S": "0.5",
+        "HEALTH_CHECK_INTERVAL_S": "1",
+    }
+
+
+def engine_port(container: dict[str, Any]) -> int:
+    return int(container["Config"]["Labels"]["acestream-gateway.port"])
+
+
+async def emulator_stats(port: int) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}/emulator/stats") as resp:
+            body: dict[str, Any] = await resp.json()
+            return body
+
+
+async def test_a_player_plays_through_an_engine_container_the_gateway_started_and_adopts(
+    instance: str, gateway_env: dict[str, str], tmp_path: Path
+) -> None:
+    gateway = GatewayProcess(gateway_env, tmp_path / "gateway.log")
+    gateway.start()
+    try:
+        await gateway.wait_ready()
+
+        # MIN_REPLICAS=1: exactly one engine, labelled as ours, its port published on 127.0.0.1.
+        (container,) = containers_of(instance)
+        labels = container["Config"]["Labels"]
+        assert labels["acestream-gateway.managed"] == "true"
+        assert labels["acestream-gateway.instance"] == instance
+        port = engine_port(container)
+        lo, hi = map(int, gateway_env["PORT_RANGE_HOST"].split("-"))
+        assert lo <= port <= hi
+        bindings = container["HostConfig"]["PortBindings"][f"{port}/tcp"]
+        assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
+        assert container["State"]["Running"]
+
+        # A real player reads the stream through the gateway.
+        streams = await ffprobe_streams(f"{gateway.url}/ace/getstream?id={CHANNEL}&pid=42")
+        assert any(s["codec_type"] == "video" and s["codec_name"] == "h264" for s in streams)
+
+        # The player left: after the linger the engine session is stopped, nothing leaks.
+        async def session_stopped() -> bool:
+            stats = await emulator_stats(port)
+            return bool(stats["sessions_active"] == 0 and stats["sessions_stopped"] >= 1)
+
+        await wait_until(session_stopped, timeout_s=20)
+        stats = await emulator_stats(port)
+        assert stats["sessions_started"] == 1
+        assert stats["max_concurrent_readers"] == 1
+
+        # While the only engine was busy a spare was started (MIN_REPLICAS counts empty ones).
+        assert len(containers_of(instance)) == 2
+        before = {c["Id"] for c in containers_of(instance)}
+        assert gateway.stop() < 15, "shutdown must be prompt"
+        assert gateway.proc is not None
+        assert gateway.proc.returncode == 0
+
+        # Engines outlive the gateway; a new gateway adopts them: not duplicated, not wiped.
+        assert {c["Id"] for c in containers_of(instance) if c["State"]["Running"]} == before
+        again = GatewayProcess(gateway_env, tmp_path / "gateway-again.log")
+        again.start()
+        try:
+            await again.wait_ready()
+            await wait_until(lambda: again.event_names().count("engine_adopted") == 2, 30)
+            await wait_until(lambda: "fleet_adopted" in again.event_names(), 30)
+            assert {c["Id"] for c in containers_of(instance)} == before
+            assert "engine_started" not in again.event_names()
+            streams = await ffprobe_streams(f"{again.url}/ace/getstream?id={CHANNEL}")
+            assert any(s["codec_name"] == "h264" for s in streams)
+        finally:
+            again.stop()
+    finally:
+        gateway.stop()
+
+
+async def test_exited_engine_containers_are_removed_on_start(
+    instance: str, gateway_env: dict[str, str], tmp_path: Path
+) -> None:
+    gateway = GatewayProcess(gateway_env, tmp_path / "gateway.log")
+    gateway.start()
+    try:
+        await gateway.wait_ready()
+        (first,) = containers_of(instance)
+    finally:
+        gateway.stop()
+    subprocess.run(["docker", "stop", "-t", "2", first["Id"]], check=True, capture_output=True)
+    again = GatewayProcess(gateway_env, tmp_path / "again.log")
+    again.start()
+    try:
+        await again.wait_ready()
+        running = containers_of(instance)
+        assert first["Id"] not in {c["Id"] for c in running}
+        assert len(running) == 1
+        assert running[0]["State"]["Running"]
+    finally:
+        again.stop()

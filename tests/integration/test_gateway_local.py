@@ -1,0 +1,301 @@
+"""The data path end to end without Docker: the gateway in-process, engine emulators as local
+processes, players as aiohttp clients and ffprobe."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from acestream_gateway.app import create_app
+from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
+from acestream_gateway.http.keys import POOL
+from acestream_gateway.settings import Settings
+from tests.support import CHANNEL, ROOT, ffprobe_streams, free_port, wait_until
+
+OTHER = "0123456789abcdef0123456789abcdef01234567"
+
+
+class Emulator:
+    """The engine emulator as a local process on a loopback port."""
+
+    def __init__(self, **knobs: str) -> None:
+        self.port = free_port()
+        env = {**os.environ, **{f"EMULATOR_{k.upper()}": v for k, v in knobs.items()}}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "acestream_gateway.emulator",
+                "--client-console",
+                "--http-port",
+                str(self.port),
+                "--bind-all",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def wait_up(self) -> None:
+        async def answers() -> bool:
+            try:
+                await self.get("/webui/api/service?method=get_version")
+            except aiohttp.ClientError:
+                return False
+            return True
+
+        await wait_until(answers, timeout_s=20, interval_s=0.1)
+
+    async def get(self, path: str) -> Any:
+        async with aiohttp.ClientSession() as http, http.get(self.url + path) as resp:
+            return await resp.json(content_type=None)
+
+    async def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = await self.get("/emulator/stats")
+        return stats
+
+    async def control(self, **knobs: object) -> None:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(self.url + "/emulator/control", json=knobs) as resp:
+                assert resp.status == 200, await resp.text()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def emulators() -> Iterator[Callable[..., Emulator]]:
+    started: list[Emulator] = []
+
+    def start(**knobs: str) -> Emulator:
+        emulator = Emulator(**knobs)
+        started.append(emulator)
+        return emulator
+
+    yield start
+    for emulator in started:
+        emulator.stop()
+
+
+FAST = {"prebuffer_s": "0", "burst_bytes": "376000", "bitrate_bps": "2000000"}
+
+
+def settings(**overrides: object) -> Settings:
+    values: dict[str, Any] = {
+        "stream_linger_s": 0.2,
+        "keepalive_interval_s": 0.2,
+        "first_data_timeout_s": 10,
+        "stall_timeout_s": 2,
+        "provision_wait_s": 0.5,
+        "max_streams_per_engine": 2,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def gateway(cfg: Settings, *emulators: Emulator) -> AsyncIterator[TestServer]:
+    app = create_app(cfg, with_fleet=False)
+    for index, emulator in enumerate(emulators):
+        await emulator.wait_up()
+        app[POOL].add(
+            Engine(
+                id=f"emu{index}",
+                name=f"emulator-{index}",
+                address=EngineAddress("127.0.0.1", emulator.port),
+                state=EngineState.READY,
+            )
+        )
+    server = TestServer(app, host="127.0.0.1", port=free_port())
+    await server.start_server()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+def stream_url(server: TestServer, channel: str = CHANNEL, **extra: str) -> str:
+    query = "&".join(f"{k}={v}" for k, v in {"id": channel, **extra}.items())
+    return f"http://127.0.0.1:{server.port}/ace/getstream?{query}"
+
+
+async def read_some(
+    url: str, size: int, timeout_s: float = 20
+) -> tuple[aiohttp.ClientResponse, bytes]:
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(timeout_s), http.get(url) as resp:
+            data = await resp.content.readexactly(size) if resp.status == 200 else b""
+            return resp, data
+
+
+async def test_a_player_gets_mpeg_ts_from_the_engine_and_the_session_stops_when_it_leaves(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST)
+    async with gateway(settings(), engine) as server:
+        resp, data = await read_some(stream_url(server, pid="abc"), 188 * 500)
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "video/mp2t"
+        assert "Content-Length" not in resp.headers
+        assert all(data[i] == 0x47 for i in range(0, len(data), 188))
+
+        async def stopped() -> bool:
+            stats = await engine.stats()
+            return bool(stats["sessions_stopped"] == 1 and stats["sessions_active"] == 0)
+
+        await wait_until(stopped, timeout_s=10)
+        assert app_capacity(server)["used"] == 0
+
+
+def app_capacity(server: TestServer) -> dict[str, int]:
+    capacity = server.app[POOL].capacity()
+    return {"total": capacity.total, "used": capacity.used, "available": capacity.available}
+
+
+async def test_ffprobe_recognises_the_stream_through_the_gateway(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST)
+    async with gateway(settings(), engine) as server:
+        streams = await ffprobe_streams(stream_url(server))
+        assert any(s["codec_type"] == "video" and s["codec_name"] == "h264" for s in streams)
+
+
+async def test_head_answers_like_the_stream_without_starting_an_engine_session(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST)
+    async with gateway(settings(), engine) as server:
+        async with aiohttp.ClientSession() as http, http.head(stream_url(server)) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"] == "video/mp2t"
+        assert (await engine.stats())["sessions_started"] == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("", "one of id"),
+        ("?id=nothex", "40 hexadecimal"),
+        (f"?id={CHANNEL}&infohash={CHANNEL}", "exactly one input"),
+        (f"?magnet=magnet:?xt=urn:btih:{CHANNEL}", "disabled"),
+    ],
+)
+async def test_bad_input_gets_400_with_a_json_reason_and_touches_no_engine(
+    emulators: Callable[..., Emulator], query: str, reason: str
+) -> None:
+    engine = emulators(**FAST)
+    async with gateway(settings(), engine) as server:
+        url = f"http://127.0.0.1:{server.port}/ace/getstream{query}"
+        for method in ("GET", "HEAD"):
+            async with aiohttp.ClientSession() as http, http.request(method, url) as resp:
+                assert resp.status == 400
+                if method == "GET":
+                    body = await resp.json()
+                    assert body["error"] == "bad_request"
+                    assert reason in body["detail"]
+        assert (await engine.stats())["sessions_started"] == 0
+
+
+async def test_a_channel_the_engine_refuses_gets_502_and_releases_its_claim(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST, unknown_ids=CHANNEL)
+    async with gateway(settings(), engine) as server:
+        resp, _ = await read_some(stream_url(server), 0)
+        assert resp.status == 502
+        assert app_capacity(server)["used"] == 0
+
+
+async def test_no_engine_gets_503_with_retry_after_instead_of_a_hang() -> None:
+    async with gateway(settings(max_active_replicas=1, provision_wait_s=0.3)) as server:
+        started = time.monotonic()
+        async with aiohttp.ClientSession() as http, http.get(stream_url(server)) as resp:
+            assert resp.status == 503
+            assert int(resp.headers["Retry-After"]) >= 1
+            assert (await resp.json())["error"] == "no_capacity"
+        assert time.monotonic() - started < 5
+
+
+async def test_players_of_one_channel_share_one_engine_session(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST)
+    async with gateway(settings(), engine) as server:
+        results = await asyncio.gather(
+            *(read_some(stream_url(server), 188 * 200) for _ in range(5))
+        )
+        assert all(resp.status == 200 for resp, _ in results)
+        stats = await engine.stats()
+        assert stats["sessions_started"] == 1
+        assert stats["max_concurrent_readers"] == 1
+
+
+async def test_keepalive_null_packets_flow_while_the_engine_prebuffers(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**{**FAST, "prebuffer_s": "1.5"})
+    async with gateway(settings(keepalive_interval_s=0.2), engine) as server:
+        async with aiohttp.ClientSession() as http, http.get(stream_url(server)) as resp:
+            assert resp.status == 200
+            started = time.monotonic()
+            first = await asyncio.wait_for(resp.content.readexactly(188), 5)
+            assert time.monotonic() - started < 1.0, "headers and keep-alive go out at once"
+            assert first[0] == 0x47
+            assert ((first[1] & 0x1F) << 8 | first[2]) == 0x1FFF
+
+
+async def test_a_stalled_engine_ends_the_players_stream_and_the_session_is_stopped(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**{**FAST, "stall_after_s": "0.5", "burst_bytes": "188000"})
+    async with gateway(settings(stall_timeout_s=1.0, keepalive_interval_s=5), engine) as server:
+        async with aiohttp.ClientSession() as http, http.get(stream_url(server)) as resp:
+            assert resp.status == 200
+            async with asyncio.timeout(15):
+                body = await resp.content.read()
+            assert len(body) >= 188000
+        stats = await engine.stats()
+        assert stats["sessions_active"] == 0
+        assert app_capacity(server)["used"] == 0
+
+
+async def test_shutdown_stops_every_engine_session(emulators: Callable[..., Emulator]) -> None:
+    engine = emulators(**FAST)
+    async with gateway(settings(stream_linger_s=60), engine) as server:
+        await read_some(stream_url(server), 188 * 10)
+        await read_some(stream_url(server, OTHER), 188 * 10)
+        assert (await engine.stats())["sessions_active"] == 2
+    stats = await engine.stats()
+    assert stats["sessions_active"] == 0
+    assert stats["sessions_stopped"] == 2
+
+
+async def test_status_is_json(emulators: Callable[..., Emulator]) -> None:
+    engine = emulators(**FAST)
+    async with gateway(settings(), engine) as server, aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{server.port}/health") as resp:
+            assert json.loads(await resp.text()) == {"status": "ok"}
+        async with http.get(f"http://127.0.0.1:{server.port}/ready") as resp:
+            assert resp.status == 200

@@ -1,0 +1,237 @@
+"""Test equipment shared by the suites: real tools, real processes, real Docker, no mocks.
+
+Under CI a missing tool or Docker is a failure, never a skip: ``need`` decides which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHANNEL = "dd1e67078381739d14beca697356ab76d49d1a2d"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def need(condition: bool, what: str) -> None:
+    """Skip a test whose equipment is missing on a developer machine; fail it under CI."""
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(f"{what} is required under CI")
+    pytest.skip(f"{what} is not available")
+
+
+def need_ffprobe() -> str:
+    path = shutil.which("ffprobe")
+    need(path is not None, "ffprobe (Debian package ffmpeg)")
+    assert path is not None
+    return path
+
+
+def docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    result = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
+    return result.returncode == 0
+
+
+def need_docker() -> None:
+    need(docker_answers(), "a running Docker engine (scripts/ensure-docker)")
+
+
+def emulator_image() -> str:
+    """The engine emulator image: from EMULATOR_IMAGE, else built (or found) by its script."""
+    image = os.environ.get("EMULATOR_IMAGE", "").strip()
+    if image:
+        return image
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "emulator-image")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    need(result.returncode == 0, f"the emulator image ({result.stderr.strip()[-500:]})")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def free_port_range(size: int) -> tuple[int, int]:
+    """A run of ``size`` ports that are free now, from a spread-out random start."""
+    import random
+
+    for _ in range(100):
+        lo = random.randrange(20000, 60000 - size)
+        if all(_is_free(p) for p in range(lo, lo + size)):
+            return lo, lo + size - 1
+    raise RuntimeError("no free port range")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def docker_json(*args: str) -> Any:
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=60, check=True
+    )
+    return json.loads(result.stdout) if result.stdout.strip() else None
+
+
+def containers_of(instance: str) -> list[dict[str, Any]]:
+    """Inspect data of every container (any state) labelled for a gateway instance."""
+    ids = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-aq",
+            "--filter",
+            "label=acestream-gateway.managed=true",
+            "--filter",
+            f"label=acestream-gateway.instance={instance}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    if not ids:
+        return []
+    data: list[dict[str, Any]] = docker_json("inspect", *ids)
+    return data
+
+
+def remove_containers_of(instance: str) -> None:
+    ids = [c["Id"] for c in containers_of(instance)]
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=120, check=False)
+
+
+class GatewayProcess:
+    """``acestream-gateway serve`` in a subprocess, with its log kept for assertions."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, "LOG_FORMAT": "json", **env}
+        self.port = int(self.env["GATEWAY_PORT"])
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "acestream_gateway", "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            cwd=ROOT,
+        )
+        log.close()
+
+    def stop(self, timeout_s: float = 20) -> float:
+        """SIGTERM, then wait; returns how long the shutdown took."""
+        assert self.proc is not None
+        started = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        return time.monotonic() - started
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def event_names(self) -> list[str]:
+        return [str(e.get("event")) for e in self.events()]
+
+    async def wait_ready(self, timeout_s: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"gateway exited: {self.log_path.read_text()[-3000:]}")
+                try:
+                    async with http.get(self.url + "/ready") as resp:
+                        if resp.status == 200:
+                            body: dict[str, Any] = await resp.json()
+                            return body
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"gateway not ready: {self.log_path.read_text()[-3000:]}")
+
+
+async def ffprobe_streams(url: str, timeout_s: float = 60) -> list[dict[str, Any]]:
+    """What ffprobe, a real player toolchain, finds in a stream URL."""
+    proc = await asyncio.create_subprocess_exec(
+        need_ffprobe(),
+        "-v",
+        "error",
+        "-show_streams",
+        "-show_format",
+        "-of",
+        "json",
+        url,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    assert proc.returncode == 0, err.decode(errors="replace")
+    data = json.loads(out)
+    assert data["format"]["format_name"] == "mpegts", data
+    streams: list[dict[str, Any]] = data["streams"]
+    return streams
+
+
+async def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")
