@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     if with_fleet:
         app.cleanup_ctx.append(_fleet)
     app.cleanup_ctx.append(_registry)
+    app.on_shutdown.append(_end_players)
     app.add_routes(players.routes)
     app.add_routes(ops.routes)
     return app
@@ -77,6 +78,13 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def _end_players(app: web.Application) -> None:
+    # Streams never end by themselves: end them first, so the server's wait for open
+    # requests is short; the registry's cleanup then stops the engine sessions.
+    if REGISTRY in app:
+        app[REGISTRY].end_players("the gateway is shutting down")
 
 
 async def _registry(app: web.Application) -> AsyncIterator[None]:

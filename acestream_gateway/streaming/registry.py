@@ -95,6 +95,12 @@ class StreamRegistry:
             if channel.players == 0:
                 self._start_linger(channel)
 
+    def end_players(self, reason: str) -> None:
+        """End every player's stream now (shutdown); engine sessions stop in :meth:`close`."""
+        self._closing = True
+        for channel in self._channels.values():
+            channel.broadcast.close(reason)
+
     async def close(self) -> None:
         """Stop every channel (their engine sessions are stopped) and every timer."""
         self._closing = True

@@ -150,3 +150,28 @@ async def test_exited_engine_containers_are_removed_on_start(
         assert running[0]["State"]["Running"]
     finally:
         again.stop()
+
+
+async def test_shutdown_with_a_player_attached_is_prompt_and_stops_the_engine_session(
+    instance: str, gateway_env: dict[str, str], tmp_path: Path
+) -> None:
+    gateway = GatewayProcess({**gateway_env, "STREAM_LINGER_S": "60"}, tmp_path / "gw.log")
+    gateway.start()
+    try:
+        await gateway.wait_ready()
+        (container,) = containers_of(instance)
+        port = engine_port(container)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{gateway.url}/ace/getstream?id={CHANNEL}") as resp:
+                assert resp.status == 200
+                await resp.content.readexactly(188 * 1000)
+                assert (await emulator_stats(port))["sessions_active"] == 1
+                took = gateway.stop()
+                assert took < 8, f"shutdown took {took:.1f} s with a player attached"
+                rest = await resp.content.read()  # the stream ends instead of hanging
+                assert isinstance(rest, bytes)
+        stats = await emulator_stats(port)
+        assert stats["sessions_active"] == 0
+        assert stats["sessions_stopped"] == 1
+    finally:
+        gateway.stop()
