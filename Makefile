@@ -8,6 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 CACHE := .cache
 EMULATOR_IMAGE_FILE := $(CACHE)/emulator-image
+GATEWAY_IMAGE_FILE := $(CACHE)/gateway-image
+IMAGES = EMULATOR_IMAGE="$$(cat $(EMULATOR_IMAGE_FILE))" GATEWAY_IMAGE="$$(cat $(GATEWAY_IMAGE_FILE))"
 
 .PHONY: help
 help:
@@ -35,11 +37,19 @@ packages:
 docker:
 	scripts/ensure-docker
 
-.PHONY: images
-images: packages docker
+# Images are built locally (no registry) and tagged by a hash of their inputs: cheap when unchanged.
+.PHONY: emulator-image
+emulator-image: packages docker
 	@mkdir -p $(CACHE)
 	scripts/emulator-image | tail -n 1 > $(EMULATOR_IMAGE_FILE)
-	@echo "emulator image: $$(cat $(EMULATOR_IMAGE_FILE))"
+
+.PHONY: gateway-image
+gateway-image: packages docker venv
+	@mkdir -p $(CACHE)
+	PIP=$(BIN)/pip scripts/gateway-image | tail -n 1 > $(GATEWAY_IMAGE_FILE)
+
+.PHONY: images
+images: emulator-image gateway-image
 
 .PHONY: lint
 lint: venv
@@ -50,14 +60,14 @@ lint: venv
 
 .PHONY: test
 test: venv packages images lint
-	EMULATOR_IMAGE="$$(cat $(EMULATOR_IMAGE_FILE))" $(BIN)/pytest -W error $(PYTEST_ARGS)
+	$(IMAGES) $(BIN)/pytest -W error $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: venv packages images
+demo: venv packages emulator-image
 	EMULATOR_IMAGE="$$(cat $(EMULATOR_IMAGE_FILE))" scripts/demo
 
 .PHONY: bench
-bench: venv packages images
+bench: venv packages emulator-image
 	EMULATOR_IMAGE="$$(cat $(EMULATOR_IMAGE_FILE))" $(BIN)/python -m tests.bench
 
 .PHONY: clean

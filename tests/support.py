@@ -58,17 +58,26 @@ def need_docker() -> None:
 
 def emulator_image() -> str:
     """The engine emulator image: from EMULATOR_IMAGE, else built (or found) by its script."""
-    image = os.environ.get("EMULATOR_IMAGE", "").strip()
+    return _image("EMULATOR_IMAGE", "emulator-image")
+
+
+def gateway_image() -> str:
+    """The gateway's own image: from GATEWAY_IMAGE, else built (or found) by its script."""
+    return _image("GATEWAY_IMAGE", "gateway-image")
+
+
+def _image(variable: str, script: str) -> str:
+    image = os.environ.get(variable, "").strip()
     if image:
         return image
     result = subprocess.run(
-        [str(ROOT / "scripts" / "emulator-image")],
+        [str(ROOT / "scripts" / script)],
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
     )
-    need(result.returncode == 0, f"the emulator image ({result.stderr.strip()[-500:]})")
+    need(result.returncode == 0, f"the image of scripts/{script} ({result.stderr.strip()[-500:]})")
     return result.stdout.strip().splitlines()[-1]
 
 

@@ -276,9 +276,13 @@ async def test_a_stalled_engine_ends_the_players_stream_and_the_session_is_stopp
             async with asyncio.timeout(15):
                 body = await resp.content.read()
             assert len(body) >= 188000
-        stats = await engine.stats()
-        assert stats["sessions_active"] == 0
-        assert app_capacity(server)["used"] == 0
+
+        async def cleaned_up() -> bool:
+            stats = await engine.stats()
+            return bool(stats["sessions_active"] == 0 and app_capacity(server)["used"] == 0)
+
+        await wait_until(cleaned_up, timeout_s=10)
+        assert (await engine.stats())["sessions_stopped"] == 1
 
 
 async def test_shutdown_stops_every_engine_session(emulators: Callable[..., Emulator]) -> None:
