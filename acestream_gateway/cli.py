@@ -7,7 +7,9 @@ status 2 — never a traceback.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import signal
 import sys
 
 from aiohttp import web
@@ -19,6 +21,11 @@ from .logs import configure_logging, get_logger
 from .settings import Settings, describe_errors, load_settings
 
 log = get_logger(__name__)
+
+# Players' streams are ended first on shutdown, so open requests drain quickly; engine sessions
+# are then stopped with their own timeout. The deadline bounds the whole shutdown.
+_DRAIN_TIMEOUT_S = 5.0
+_SHUTDOWN_DEADLINE_S = 20.0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,19 +47,53 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM, then shut down cleanly."""
+    """Run until SIGINT or SIGTERM, then shut down cleanly within a deadline."""
     configure_logging(settings.log_level, settings.log_format)
     log.info("gateway_starting", version=__version__, port=settings.gateway_port)
-    web.run_app(
-        create_app(settings),
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        print=None,
-        shutdown_timeout=10.0,
-        access_log=None,
-        handle_signals=True,
-    )
+    try:
+        asyncio.run(_serve(settings))
+    except OSError as exc:  # the listening socket: port taken, address not available
+        log.error("gateway_cannot_listen", reason=str(exc))
+        raise SystemExit(1) from None
+    finally:
+        # Shutdown is done: a late signal must not turn a clean exit into a killed process.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
     log.info("gateway_stopped")
+
+
+async def _serve(settings: Settings) -> None:
+    """Startup, run, shutdown: explicit phases, and only the first signal starts the shutdown."""
+    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=_DRAIN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.gateway_host, settings.gateway_port).start()
+        log.info("gateway_listening", host=settings.gateway_host, port=settings.gateway_port)
+        await _wait_for_signal()
+    finally:
+        log.info("gateway_stopping")
+        try:
+            async with asyncio.timeout(_SHUTDOWN_DEADLINE_S):
+                await runner.cleanup()
+        except TimeoutError:
+            log.error("gateway_shutdown_deadline_passed", deadline_s=_SHUTDOWN_DEADLINE_S)
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            # A second signal must not tear the orderly shutdown apart half-way.
+            log.warning("signal_ignored_during_shutdown", signal=signal.Signals(signum).name)
+            return
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await stop.wait()
 
 
 def _settings_or_exit() -> Settings:

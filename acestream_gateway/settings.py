@@ -215,7 +215,7 @@ def _render(template: str, port: int) -> str:
     try:
         return template.format(port=port)
     except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(f"only {{port}} may stand in braces, got {template!r} ({exc})") from None
+        raise ValueError(f"only {{port}} may stand in braces ({exc})") from None
 
 
 def load_settings() -> Settings:

@@ -168,12 +168,13 @@ class GatewayProcess:
         )
         log.close()
 
-    def stop(self, timeout_s: float = 20) -> float:
-        """SIGTERM, then wait; returns how long the shutdown took."""
+    def stop(self, timeout_s: float = 20, signals: tuple[int, ...] = (signal.SIGTERM,)) -> float:
+        """Send ``signals`` back to back, then wait; returns how long the shutdown took."""
         assert self.proc is not None
         started = time.monotonic()
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            for signum in signals:
+                self.proc.send_signal(signum)
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -190,6 +191,9 @@ class GatewayProcess:
             except ValueError:
                 continue
         return out
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [e for e in self.events() if e.get("level") in ("error", "critical")]
 
     def event_names(self) -> list[str]:
         return [str(e.get("event")) for e in self.events()]

@@ -6,6 +6,7 @@ containers through the docker CLI and at the engine through the emulator's own c
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -152,7 +153,7 @@ async def test_exited_engine_containers_are_removed_on_start(
         again.stop()
 
 
-async def test_shutdown_with_a_player_attached_is_prompt_and_stops_the_engine_session(
+async def test_shutdown_with_a_player_attached_is_prompt_clean_and_stops_the_engine_session(
     instance: str, gateway_env: dict[str, str], tmp_path: Path
 ) -> None:
     gateway = GatewayProcess({**gateway_env, "STREAM_LINGER_S": "60"}, tmp_path / "gw.log")
@@ -166,8 +167,13 @@ async def test_shutdown_with_a_player_attached_is_prompt_and_stops_the_engine_se
                 assert resp.status == 200
                 await resp.content.readexactly(188 * 1000)
                 assert (await emulator_stats(port))["sessions_active"] == 1
-                took = gateway.stop()
+                # Ctrl-C then a SIGTERM while shutting down: one orderly shutdown.
+                took = gateway.stop(signals=(signal.SIGINT, signal.SIGTERM))
                 assert took < 8, f"shutdown took {took:.1f} s with a player attached"
+                assert gateway.proc is not None
+                assert gateway.proc.returncode == 0
+                assert gateway.errors() == []
+                assert "signal_ignored_during_shutdown" in gateway.event_names()
                 rest = await resp.content.read()  # the stream ends instead of hanging
                 assert isinstance(rest, bytes)
         stats = await emulator_stats(port)
