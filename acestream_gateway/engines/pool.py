@@ -183,9 +183,11 @@ class EnginePool:
 
     def block(self, reason: str | None, retry_after_s: float = 30.0) -> None:
         """The fleet cannot provision now (``None`` lifts it): new channels get a clear refusal."""
+        changed = reason != self.blocked_reason
         self.blocked_reason = reason
         self.blocked_retry_after_s = retry_after_s
-        self._changed()
+        if changed:
+            self._changed()
 
     async def wait_changed(self) -> None:
         """Return at the next change of engines or claims (the reconciler sleeps on this)."""

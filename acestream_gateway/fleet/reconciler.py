@@ -111,6 +111,8 @@ class Reconciler:
             await self._retire(engine_id)
         if plan.start:
             await self._provision(plan.start)
+        else:
+            self._pool.block(None)  # nothing to provision: nothing blocks new channels
 
     # --- syncing with Docker -------------------------------------------------------------------
 

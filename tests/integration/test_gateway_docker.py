@@ -7,9 +7,8 @@ containers through the docker CLI and at the engine through the emulator's own c
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,10 @@ from tests.support import (
     ffprobe_streams,
     free_port,
     free_port_range,
-    need_docker,
-    remove_containers_of,
     wait_until,
 )
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def instance() -> Iterator[str]:
-    need_docker()
-    name = f"test-{uuid.uuid4().hex[:10]}"
-    yield name
-    remove_containers_of(name)
 
 
 @pytest.fixture
@@ -181,3 +170,47 @@ async def test_shutdown_with_a_player_attached_is_prompt_clean_and_stops_the_eng
         assert stats["sessions_stopped"] == 1
     finally:
         gateway.stop()
+
+
+async def test_a_dead_engine_container_is_removed_and_replaced(
+    instance: str, gateway_env: dict[str, str], tmp_path: Path
+) -> None:
+    gateway = GatewayProcess(gateway_env, tmp_path / "gw.log")
+    gateway.start()
+    try:
+        await gateway.wait_ready()
+        (first,) = containers_of(instance)
+        subprocess.run(["docker", "kill", first["Id"]], check=True, capture_output=True)
+
+        def replaced() -> bool:
+            running = [c for c in containers_of(instance) if c["State"]["Running"]]
+            ids = {c["Id"] for c in containers_of(instance)}
+            return len(running) == 1 and first["Id"] not in ids
+
+        await wait_until(replaced, timeout_s=30)
+        await gateway.wait_ready()
+        assert "engine_gone" in gateway.event_names()
+        # The dead engine's port went back to the range and was reused: one port per engine.
+        (second,) = containers_of(instance)
+        assert engine_port(second) == engine_port(first)
+    finally:
+        gateway.stop()
+
+
+async def test_a_host_port_taken_by_another_process_is_skipped(
+    instance: str, gateway_env: dict[str, str], tmp_path: Path
+) -> None:
+    lo = int(gateway_env["PORT_RANGE_HOST"].split("-")[0])
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", lo))
+        squatter.listen()
+        gateway = GatewayProcess(gateway_env, tmp_path / "gw.log")
+        gateway.start()
+        try:
+            await gateway.wait_ready()
+            (container,) = [c for c in containers_of(instance) if c["State"]["Running"]]
+            assert engine_port(container) == lo + 1
+            assert "engine_port_unusable" in gateway.event_names()
+        finally:
+            gateway.stop()

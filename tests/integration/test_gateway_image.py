@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -18,21 +16,10 @@ from tests.support import (
     free_port,
     free_port_range,
     gateway_image,
-    need_docker,
-    remove_containers_of,
     wait_until,
 )
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def instance() -> Iterator[str]:
-    need_docker()
-    name = f"test-{uuid.uuid4().hex[:10]}"
-    yield name
-    subprocess.run(["docker", "rm", "-f", f"gateway-{name}"], capture_output=True, check=False)
-    remove_containers_of(name)
 
 
 def docker(*args: str) -> str:

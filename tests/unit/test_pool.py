@@ -218,3 +218,13 @@ def test_rules_hold_under_any_interleaving_of_claims_releases_and_fleet_changes(
         assert pool.capacity().used == 0
 
     asyncio.run(scenario())
+
+
+async def test_lifting_or_repeating_a_block_wakes_waiters_only_when_it_changes() -> None:
+    pool = pool_with(max_engines=5, wait=5)
+    changed = asyncio.create_task(pool.wait_changed())
+    pool.block(None)
+    await asyncio.sleep(0)
+    assert not changed.done(), "an unchanged block is not a change"
+    pool.block("no image")
+    await asyncio.wait_for(changed, 1)
