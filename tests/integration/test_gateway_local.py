@@ -303,3 +303,16 @@ async def test_status_is_json(emulators: Callable[..., Emulator]) -> None:
             assert json.loads(await resp.text()) == {"status": "ok"}
         async with http.get(f"http://127.0.0.1:{server.port}/ready") as resp:
             assert resp.status == 200
+
+
+async def test_a_range_request_from_the_start_gets_the_live_stream_with_200(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST)
+    async with gateway(settings(), engine) as server:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(stream_url(server), headers={"Range": "bytes=0-"}) as resp:
+                assert resp.status == 200
+                assert "Content-Length" not in resp.headers
+                assert "Content-Range" not in resp.headers
+                assert (await resp.content.readexactly(188))[0] == 0x47
