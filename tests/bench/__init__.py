@@ -1,0 +1,5 @@
+"""The benchmark suite (``make bench``): what fan-out costs the gateway next to the C floor.
+
+Not a test suite: nothing here is collected by pytest (no ``test_`` modules). Every figure of one
+run is measured on the same machine within minutes, so the ratios between them are what to read.
+"""

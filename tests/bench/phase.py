@@ -1,0 +1,152 @@
+"""One measured phase: N players on one server (the gateway or cfanout), one steady-state window.
+
+The players join, the engine's burst passes (the aggregate rate comes down to N x bitrate), then
+the server's CPU time and every player's byte count are read at the start and the end of the
+same window. Afterwards a few more players join one by one, timed to their first bytes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import procfs
+from .engine import Stream
+from .playerctl import Players, PlayersFailed
+
+_POLL_S = 0.5
+_MIN_SETTLE_S = 3.0
+_RATE_TOLERANCE = 0.15
+_BEHIND = 0.9  # a player that got less than this share of the bitrate fell behind
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What every phase shares: the stream, the window and the helper processes' pids."""
+
+    stream: Stream
+    window_s: float
+    settle_max_s: float
+    joins: int
+    join_gap_s: float
+    players: Players
+    emulator_pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The server of one phase and where its players connect."""
+
+    kind: str  # "gateway" or "cfanout"
+    pid: int
+    port: int
+    path: str
+
+
+def run(setup: Setup, target: Target, count: int) -> dict[str, Any]:
+    """Measure ``count`` players on ``target``; the players have left when this returns."""
+    players = setup.players
+    rss_before = procfs.memory(target.pid)
+    procfs.reset_peak(target.pid)
+    opened = players.open(target.port, target.path, count)
+    try:
+        if opened["opened"] != count or opened["statuses"] != {"200": count}:
+            raise PlayersFailed(f"{target.kind}: players could not all join: {opened}")
+        settle_s, settled = _settle(setup, count)
+        window = _window(setup, target)
+        joins = players.joins(target.port, target.path, setup.joins, setup.join_gap_s)
+    finally:
+        players.close()
+    return {
+        "server": target.kind,
+        "players": count,
+        "settle_s": round(settle_s, 2),
+        "settled": settled,
+        "rss_kib_before": rss_before.rss_kib,
+        **window,
+        "joins": joins,
+        "ttfb": ttfb_summary(joins),
+    }
+
+
+def _settle(setup: Setup, count: int) -> tuple[float, bool]:
+    """Wait out the burst: until the aggregate rate is N x bitrate twice in a row (bounded)."""
+    expected = count * setup.stream.bytes_per_s
+    started = time.monotonic()
+    last = setup.players.counts()
+    good = 0
+    while time.monotonic() - started < setup.settle_max_s:
+        time.sleep(_POLL_S)
+        now = setup.players.counts()
+        rate = (sum(now["bytes"]) - sum(last["bytes"])) / (now["at"] - last["at"])
+        last = now
+        good = good + 1 if abs(rate / expected - 1) <= _RATE_TOLERANCE else 0
+        if good >= 2 and time.monotonic() - started >= _MIN_SETTLE_S:
+            return time.monotonic() - started, True
+    return time.monotonic() - started, False
+
+
+def _window(setup: Setup, target: Target) -> dict[str, Any]:
+    players = setup.players
+    first = players.counts()
+    cpu0 = procfs.cpu(target.pid)
+    load0 = (procfs.cpu(players.pid), procfs.cpu(setup.emulator_pid))
+    time.sleep(setup.window_s)
+    last = players.counts()
+    cpu1 = procfs.cpu(target.pid)
+    load1 = (procfs.cpu(players.pid), procfs.cpu(setup.emulator_pid))
+    memory = procfs.memory(target.pid)
+    spent = cpu1.since(cpu0)
+    span = last["at"] - first["at"]
+    got = [b - a for a, b in zip(first["bytes"], last["bytes"], strict=True)]
+    delivered = sum(got)
+    per_player = setup.stream.bytes_per_s * span
+    behind = [{"player": i, "share": round(g / per_player, 3)} for i, g in enumerate(got)]
+    return {
+        "window_s": round(span, 3),
+        "cpu": {
+            "user_s": round(spent.user_s, 3),
+            "sys_s": round(spent.sys_s, 3),
+            "run_s": round(spent.run_s, 4),
+            "core_share": round(spent.core_share, 4),
+        },
+        "delivered_bytes": delivered,
+        "expected_bytes": round(per_player * len(got)),
+        "delivered_share": round(delivered / (per_player * len(got)), 4),
+        "throughput_mbit_s": round(delivered * 8 / span / 1e6, 1),
+        "cpu_ns_per_byte": round(spent.run_s * 1e9 / delivered, 4) if delivered else None,
+        "player_share_min": round(min(got) / per_player, 3),
+        "player_share_median": round(statistics.median(got) / per_player, 3),
+        "received_before_window_median": round(statistics.median(first["bytes"])),
+        "behind": [b for b in behind if b["share"] < _BEHIND],
+        "dropped": sorted(set(last["closed"])),
+        "rss_kib": memory.rss_kib,
+        "peak_rss_kib": memory.peak_rss_kib,  # since the players began to join
+        "load_core": {
+            "players_core_share": round(load1[0].since(load0[0]).core_share, 3),
+            "emulator_core_share": round(load1[1].since(load0[1]).core_share, 3),
+        },
+    }
+
+
+def ttfb_summary(joins: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and range of the joins' times to headers and to first body bytes (ms)."""
+    ok = [j for j in joins if j.get("first_byte_s") is not None]
+    if not ok:
+        return {"joins_ok": 0, "joins": len(joins)}
+    first = [j["first_byte_s"] * 1000 for j in ok]
+    heads = [j["headers_s"] * 1000 for j in ok]
+    packets = [j["first_packet"] for j in ok]
+    return {
+        "joins": len(joins),
+        "joins_ok": len(ok),
+        "headers_ms_median": round(statistics.median(heads), 1),
+        "first_byte_ms_median": round(statistics.median(first), 1),
+        "first_byte_ms_min": round(min(first), 1),
+        "first_byte_ms_max": round(max(first), 1),
+        "starts_on_packet": sum(1 for p in packets if p["sync"]),
+        "starts_with_pat": sum(1 for p in packets if p["pid"] == 0),
+        "first_pids": sorted({p["pid"] for p in packets if p["pid"] is not None}),
+    }
