@@ -93,11 +93,12 @@ async def _registry(app: web.Application) -> AsyncIterator[None]:
         pool=app[POOL],
         client=app[ENGINE_CLIENT],
         timeouts=Timeouts(
-            first_data_s=settings.first_data_timeout_s, stall_s=settings.stall_timeout_s
+            first_data_s=settings.first_data_timeout_s,
+            stall_s=settings.stall_timeout_s,
+            keepalive_s=settings.keepalive_interval_s,
         ),
         window_bytes=settings.player_buffer_bytes,
         linger_s=settings.stream_linger_s,
-        keepalive_s=settings.keepalive_interval_s,
     )
     app[REGISTRY] = registry
     try:

@@ -39,16 +39,25 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
     async with request.app[REGISTRY].play(content) as player:
         response = web.StreamResponse(status=200, headers=_STREAM_HEADERS)
         await response.prepare(request)
-        await _feed(response, player, settings.stall_timeout_s)
+        await _feed(response, request.transport, player, settings.stall_timeout_s)
     return response
 
 
-async def _feed(response: web.StreamResponse, player: Player, write_timeout_s: float) -> None:
+async def _feed(
+    response: web.StreamResponse,
+    transport: asyncio.BaseTransport | None,
+    player: Player,
+    write_timeout_s: float,
+) -> None:
     sent = 0
     try:
         async for data in player.chunks():
-            async with asyncio.timeout(write_timeout_s):
-                await response.write(data)
+            if _fits(transport, len(data)):
+                await response.write(data)  # cannot pause the transport: no timer needed
+            else:
+                # The player's socket is backed up: this write may wait, but not forever.
+                async with asyncio.timeout(write_timeout_s):
+                    await response.write(data)
             sent += len(data)
     except (ConnectionError, TimeoutError):
         log.info("player_left", bytes=sent)
@@ -58,3 +67,15 @@ async def _feed(response: web.StreamResponse, player: Player, write_timeout_s: f
         log.warning("player_stream_ended", reason=exc.reason, bytes=sent)
     else:
         log.info("player_stream_ended", bytes=sent)
+
+
+def _fits(transport: asyncio.BaseTransport | None, size: int) -> bool:
+    """Whether writing ``size`` bytes keeps the transport under its high-water mark, so the write
+    returns without waiting (a timer per write costs more than the copy itself)."""
+    if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
+        return False
+    low, high = transport.get_write_buffer_limits()
+    held = transport.get_write_buffer_size()
+    # At or under the low-water mark the transport is not paused; under the high-water mark
+    # after this write it will not pause.
+    return held <= low and held + size <= high

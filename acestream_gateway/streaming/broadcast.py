@@ -10,6 +10,7 @@ memory follows the slowest player, not the number of players.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 
 
@@ -28,9 +29,8 @@ class BroadcastEnded(Exception):
 class Broadcast:
     """A window of published chunks with absolute sequence numbers, and its subscribers."""
 
-    def __init__(self, window_bytes: int, max_read_bytes: int = 512 * 1024) -> None:
+    def __init__(self, window_bytes: int) -> None:
         self.window_bytes = window_bytes
-        self.max_read_bytes = max_read_bytes
         self._chunks: deque[bytes] = deque()
         self._first_seq = 0  # sequence number of self._chunks[0]
         self._held = 0  # bytes in the window
@@ -39,6 +39,7 @@ class Broadcast:
         self._closed = False
         self._error: str | None = None
         self._wakeup = asyncio.Event()
+        self._last_publish = time.monotonic()
 
     @property
     def next_seq(self) -> int:
@@ -65,10 +66,15 @@ class Broadcast:
         if self._closed or not chunk:
             return
         self._chunks.append(chunk)
+        self._last_publish = time.monotonic()
         self._held += len(chunk)
         self._published += len(chunk)
         self._trim()
         self._wake()
+
+    def quiet_for(self) -> float:
+        """Seconds since the last chunk was published (or since the broadcast began)."""
+        return time.monotonic() - self._last_publish
 
     def close(self, error: str | None = None) -> None:
         """No more chunks: readers drain what they have, then see the end (or the error)."""
@@ -101,22 +107,10 @@ class Broadcast:
         return b""
 
     def _take(self, subscriber: Subscriber, index: int) -> bytes:
-        first = self._chunks[index]
+        # One stored chunk per read, never a joined copy: a player catching up on the burst must
+        # not hold a private copy of it (memory follows the window, not the number of players).
         subscriber.position += 1
-        if len(first) >= self.max_read_bytes or index + 1 == len(self._chunks):
-            return first  # the common case at the live edge: no copy
-        parts, size = [first], len(first)
-        for chunk in self._iter_from(index + 1):
-            if size + len(chunk) > self.max_read_bytes:
-                break
-            parts.append(chunk)
-            size += len(chunk)
-            subscriber.position += 1
-        return b"".join(parts)
-
-    def _iter_from(self, index: int) -> list[bytes]:
-        stop = min(len(self._chunks), index + 64)
-        return [self._chunks[i] for i in range(index, stop)]
+        return self._chunks[index]
 
     def _trim(self) -> None:
         # Drop chunks every subscriber has read, and anything beyond the window.

@@ -19,7 +19,7 @@ from ..engines.model import ContentRef
 from ..engines.pool import Claim, EnginePool, NoCapacity
 from ..logs import get_logger
 from .broadcast import Broadcast
-from .mpegts import TsAligner
+from .mpegts import NULL_PACKET, TsAligner
 
 log = get_logger(__name__)
 
@@ -32,6 +32,7 @@ class Timeouts:
 
     first_data_s: float
     stall_s: float
+    keepalive_s: float
 
 
 class UpstreamFailed(Exception):
@@ -76,6 +77,7 @@ class Channel:
         # A long-lived task: start from a fresh log context, not the first player's request.
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(content=self.content.key)
+        keepalive = asyncio.create_task(self._keepalive(), name=f"keepalive {self.content.key}")
         try:
             await self._run()
         except UpstreamFailed as exc:
@@ -84,6 +86,7 @@ class Channel:
             self._fail(UpstreamFailed("channel closed", 503))
             raise
         finally:
+            keepalive.cancel()
             self.broadcast.close("upstream ended")  # no-op when it already ended
 
     async def _run(self) -> None:
@@ -157,6 +160,16 @@ class Channel:
                 log.info("upstream_first_data")
                 first, timeout = False, self._timeouts.stall_s
             self.broadcast.publish(aligner.feed(data))
+
+    async def _keepalive(self) -> None:
+        """A TS null packet for every player whenever the engine has been quiet for a while
+        (prebuffering, a stall), so players with read timeouts keep waiting. One timer per
+        channel, not per player."""
+        interval = self._timeouts.keepalive_s
+        while not self.broadcast.closed:
+            await asyncio.sleep(interval)
+            if self.broadcast.quiet_for() >= interval:
+                self.broadcast.publish(NULL_PACKET)
 
     async def _stop_session(self, session: EngineSession) -> None:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator
 
 from ..engines.client import EngineClient
@@ -17,33 +18,23 @@ from ..engines.pool import EnginePool
 from ..logs import get_logger
 from .broadcast import Subscriber
 from .channel import Channel, Timeouts
-from .mpegts import NULL_PACKET
 
 log = get_logger(__name__)
 
 
 class Player:
-    """One player's view of a channel: its data, with keep-alive packets while none flows."""
+    """One player's view of a channel (keep-alive packets are in the channel's data itself)."""
 
-    def __init__(self, channel: Channel, subscriber: Subscriber, keepalive_s: float) -> None:
+    def __init__(self, channel: Channel, subscriber: Subscriber) -> None:
         self.channel = channel
         self._subscriber = subscriber
-        self._keepalive_s = keepalive_s
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """Stream data until the channel ends; a TS null packet whenever it is quiet.
+        """Stream data until the channel ends.
 
         Raises ``PlayerTooSlow`` or ``BroadcastEnded`` (see ``broadcast``).
         """
-        while True:
-            try:
-                async with asyncio.timeout(self._keepalive_s):
-                    data = await self._subscriber.read()
-            except TimeoutError:
-                yield NULL_PACKET
-                continue
-            if data is None:
-                return
+        while (data := await self._subscriber.read()) is not None:
             yield data
 
 
@@ -58,14 +49,12 @@ class StreamRegistry:
         timeouts: Timeouts,
         window_bytes: int,
         linger_s: float,
-        keepalive_s: float,
     ) -> None:
         self._pool = pool
         self._client = client
         self._timeouts = timeouts
         self._window_bytes = window_bytes
         self._linger_s = linger_s
-        self._keepalive_s = keepalive_s
         self._channels: dict[str, Channel] = {}
         self._upstreams: dict[Channel, asyncio.Task[None]] = {}
         self._lingers: dict[Channel, asyncio.Task[None]] = {}
@@ -88,7 +77,7 @@ class StreamRegistry:
         subscriber = channel.broadcast.subscribe()
         try:
             await channel.wait_started()
-            yield Player(channel, subscriber, self._keepalive_s)
+            yield Player(channel, subscriber)
         finally:
             subscriber.close()
             channel.players -= 1
@@ -121,9 +110,12 @@ class StreamRegistry:
             window_bytes=self._window_bytes,
         )
         self._channels[content.key] = channel
-        task = asyncio.create_task(channel.run(), name=f"upstream {content.key}")
+        # Channels outlive the request that opened them: their tasks log in a context of their own.
+        task = asyncio.create_task(
+            channel.run(), name=f"upstream {content.key}", context=contextvars.Context()
+        )
         self._upstreams[channel] = task
-        task.add_done_callback(lambda t: self._forget(channel, t))
+        task.add_done_callback(lambda t: self._forget(channel, t), context=contextvars.Context())
         log.info("channel_opened", content=content.key)
         return channel
 
@@ -137,7 +129,11 @@ class StreamRegistry:
 
     def _start_linger(self, channel: Channel) -> None:
         if channel in self._upstreams and channel not in self._lingers and not self._closing:
-            task = asyncio.create_task(self._linger(channel), name=f"linger {channel.content.key}")
+            task = asyncio.create_task(
+                self._linger(channel),
+                name=f"linger {channel.content.key}",
+                context=contextvars.Context(),
+            )
             self._lingers[channel] = task
             task.add_done_callback(lambda _: self._lingers.pop(channel, None))
 

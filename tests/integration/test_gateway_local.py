@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from acestream_gateway.app import create_app
 from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
-from acestream_gateway.http.keys import POOL
+from acestream_gateway.http.keys import POOL, REGISTRY
 from acestream_gateway.settings import Settings
 from tests.support import CHANNEL, ROOT, ffprobe_streams, free_port, wait_until
 
@@ -316,3 +317,28 @@ async def test_a_range_request_from_the_start_gets_the_live_stream_with_200(
                 assert "Content-Length" not in resp.headers
                 assert "Content-Range" not in resp.headers
                 assert (await resp.content.readexactly(188))[0] == 0x47
+
+
+async def test_a_stalled_player_is_dropped_without_slowing_the_others(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(prebuffer_s="0", burst_bytes="4000000", bitrate_bps="8000000")
+    cfg = settings(player_buffer_bytes=1024 * 1024, stall_timeout_s=2)
+    async with gateway(cfg, engine) as server:
+        # A player that asks for the stream and then never reads a byte.
+        stalled = socket.create_connection(("127.0.0.1", server.port))
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(f"GET /ace/getstream?id={CHANNEL} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        try:
+            async with aiohttp.ClientSession() as http, http.get(stream_url(server)) as resp:
+                received = 0
+                started = time.monotonic()
+                while time.monotonic() - started < 4:
+                    received += len(await resp.content.read(65536))
+                # Burst plus four seconds at 8 Mbit/s, whatever the stalled player does.
+                assert received >= 4_000_000 + 3 * 1_000_000
+
+                (channel,) = server.app[REGISTRY].channels()
+                await wait_until(lambda: channel.broadcast.subscriber_count == 1, timeout_s=10)
+        finally:
+            stalled.close()

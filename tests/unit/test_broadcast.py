@@ -97,7 +97,7 @@ def test_every_subscriber_reads_the_exact_byte_sequence(
     chunks: list[bytes], pauses: list[int]
 ) -> None:
     async def scenario() -> None:
-        broadcast = Broadcast(window_bytes=1 << 20, max_read_bytes=256)
+        broadcast = Broadcast(window_bytes=1 << 20)
         subscribers = [broadcast.subscribe() for _ in pauses]
 
         async def reader(index: int) -> bytes:
