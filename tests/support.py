@@ -108,13 +108,6 @@ def _is_free(port: int) -> bool:
         return True
 
 
-def docker_json(*args: str) -> Any:
-    result = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=60, check=True
-    )
-    return json.loads(result.stdout) if result.stdout.strip() else None
-
-
 def containers_of(instance: str) -> list[dict[str, Any]]:
     """Inspect data of every container (any state) labelled for a gateway instance."""
     ids = subprocess.run(
@@ -134,7 +127,12 @@ def containers_of(instance: str) -> list[dict[str, Any]]:
     ).stdout.split()
     if not ids:
         return []
-    data: list[dict[str, Any]] = docker_json("inspect", *ids)
+    # A container may go between the listing and the inspection (the gateway removes dead ones):
+    # inspect prints those it still finds and fails for the others.
+    result = subprocess.run(
+        ["docker", "inspect", *ids], capture_output=True, text=True, timeout=60, check=False
+    )
+    data: list[dict[str, Any]] = json.loads(result.stdout or "[]")
     return data
 
 
