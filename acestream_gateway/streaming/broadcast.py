@@ -40,6 +40,7 @@ class Broadcast:
         self._error: str | None = None
         self._wakeup = asyncio.Event()
         self._last_publish = time.monotonic()
+        self._join_seq: int | None = None  # the latest chunk a new player can start with
 
     @property
     def next_seq(self) -> int:
@@ -61,10 +62,13 @@ class Broadcast:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def publish(self, chunk: bytes) -> None:
-        """Append a chunk at the live edge and wake the readers."""
+    def publish(self, chunk: bytes, *, join_point: bool = False) -> None:
+        """Append a chunk at the live edge and wake the readers; a ``join_point`` chunk starts
+        cleanly (program tables, then a keyframe) and is where new players begin."""
         if self._closed or not chunk:
             return
+        if join_point:
+            self._join_seq = self.next_seq
         self._chunks.append(chunk)
         self._last_publish = time.monotonic()
         self._held += len(chunk)
@@ -84,8 +88,12 @@ class Broadcast:
             self._wake()
 
     def subscribe(self) -> Subscriber:
-        """A new reader, starting at the live edge."""
-        subscriber = Subscriber(self, self.next_seq)
+        """A new reader, starting at the latest join point still held (so it starts cleanly and
+        at once with a keyframe), else at the live edge."""
+        start = self.next_seq
+        if self._join_seq is not None and self._join_seq >= self._first_seq:
+            start = self._join_seq
+        subscriber = Subscriber(self, start)
         self._subscribers.add(subscriber)
         return subscriber
 
@@ -113,8 +121,10 @@ class Broadcast:
         return self._chunks[index]
 
     def _trim(self) -> None:
-        # Drop chunks every subscriber has read, and anything beyond the window.
+        # Drop chunks every subscriber has read and no joiner needs, and anything beyond the window.
         slowest = min((s.position for s in self._subscribers), default=self.next_seq)
+        if self._join_seq is not None:
+            slowest = min(slowest, self._join_seq)
         while self._chunks and (self._first_seq < slowest or self._held > self.window_bytes):
             if len(self._chunks) == 1 and self._first_seq >= slowest:
                 break  # keep the live edge itself readable by whoever is on it

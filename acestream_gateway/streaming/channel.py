@@ -19,7 +19,7 @@ from ..engines.model import ContentRef
 from ..engines.pool import Claim, EnginePool, NoCapacity
 from ..logs import get_logger
 from .broadcast import Broadcast
-from .mpegts import NULL_PACKET, TsAligner
+from .mpegts import NULL_PACKET, JoinPoints, TsAligner
 
 log = get_logger(__name__)
 
@@ -141,6 +141,7 @@ class Channel:
     async def _pump(self, response: aiohttp.ClientResponse) -> str | None:
         """Copy the engine's stream into the broadcast; the reason it ended (None: clean EOF)."""
         aligner = TsAligner()
+        joins = JoinPoints()
         timeout = self._timeouts.first_data_s
         first = True
         while True:
@@ -159,7 +160,17 @@ class Channel:
             if first:
                 log.info("upstream_first_data")
                 first, timeout = False, self._timeouts.stall_s
-            self.broadcast.publish(aligner.feed(data))
+            self._publish(aligner.feed(data), joins)
+
+    def _publish(self, data: bytes, joins: JoinPoints) -> None:
+        """Publish whole packets, cut so that the last join point starts a chunk of its own."""
+        cut = joins.last(data)
+        if cut is None:
+            self.broadcast.publish(data)
+            return
+        if cut:
+            self.broadcast.publish(data[:cut])
+        self.broadcast.publish(data[cut:], join_point=True)
 
     async def _keepalive(self) -> None:
         """A TS null packet for every player whenever the engine has been quiet for a while

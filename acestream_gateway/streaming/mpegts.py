@@ -43,3 +43,45 @@ class TsAligner:
         skip = min(len(buf), PACKET_SIZE)
         self.skipped += skip
         return skip
+
+
+_PAT_HEADER = bytes([SYNC_BYTE, 0x40, 0x00])  # payload unit start, PID 0
+_RAP_LOOKAHEAD = 8  # packets after a PAT within which its keyframe must start (PAT, PMT, video)
+
+
+def is_random_access(packet: bytes | memoryview, offset: int = 0) -> bool:
+    """Whether the packet at ``offset`` carries the random_access_indicator (a keyframe starts)."""
+    has_adaptation = packet[offset + 3] & 0x20
+    return bool(has_adaptation and packet[offset + 4] > 0 and packet[offset + 5] & 0x40)
+
+
+class JoinPoints:
+    """Finds where a new player can start cleanly: a PAT (then the PMT) right before a keyframe.
+
+    Streams that never flag keyframes fall back to the last PAT, so joiners still get the
+    program tables first.
+    """
+
+    __slots__ = ("keyframes_flagged",)
+
+    def __init__(self) -> None:
+        self.keyframes_flagged = False
+
+    def last(self, data: bytes) -> int | None:
+        """The offset of the last join point in packet-aligned ``data``, or None."""
+        best: int | None = None
+        offset = data.find(_PAT_HEADER)
+        while offset != -1:
+            if offset % PACKET_SIZE == 0:
+                if self._keyframe_follows(data, offset):
+                    self.keyframes_flagged = True
+                    best = offset
+                elif not self.keyframes_flagged:
+                    best = offset
+            offset = data.find(_PAT_HEADER, offset + 1)
+        return best
+
+    @staticmethod
+    def _keyframe_follows(data: bytes, pat: int) -> bool:
+        end = min(len(data), pat + _RAP_LOOKAHEAD * PACKET_SIZE)
+        return any(is_random_access(data, at) for at in range(pat, end, PACKET_SIZE))

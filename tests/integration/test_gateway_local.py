@@ -22,6 +22,7 @@ from acestream_gateway.app import create_app
 from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
 from acestream_gateway.http.keys import POOL, REGISTRY
 from acestream_gateway.settings import Settings
+from acestream_gateway.streaming.mpegts import is_random_access
 from tests.support import CHANNEL, ROOT, ffprobe_streams, free_port, wait_until
 
 OTHER = "0123456789abcdef0123456789abcdef01234567"
@@ -342,3 +343,22 @@ async def test_a_stalled_player_is_dropped_without_slowing_the_others(
                 await wait_until(lambda: channel.broadcast.subscriber_count == 1, timeout_s=10)
         finally:
             stalled.close()
+
+
+async def test_a_player_joining_a_running_channel_starts_with_pat_pmt_and_a_keyframe(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(prebuffer_s="0", burst_bytes="1000000", keyframe_interval_s="1")
+    async with gateway(settings(), engine) as server:
+        async with aiohttp.ClientSession() as http, http.get(stream_url(server)) as first:
+            await first.content.readexactly(188 * 2000)  # the channel runs
+            for _ in range(3):
+                started = time.monotonic()
+                resp, data = await read_some(stream_url(server), 188 * 8)
+                assert resp.status == 200
+                assert time.monotonic() - started < 2
+                packets = [data[i : i + 188] for i in range(0, len(data), 188)]
+                pids = [(p[1] & 0x1F) << 8 | p[2] for p in packets]
+                assert pids[0] == 0, "the program association table comes first"
+                assert any(is_random_access(p) for p in packets), "then a keyframe"
+        assert (await engine.stats())["sessions_started"] == 1

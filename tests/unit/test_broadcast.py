@@ -118,3 +118,37 @@ def test_every_subscriber_reads_the_exact_byte_sequence(
         assert all(r == b"".join(chunks) for r in results)
 
     asyncio.run(scenario())
+
+
+async def test_a_new_player_starts_at_the_latest_join_point_still_held() -> None:
+    broadcast = Broadcast(window_bytes=1 << 20)
+    broadcast.publish(b"old-gop", join_point=True)
+    broadcast.publish(b"frames")
+    broadcast.publish(b"new-gop", join_point=True)
+    broadcast.publish(b"more")
+    player = broadcast.subscribe()
+    broadcast.close()
+    assert await drain(player) == b"new-gopmore"
+
+
+async def test_the_join_point_is_held_even_when_every_player_has_read_it() -> None:
+    broadcast = Broadcast(window_bytes=1 << 20)
+    first = broadcast.subscribe()
+    broadcast.publish(b"gop", join_point=True)
+    broadcast.publish(b"frames")
+    assert await first.read() == b"gop"
+    assert await first.read() == b"frames"
+    assert broadcast.held_bytes == len(b"gopframes")
+    late = broadcast.subscribe()
+    broadcast.close()
+    assert await drain(late) == b"gopframes"
+
+
+async def test_a_join_point_beyond_the_window_is_forgotten() -> None:
+    broadcast = Broadcast(window_bytes=10)
+    broadcast.publish(b"gop", join_point=True)
+    broadcast.publish(b"x" * 20)
+    player = broadcast.subscribe()
+    broadcast.publish(b"live")
+    broadcast.close()
+    assert await drain(player) == b"live"
