@@ -66,8 +66,7 @@ async def _engine_client(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _fleet(app: web.Application) -> AsyncIterator[None]:
-    async with docker_client() as docker:
-        docker.timeout_s = app[SETTINGS].docker_timeout_s
+    async with docker_client(timeout_s=app[SETTINGS].docker_timeout_s) as docker:
         reconciler = Reconciler(
             settings=app[SETTINGS], docker=docker, pool=app[POOL], client=app[ENGINE_CLIENT]
         )

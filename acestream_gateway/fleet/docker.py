@@ -35,14 +35,16 @@ class FleetError(Exception):
 
 
 @asynccontextmanager
-async def docker_client(url: str | None = None) -> AsyncIterator[DockerEngines]:
+async def docker_client(
+    url: str | None = None, timeout_s: float = 30.0
+) -> AsyncIterator[DockerEngines]:
     """A Docker client for the process's lifetime (DOCKER_HOST or the local socket)."""
     try:
         client = aiodocker.Docker(url=url)
     except (ValueError, OSError) as exc:
         raise FleetError(UNREACHABLE, f"cannot set up a Docker client: {exc}") from None
     try:
-        yield DockerEngines(client)
+        yield DockerEngines(client, timeout_s)
     finally:
         await client.close()
 
