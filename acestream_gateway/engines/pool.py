@@ -152,6 +152,11 @@ class EnginePool:
                 retry_after_s=max(self.provision_wait_s, 5.0),
             ) from None
 
+    def has_room(self) -> bool:
+        """Whether a new channel would be placed on an engine right now, without waiting."""
+        loads = self._loads()
+        return choose_engine(self._engines.values(), loads, self.max_streams_per_engine) is not None
+
     def capacity(self) -> Capacity:
         return count_capacity(self._engines.values(), self._loads(), self.max_streams_per_engine)
 

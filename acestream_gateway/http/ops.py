@@ -18,6 +18,8 @@ async def health(request: web.Request) -> web.Response:
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
     """Readiness: an engine can take a new channel now."""
-    capacity = request.app[POOL].capacity()
-    body = {"ready": capacity.available > 0, "capacity": capacity.total}
-    return web.json_response(body, status=200 if capacity.available > 0 else 503)
+    pool = request.app[POOL]
+    ready = pool.has_room()
+    capacity = pool.capacity()
+    body = {"ready": ready, "engines": capacity.total, "engines_used": capacity.used}
+    return web.json_response(body, status=200 if ready else 503)

@@ -228,3 +228,13 @@ async def test_lifting_or_repeating_a_block_wakes_waiters_only_when_it_changes()
     assert not changed.done(), "an unchanged block is not a change"
     pool.block("no image")
     await asyncio.wait_for(changed, 1)
+
+
+async def test_an_engine_with_room_for_another_channel_makes_the_pool_ready() -> None:
+    pool = pool_with(engine(1), max_streams=2)
+    assert pool.has_room()
+    await pool.claim("a")
+    assert pool.capacity().available == 0
+    assert pool.has_room(), "one stream of two: the engine still takes a channel"
+    await pool.claim("b")
+    assert not pool.has_room()
