@@ -14,7 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,18 @@ class GatewayProcess:
                     pass
                 await asyncio.sleep(0.2)
         raise AssertionError(f"gateway not ready: {self.log_path.read_text()[-3000:]}")
+
+
+@asynccontextmanager
+async def running_gateway(env: Mapping[str, str], log_path: Path) -> AsyncIterator[GatewayProcess]:
+    """A gateway process that is ready to serve, stopped when the block ends."""
+    gateway = GatewayProcess(env, log_path)
+    gateway.start()
+    try:
+        await gateway.wait_ready()
+        yield gateway
+    finally:
+        gateway.stop()
 
 
 async def ffprobe_streams(url: str, timeout_s: float = 60) -> list[dict[str, Any]]:

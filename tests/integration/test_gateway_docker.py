@@ -17,12 +17,12 @@ import pytest
 
 from tests.support import (
     CHANNEL,
-    GatewayProcess,
     containers_of,
     emulator_image,
     ffprobe_streams,
     free_port,
     free_port_range,
+    running_gateway,
     wait_until,
 )
 
@@ -63,11 +63,7 @@ async def emulator_stats(port: int) -> dict[str, Any]:
 async def test_a_player_plays_through_an_engine_container_the_gateway_started_and_adopts(
     instance: str, gateway_env: dict[str, str], tmp_path: Path
 ) -> None:
-    gateway = GatewayProcess(gateway_env, tmp_path / "gateway.log")
-    gateway.start()
-    try:
-        await gateway.wait_ready()
-
+    async with running_gateway(gateway_env, tmp_path / "gateway.log") as gateway:
         # MIN_REPLICAS=1: exactly one engine, labelled as ours, its port published on 127.0.0.1.
         (container,) = containers_of(instance)
         labels = container["Config"]["Labels"]
@@ -103,52 +99,34 @@ async def test_a_player_plays_through_an_engine_container_the_gateway_started_an
 
         # Engines outlive the gateway; a new gateway adopts them: not duplicated, not wiped.
         assert {c["Id"] for c in containers_of(instance) if c["State"]["Running"]} == before
-        again = GatewayProcess(gateway_env, tmp_path / "gateway-again.log")
-        again.start()
-        try:
-            await again.wait_ready()
+        async with running_gateway(gateway_env, tmp_path / "gateway-again.log") as again:
             await wait_until(lambda: again.event_names().count("engine_adopted") == 2, 30)
             await wait_until(lambda: "fleet_adopted" in again.event_names(), 30)
             assert {c["Id"] for c in containers_of(instance)} == before
             assert "engine_started" not in again.event_names()
             streams = await ffprobe_streams(f"{again.url}/ace/getstream?id={CHANNEL}")
             assert any(s["codec_name"] == "h264" for s in streams)
-        finally:
-            again.stop()
-    finally:
-        gateway.stop()
 
 
 async def test_exited_engine_containers_are_removed_on_start(
     instance: str, gateway_env: dict[str, str], tmp_path: Path
 ) -> None:
-    gateway = GatewayProcess(gateway_env, tmp_path / "gateway.log")
-    gateway.start()
-    try:
-        await gateway.wait_ready()
+    async with running_gateway(gateway_env, tmp_path / "gateway.log"):
         (first,) = containers_of(instance)
-    finally:
-        gateway.stop()
     subprocess.run(["docker", "stop", "-t", "2", first["Id"]], check=True, capture_output=True)
-    again = GatewayProcess(gateway_env, tmp_path / "again.log")
-    again.start()
-    try:
-        await again.wait_ready()
+    async with running_gateway(gateway_env, tmp_path / "again.log"):
         running = containers_of(instance)
         assert first["Id"] not in {c["Id"] for c in running}
         assert len(running) == 1
         assert running[0]["State"]["Running"]
-    finally:
-        again.stop()
 
 
 async def test_shutdown_with_a_player_attached_is_prompt_clean_and_stops_the_engine_session(
     instance: str, gateway_env: dict[str, str], tmp_path: Path
 ) -> None:
-    gateway = GatewayProcess({**gateway_env, "STREAM_LINGER_S": "60"}, tmp_path / "gw.log")
-    gateway.start()
-    try:
-        await gateway.wait_ready()
+    async with running_gateway(
+        {**gateway_env, "STREAM_LINGER_S": "60"}, tmp_path / "gw.log"
+    ) as gateway:
         (container,) = containers_of(instance)
         port = engine_port(container)
         async with aiohttp.ClientSession() as http:
@@ -168,17 +146,12 @@ async def test_shutdown_with_a_player_attached_is_prompt_clean_and_stops_the_eng
         stats = await emulator_stats(port)
         assert stats["sessions_active"] == 0
         assert stats["sessions_stopped"] == 1
-    finally:
-        gateway.stop()
 
 
 async def test_a_dead_engine_container_is_removed_and_replaced(
     instance: str, gateway_env: dict[str, str], tmp_path: Path
 ) -> None:
-    gateway = GatewayProcess(gateway_env, tmp_path / "gw.log")
-    gateway.start()
-    try:
-        await gateway.wait_ready()
+    async with running_gateway(gateway_env, tmp_path / "gw.log") as gateway:
         (first,) = containers_of(instance)
         subprocess.run(["docker", "kill", first["Id"]], check=True, capture_output=True)
 
@@ -193,8 +166,6 @@ async def test_a_dead_engine_container_is_removed_and_replaced(
         # The dead engine's port went back to the range and was reused: one port per engine.
         (second,) = containers_of(instance)
         assert engine_port(second) == engine_port(first)
-    finally:
-        gateway.stop()
 
 
 async def test_a_host_port_taken_by_another_process_is_skipped(
@@ -205,12 +176,7 @@ async def test_a_host_port_taken_by_another_process_is_skipped(
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", lo))
         squatter.listen()
-        gateway = GatewayProcess(gateway_env, tmp_path / "gw.log")
-        gateway.start()
-        try:
-            await gateway.wait_ready()
+        async with running_gateway(gateway_env, tmp_path / "gw.log") as gateway:
             (container,) = [c for c in containers_of(instance) if c["State"]["Running"]]
             assert engine_port(container) == lo + 1
             assert "engine_port_unusable" in gateway.event_names()
-        finally:
-            gateway.stop()
