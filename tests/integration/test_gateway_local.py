@@ -22,7 +22,7 @@ from acestream_gateway.app import create_app
 from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
 from acestream_gateway.http.keys import POOL, REGISTRY
 from acestream_gateway.settings import Settings
-from acestream_gateway.streaming.mpegts import is_random_access
+from acestream_gateway.streaming.mpegts import NULL_PACKET, is_random_access
 from tests.support import CHANNEL, ROOT, ffprobe_streams, free_port, wait_until
 
 OTHER = "0123456789abcdef0123456789abcdef01234567"
@@ -362,3 +362,38 @@ async def test_a_player_joining_a_running_channel_starts_with_pat_pmt_and_a_keyf
                 assert pids[0] == 0, "the program association table comes first"
                 assert any(is_random_access(p) for p in packets), "then a keyframe"
         assert (await engine.stats())["sessions_started"] == 1
+
+
+async def test_an_engine_that_answers_too_slowly_gets_502_quickly_and_frees_its_slot(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST, json_delay_s="5")
+    async with gateway(settings(engine_api_timeout_s=0.5), engine) as server:
+        started = time.monotonic()
+        async with aiohttp.ClientSession() as http, http.get(stream_url(server)) as resp:
+            assert resp.status == 502
+            assert "did not answer" in (await resp.json())["detail"]
+        assert time.monotonic() - started < 3
+        assert app_capacity(server)["used"] == 0
+
+
+async def test_a_dead_channel_ends_after_the_first_data_timeout_and_its_session_is_stopped(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST, dead_ids=CHANNEL)
+    cfg = settings(first_data_timeout_s=1.0, keepalive_interval_s=0.2)
+    async with gateway(cfg, engine) as server:
+        async with aiohttp.ClientSession() as http, http.get(stream_url(server)) as resp:
+            assert resp.status == 200
+            async with asyncio.timeout(10):
+                body = await resp.content.read()
+        # Only keep-alive null packets were sent, then the stream ended instead of hanging.
+        assert body
+        assert all(body[i : i + 188] == NULL_PACKET for i in range(0, len(body), 188))
+
+        async def stopped() -> bool:
+            stats = await engine.stats()
+            return bool(stats["sessions_active"] == 0 and stats["sessions_stopped"] == 1)
+
+        await wait_until(stopped, timeout_s=10)
+        assert app_capacity(server)["used"] == 0
