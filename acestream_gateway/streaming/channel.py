@@ -86,8 +86,9 @@ class Channel:
             self._fail(UpstreamFailed("channel closed", 503))
             raise
         finally:
-            keepalive.cancel()
             self.broadcast.close("upstream ended")  # no-op when it already ended
+            keepalive.cancel()
+            await asyncio.gather(keepalive, return_exceptions=True)
 
     async def _run(self) -> None:
         try:
@@ -135,7 +136,7 @@ class Channel:
         try:
             reason = await self._pump(response)
         finally:
-            response.release()
+            response.close()  # a live stream's connection is never reused
         self.broadcast.close(reason)
 
     async def _pump(self, response: aiohttp.ClientResponse) -> str | None:

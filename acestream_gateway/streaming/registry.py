@@ -135,7 +135,12 @@ class StreamRegistry:
                 context=contextvars.Context(),
             )
             self._lingers[channel] = task
-            task.add_done_callback(lambda _: self._lingers.pop(channel, None))
+            task.add_done_callback(lambda t: self._linger_done(channel, t))
+
+    def _linger_done(self, channel: Channel, task: asyncio.Task[None]) -> None:
+        # Only forget this timer: a cancelled one may finish after its successor started.
+        if self._lingers.get(channel) is task:
+            del self._lingers[channel]
 
     def _cancel_linger(self, channel: Channel) -> None:
         task = self._lingers.pop(channel, None)
