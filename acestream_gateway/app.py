@@ -95,6 +95,7 @@ async def _registry(app: web.Application) -> AsyncIterator[None]:
             first_data_s=settings.first_data_timeout_s,
             stall_s=settings.stall_timeout_s,
             keepalive_s=settings.keepalive_interval_s,
+            abandon_s=settings.engine_api_timeout_s * 3,
         ),
         window_bytes=settings.player_buffer_bytes,
         linger_s=settings.stream_linger_s,

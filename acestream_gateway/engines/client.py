@@ -32,6 +32,10 @@ class EngineUnreachable(EngineError):
     """The engine did not answer (connection refused, reset, timeout)."""
 
 
+class EngineTimeout(EngineUnreachable):
+    """The engine did not answer in time; it may still act on the request later."""
+
+
 class EngineRefused(EngineError):
     """The engine answered with an error for this content (unknown or broken channel)."""
 
@@ -75,11 +79,20 @@ class EngineClient:
         self._stop_timeout = aiohttp.ClientTimeout(total=stop_timeout_s)
 
     async def start_session(
-        self, address: EngineAddress, content: ContentRef, pid: str
+        self,
+        address: EngineAddress,
+        content: ContentRef,
+        pid: str,
+        timeout_s: float | None = None,
     ) -> EngineSession:
-        """Ask the engine to start ``content`` for ``pid`` and return the session it made."""
+        """Ask the engine to start ``content`` for ``pid`` and return the session it made.
+
+        Asking again with the same pid returns the same session, which is how a session whose
+        first answer timed out is found again (to stop it).
+        """
         params = {"format": "json", **content.engine_params(), "pid": pid}
-        body = await self._get_json(address.base_url + "/ace/getstream", params, self._api_timeout)
+        limit = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else self._api_timeout
+        body = await self._get_json(address.base_url + "/ace/getstream", params, limit)
         response = body.get("response")
         if body.get("error") or not isinstance(response, dict):
             raise EngineRefused(f"engine refused the channel: {body.get('error') or 'no response'}")
@@ -153,7 +166,7 @@ class EngineClient:
                     raise EngineError(f"engine answered HTTP {response.status}")
                 body = await response.json(content_type=None)
         except TimeoutError:
-            raise EngineUnreachable(f"engine did not answer within {limit.total:g} s") from None
+            raise EngineTimeout(f"engine did not answer within {limit.total:g} s") from None
         except aiohttp.ClientError as exc:
             raise EngineUnreachable(f"engine unreachable: {exc!r}") from None
         except ValueError:

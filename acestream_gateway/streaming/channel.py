@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import aiohttp
 import structlog
 
-from ..engines.client import EngineClient, EngineError, EngineSession, new_pid
+from ..engines.client import EngineClient, EngineError, EngineSession, EngineTimeout, new_pid
 from ..engines.model import ContentRef
 from ..engines.pool import Claim, EnginePool, NoCapacity
 from ..logs import get_logger
@@ -33,6 +33,7 @@ class Timeouts:
     first_data_s: float
     stall_s: float
     keepalive_s: float
+    abandon_s: float = 30.0  # finding a session whose start answer timed out, to stop it
 
 
 class UpstreamFailed(Exception):
@@ -107,13 +108,16 @@ class Channel:
             claim.release()
 
     async def _start_session(self, claim: Claim) -> EngineSession:
+        pid = new_pid()
         try:
-            session = await self._client.start_session(
-                claim.engine.address, self.content, new_pid()
-            )
+            session = await self._client.start_session(claim.engine.address, self.content, pid)
         except EngineError as exc:
             log.warning("engine_session_refused", reason=exc.reason)
-            raise UpstreamFailed(exc.reason, 502) from None
+            failure = UpstreamFailed(exc.reason, 502)
+            self._fail(failure)  # players hear it now, before any clean-up below
+            if isinstance(exc, EngineTimeout):
+                await self._abandon(claim, pid)
+            raise failure from None
         self.session = session
         log.info("engine_session_started", infohash=session.infohash, pid=session.pid)
         if not self._started.done():
@@ -172,6 +176,19 @@ class Channel:
         if cut:
             self.broadcast.publish(data[:cut])
         self.broadcast.publish(data[cut:], join_point=True)
+
+    async def _abandon(self, claim: Claim, pid: str) -> None:
+        """The engine may have started the session after its answer timed out: find it again by
+        its pid and stop it, so it does not linger on the engine (the claim is held meanwhile)."""
+        try:
+            late = await self._client.start_session(
+                claim.engine.address, self.content, pid, timeout_s=self._timeouts.abandon_s
+            )
+            await self._client.stop_session(late)
+        except EngineError as exc:
+            log.warning("engine_session_may_linger", pid=pid, reason=exc.reason)
+        else:
+            log.info("engine_session_abandoned", pid=pid)
 
     async def _keepalive(self) -> None:
         """A TS null packet for every player whenever the engine has been quiet for a while

@@ -128,7 +128,10 @@ class StreamRegistry:
         log.info("channel_closed", content=channel.content.key)
 
     def _start_linger(self, channel: Channel) -> None:
-        if channel in self._upstreams and channel not in self._lingers and not self._closing:
+        # A channel whose upstream already ended finishes its own clean-up: never cut it short.
+        if channel.broadcast.closed or self._closing:
+            return
+        if channel in self._upstreams and channel not in self._lingers:
             task = asyncio.create_task(
                 self._linger(channel),
                 name=f"linger {channel.content.key}",
