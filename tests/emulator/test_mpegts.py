@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,6 +21,7 @@ from acestream_gateway.emulator.mpegts import (
     WIDTH,
     TsStream,
 )
+from tests.support import need
 
 PACKET_BITS = TS_PACKET_SIZE * 8
 NAL_IDR, NAL_P, NAL_SPS, NAL_PPS, NAL_AUD, NAL_FILLER = 5, 1, 7, 8, 9, 12
@@ -288,12 +288,10 @@ def test_clocks_and_arrival_hold_for_any_configuration(
 
 
 def require_ffmpeg() -> None:
-    """Skip where ffmpeg is absent, but fail in CI, where its absence means a broken image."""
-    if shutil.which("ffprobe") and shutil.which("ffmpeg"):
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("ffprobe/ffmpeg are required in CI")
-    pytest.skip("ffprobe/ffmpeg are not installed")
+    need(
+        shutil.which("ffprobe") is not None and shutil.which("ffmpeg") is not None,
+        "ffprobe and ffmpeg (Debian package ffmpeg)",
+    )
 
 
 def whole_frames(data: bytes) -> bytes:
