@@ -75,8 +75,7 @@ class Channel:
 
     async def run(self) -> None:
         """The upstream task: claim, start, read until the end, then always clean up."""
-        # A long-lived task: start from a fresh log context, not the first player's request.
-        structlog.contextvars.clear_contextvars()
+        # The registry starts this task in a fresh context, not the first player's request.
         structlog.contextvars.bind_contextvars(content=self.content.key)
         keepalive = asyncio.create_task(self._keepalive(), name=f"keepalive {self.content.key}")
         try:
