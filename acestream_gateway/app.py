@@ -42,6 +42,7 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
         max_streams_per_engine=settings.max_streams_per_engine,
         max_engines=settings.max_active_replicas,
         provision_wait_s=settings.provision_wait_s,
+        failure_threshold=settings.health_failure_threshold,
     )
     app.cleanup_ctx.append(_engine_client)
     if with_fleet:

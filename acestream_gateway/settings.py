@@ -100,6 +100,26 @@ class Settings(BaseSettings):
     """Seconds between two reconciliations of the fleet (adoption, replicas, health)."""
     docker_timeout_s: float = Field(30.0, gt=0)
     """Seconds one Docker API call may take (image pulls get ten times as long)."""
+    provision_concurrency: int = Field(3, ge=1)
+    """Most engines started at the same time when the fleet must grow by several."""
+
+    # --- health, failover and the provisioning breaker ------------------------------------------
+    health_failure_threshold: int = Field(3, ge=1)
+    """Consecutive failed probes (or failed session starts) before an engine is UNHEALTHY."""
+    health_probe_timeout_s: float = Field(3.0, gt=0)
+    """Seconds one health probe of a running engine may take."""
+    health_probe_concurrency: int = Field(8, ge=1)
+    """Most engines probed at the same time."""
+    failover_attempts: int = Field(3, ge=0)
+    """Times a playing channel is opened again (same or other engine) before its players end."""
+    failover_backoff_s: float = Field(0.5, ge=0)
+    """Delay before the second failover attempt; it doubles for each further one."""
+    circuit_breaker_failure_threshold: int = Field(3, ge=1)
+    """Consecutive provisioning failures that open the circuit breaker."""
+    circuit_breaker_recovery_timeout_s: float = Field(30.0, gt=0)
+    """Seconds the breaker first stays open before one probing attempt; doubles on each failure."""
+    circuit_breaker_max_backoff_s: float = Field(300.0, gt=0)
+    """Longest the breaker stays open between two probing attempts."""
 
     # --- talking to engines ----------------------------------------------------------------------
     engine_api_timeout_s: float = Field(10.0, gt=0)

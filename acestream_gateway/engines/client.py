@@ -138,6 +138,22 @@ class EngineClient:
             raise EngineError("engine version answer lacks a version")
         return str(result["version"])
 
+    async def status(self, address: EngineAddress, timeout_s: float) -> dict[str, Any]:
+        """The engine's ``get_status`` answer: the health probe of a running engine.
+
+        A 200 with a JSON ``result`` object means the engine's API answers; anything else raises
+        :class:`EngineError` (``EngineUnreachable`` / ``EngineTimeout`` when it did not answer).
+        """
+        body = await self._get_json(
+            address.base_url + "/server/api",
+            {"api_version": "3", "method": "get_status"},
+            aiohttp.ClientTimeout(total=timeout_s),
+        )
+        result = body.get("result")
+        if not isinstance(result, dict):
+            raise EngineError("engine status answer lacks a result")
+        return result
+
     async def open_stream(self, session: EngineSession) -> aiohttp.ClientResponse:
         """Open the session's playback URL; the caller reads it and must release it.
 

@@ -17,15 +17,22 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from .model import Engine, EngineState
+from .provisioning import BlockedReason, Provisioning
 
 
 class NoCapacity(Exception):
-    """No engine can take a new channel now; ``retry_after_s`` says when to try again."""
+    """No engine can take a new channel now; ``retry_after_s`` says when to try again.
 
-    def __init__(self, reason: str, retry_after_s: float) -> None:
+    ``code`` is the provisioning block behind the refusal (None: no engine became ready in time).
+    """
+
+    def __init__(
+        self, reason: str, retry_after_s: float, code: BlockedReason | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after_s = retry_after_s
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +73,12 @@ class ClaimState(enum.Enum):
 
 
 class Claim:
-    """One channel's hold on one engine: pending until its session plays, released exactly once."""
+    """One channel's hold on one engine: pending until its session plays, released exactly once.
 
-    __slots__ = ("_pool", "content_key", "engine", "id", "state")
+    ``lost`` is set when the engine turns unhealthy or disappears: the holder should fail over.
+    """
+
+    __slots__ = ("_pool", "content_key", "engine", "id", "lost", "state")
 
     def __init__(self, pool: EnginePool, claim_id: int, engine: Engine, content_key: str) -> None:
         self._pool = pool
@@ -76,6 +86,7 @@ class Claim:
         self.engine = engine
         self.content_key = content_key
         self.state = ClaimState.PENDING
+        self.lost = asyncio.Event()
 
     def activate(self) -> None:
         """The engine session plays: the claim becomes an active stream."""
@@ -105,7 +116,14 @@ class EngineLoad:
 
 
 class EnginePool:
-    """Engines and their claims, in the gateway's memory; see the module docstring."""
+    """Engines and their claims, in the gateway's memory; see the module docstring.
+
+    Two more rules live here because the data path and the fleet both need them. An engine never
+    holds two claims of one content (the engine lets one session of a content live, so a second
+    would kill the first). And an engine's health is counted here: probes and session starts
+    report failures and successes, and ``failure_threshold`` failures in a row make it UNHEALTHY,
+    which takes it out of selection at once and tells its claims they are lost.
+    """
 
     def __init__(
         self,
@@ -113,52 +131,79 @@ class EnginePool:
         max_streams_per_engine: int,
         max_engines: int,
         provision_wait_s: float,
+        failure_threshold: int = 3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_streams_per_engine = max_streams_per_engine
         self.max_engines = max_engines
         self.provision_wait_s = provision_wait_s
+        self.failure_threshold = failure_threshold
+        self.provisioning = Provisioning(clock)
         self._clock = clock
         self._lock = asyncio.Lock()
         self._engines: dict[str, Engine] = {}
         self._claims: dict[str, dict[int, Claim]] = {}
         self._idle_since: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._change = asyncio.Event()
-        self.blocked_reason: str | None = None
-        self.blocked_retry_after_s: float = 30.0
 
     # --- the data path -------------------------------------------------------------------------
 
-    async def claim(self, content_key: str) -> Claim:
+    async def claim(self, content_key: str, *, exclude: Iterable[str] = ()) -> Claim:
         """Claim a slot on an engine, waiting for the fleet to provision one if it can.
 
-        Raises :class:`NoCapacity` at once when the fleet cannot grow, or after
-        ``provision_wait_s`` when no engine became ready in time.
+        ``exclude`` names engines not to use (a failover leaving one). The lock is held only while
+        choosing and registering, never while waiting, so a claim that waits for a new engine does
+        not hold up one that fits on a running engine. Raises :class:`NoCapacity` at once when the
+        fleet cannot grow, or after ``provision_wait_s`` when no engine became ready in time.
         """
-        try:
-            async with asyncio.timeout(self.provision_wait_s), self._lock:
-                while True:
-                    engine = choose_engine(
-                        self._engines.values(), self._loads(), self.max_streams_per_engine
-                    )
-                    if engine is not None:
-                        return self._register(engine, content_key)
-                    self._refuse_if_cannot_grow()
-                    await self.wait_changed()
-        except TimeoutError:
-            raise NoCapacity(
-                f"no engine became ready within {self.provision_wait_s:g} s",
-                retry_after_s=max(self.provision_wait_s, 5.0),
-            ) from None
+        avoid = set(exclude)
+        deadline = self._clock() + self.provision_wait_s
+        while True:
+            async with self._lock:
+                engine = self._choose(content_key, avoid)
+                if engine is not None:
+                    return self._register(engine, content_key)
+                self._refuse_if_cannot_grow()
+                changed = self._change
+            remaining = deadline - self._clock()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+            except TimeoutError:
+                raise NoCapacity(
+                    f"no engine became ready within {self.provision_wait_s:g} s",
+                    retry_after_s=max(self.provision_wait_s, 5.0),
+                ) from None
 
-    def has_room(self) -> bool:
+    def has_room(self, content_key: str | None = None) -> bool:
         """Whether a new channel would be placed on an engine right now, without waiting."""
-        loads = self._loads()
-        return choose_engine(self._engines.values(), loads, self.max_streams_per_engine) is not None
+        return self._choose(content_key, set()) is not None
 
     def capacity(self) -> Capacity:
         return count_capacity(self._engines.values(), self._loads(), self.max_streams_per_engine)
+
+    def note_failure(self, engine_id: str, reason: str) -> bool:
+        """An engine failed a probe or a session start; True when this made it UNHEALTHY."""
+        engine = self._engines.get(engine_id)
+        if engine is None:
+            return False
+        count = self._failures.get(engine_id, 0) + 1
+        self._failures[engine_id] = count
+        if count >= self.failure_threshold and engine.state is EngineState.READY:
+            self.set_state(engine_id, EngineState.UNHEALTHY)
+            return True
+        return False
+
+    def note_success(self, engine_id: str) -> None:
+        """An engine answered: its count of failures in a row starts over."""
+        self._failures.pop(engine_id, None)
+
+    def failures(self, engine_id: str) -> int:
+        return self._failures.get(engine_id, 0)
 
     # --- the fleet -----------------------------------------------------------------------------
 
@@ -171,27 +216,40 @@ class EnginePool:
         engine = self._engines.get(engine_id)
         if engine is not None and engine.state is not state:
             engine.state = state
+            if state is EngineState.UNHEALTHY:
+                self._lose(engine_id)
             self._changed()
 
     def remove(self, engine_id: str) -> None:
-        """Forget an engine whose container is gone; its claims end with their streams."""
+        """Forget an engine whose container is gone; its claims are lost and end with their
+        streams."""
         if self._engines.pop(engine_id, None) is not None:
             self._idle_since.pop(engine_id, None)
+            self._failures.pop(engine_id, None)
+            self._lose(engine_id)
             self._changed()
 
     def get(self, engine_id: str) -> Engine | None:
         return self._engines.get(engine_id)
 
+    def engines(self) -> list[Engine]:
+        return list(self._engines.values())
+
+    def claims_on(self, engine_id: str) -> list[Claim]:
+        return list(self._claims.get(engine_id, {}).values())
+
     def snapshot(self) -> list[EngineLoad]:
         """Every engine with its load, for planning and for status."""
         return [self._load_of(engine) for engine in self._engines.values()]
 
-    def block(self, reason: str | None, retry_after_s: float = 30.0) -> None:
-        """The fleet cannot provision now (``None`` lifts it): new channels get a clear refusal."""
-        changed = reason != self.blocked_reason
-        self.blocked_reason = reason
-        self.blocked_retry_after_s = retry_after_s
-        if changed:
+    def block(self, reason: BlockedReason, message: str, eta_s: float | None = None) -> None:
+        """The fleet cannot provision now for ``reason``: new channels that need a new engine
+        get a clear refusal at once."""
+        if self.provisioning.set(reason, message, eta_s):
+            self._changed()
+
+    def unblock(self, reason: BlockedReason) -> None:
+        if self.provisioning.lift(reason):
             self._changed()
 
     async def wait_changed(self) -> None:
@@ -199,6 +257,19 @@ class EnginePool:
         await self._change.wait()
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _choose(self, content_key: str | None, avoid: set[str]) -> Engine | None:
+        taken = avoid | self._holding(content_key) if content_key is not None else avoid
+        candidates = (e for e in self._engines.values() if e.id not in taken)
+        return choose_engine(candidates, self._loads(), self.max_streams_per_engine)
+
+    def _holding(self, content_key: str) -> set[str]:
+        """Engines that already hold a claim of this content."""
+        return {
+            engine_id
+            for engine_id, claims in self._claims.items()
+            if any(c.content_key == content_key for c in claims.values())
+        }
 
     def _register(self, engine: Engine, content_key: str) -> Claim:
         claim = Claim(self, next(self._ids), engine, content_key)
@@ -216,6 +287,10 @@ class EnginePool:
                 self._idle_since[claim.engine.id] = self._clock()
         self._changed()
 
+    def _lose(self, engine_id: str) -> None:
+        for claim in self._claims.get(engine_id, {}).values():
+            claim.lost.set()
+
     def _loads(self) -> dict[str, int]:
         return {engine_id: len(claims) for engine_id, claims in self._claims.items()}
 
@@ -225,15 +300,16 @@ class EnginePool:
         return EngineLoad(engine, len(claims) - active, active, self._idle_since.get(engine.id))
 
     def _refuse_if_cannot_grow(self) -> None:
-        starting = any(e.state is EngineState.STARTING for e in self._engines.values())
-        if starting:
-            return
-        if self.blocked_reason is not None:
-            raise NoCapacity(self.blocked_reason, self.blocked_retry_after_s)
+        if any(e.state is EngineState.STARTING for e in self._engines.values()):
+            return  # an engine on its way may take the channel: wait for it
+        block = self.provisioning.current()
+        if block is not None:
+            raise NoCapacity(block.message, self.provisioning.retry_after_s(block), block.reason)
         if len(self._engines) >= self.max_engines:
             raise NoCapacity(
                 f"all {self.max_engines} engines (MAX_ACTIVE_REPLICAS) are busy",
                 retry_after_s=30.0,
+                code=BlockedReason.MAX_CAPACITY,
             )
 
     def _changed(self) -> None:

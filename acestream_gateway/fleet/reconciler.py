@@ -16,9 +16,11 @@ import structlog
 from ..engines.client import EngineClient, EngineError
 from ..engines.model import Engine, EngineState
 from ..engines.pool import EnginePool
+from ..engines.provisioning import BlockedReason
 from ..logs import get_logger
 from ..settings import Settings
-from .docker import DockerEngines, FleetError
+from ..tasks import Backoff
+from .docker import UNREACHABLE, DockerEngines, FleetError
 from .plan import plan_fleet
 from .ports import PortAllocator, PortsExhausted
 from .specs import ContainerRecord, container_name, create_body, engine_address, instance_filter
@@ -27,21 +29,6 @@ log = get_logger(__name__)
 
 _PROBE_INTERVAL_S = 0.5
 _START_ATTEMPTS = 3
-
-
-class Backoff:
-    """Delays that double after each failure up to a cap, and start over after a success."""
-
-    def __init__(self, first_s: float = 1.0, cap_s: float = 60.0) -> None:
-        self.first_s, self.cap_s = first_s, cap_s
-        self.failures = 0
-
-    def next(self) -> float:
-        self.failures += 1
-        return float(min(self.cap_s, self.first_s * 2.0 ** (self.failures - 1)))
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class Reconciler:
@@ -112,7 +99,7 @@ class Reconciler:
         if plan.start:
             await self._provision(plan.start)
         else:
-            self._pool.block(None)  # nothing to provision: nothing blocks new channels
+            self._unblock()  # nothing to provision: nothing blocks new channels
 
     # --- syncing with Docker -------------------------------------------------------------------
 
@@ -162,13 +149,27 @@ class Reconciler:
     async def _provision(self, count: int) -> None:
         try:
             await self._docker.ensure_image(self._settings.engine_image)
+        except FleetError as exc:
+            code = (
+                BlockedReason.DOCKER_UNAVAILABLE
+                if exc.status == UNREACHABLE
+                else BlockedReason.IMAGE_UNAVAILABLE
+            )
+            self._pool.block(code, f"cannot provision engines: {exc.message}")
+            raise
+        self._pool.unblock(BlockedReason.IMAGE_UNAVAILABLE)
+        try:
             for _ in range(count):
                 await self._start_engine()
         except (FleetError, PortsExhausted) as exc:
             reason = exc.message if isinstance(exc, FleetError) else str(exc)
-            self._pool.block(f"cannot provision engines: {reason}")
+            self._pool.block(BlockedReason.CIRCUIT_BREAKER, f"cannot provision engines: {reason}")
             raise FleetError(getattr(exc, "status", 507), reason) from None
-        self._pool.block(None)
+        self._unblock()
+
+    def _unblock(self) -> None:
+        for reason in (BlockedReason.IMAGE_UNAVAILABLE, BlockedReason.CIRCUIT_BREAKER):
+            self._pool.unblock(reason)
 
     async def _start_engine(self) -> None:
         for attempt in range(1, _START_ATTEMPTS + 1):

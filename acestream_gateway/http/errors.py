@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 
@@ -18,10 +19,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def json_error(
-    status: int, error: str, detail: str, retry_after_s: float | None = None
+    status: int,
+    error: str,
+    detail: str,
+    retry_after_s: float | None = None,
+    reason: str | None = None,
 ) -> web.Response:
-    headers = {"Retry-After": str(max(1, round(retry_after_s)))} if retry_after_s else None
-    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+    """``{"error": kind, "reason": code, "detail": text}``; ``reason`` is a provisioning block
+    code (``docker_unavailable``, ``circuit_breaker``...) where one applies."""
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))} if retry_after_s else None
+    body = {"error": error, "detail": detail}
+    if reason is not None:
+        body["reason"] = reason
+    return web.json_response(body, status=status, headers=headers)
 
 
 @web.middleware
@@ -41,5 +51,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_error(400, "bad_request", str(exc))
     except UpstreamFailed as exc:
         kind = "no_capacity" if exc.status == 503 else "engine_error"
-        log.warning("stream_refused", status=exc.status, reason=exc.reason)
-        return json_error(exc.status, kind, exc.reason, exc.retry_after_s)
+        log.warning("stream_refused", status=exc.status, reason=exc.reason, code=exc.code)
+        return json_error(exc.status, kind, exc.reason, exc.retry_after_s, exc.code)

@@ -39,11 +39,18 @@ class Timeouts:
 class UpstreamFailed(Exception):
     """The channel could not start; ``status`` is the HTTP status a player should see."""
 
-    def __init__(self, reason: str, status: int, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        status: int,
+        retry_after_s: float | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.retry_after_s = retry_after_s
+        self.code = code
 
 
 class Channel:
@@ -94,7 +101,8 @@ class Channel:
         try:
             claim = await self._pool.claim(self.content.key)
         except NoCapacity as exc:
-            raise UpstreamFailed(exc.reason, 503, exc.retry_after_s) from None
+            code = exc.code.value if exc.code else None
+            raise UpstreamFailed(exc.reason, 503, exc.retry_after_s, code) from None
         self.claim = claim
         structlog.contextvars.bind_contextvars(engine=claim.engine.name)
         try:

@@ -13,6 +13,7 @@ import pytest
 from acestream_gateway.engines.client import EngineClient
 from acestream_gateway.engines.model import EngineState
 from acestream_gateway.engines.pool import EnginePool, NoCapacity
+from acestream_gateway.engines.provisioning import BlockedReason
 from acestream_gateway.fleet.docker import UNREACHABLE, FleetError, docker_client
 from acestream_gateway.fleet.reconciler import Reconciler
 from acestream_gateway.settings import Settings
@@ -124,11 +125,14 @@ async def test_an_image_that_cannot_be_pulled_blocks_new_channels_with_the_reaso
     async with fleet(settings) as (reconciler, pool):
         with pytest.raises(FleetError):
             await reconciler.reconcile()
-        assert pool.blocked_reason is not None
-        assert pool.blocked_reason.startswith("cannot provision engines")
+        block = pool.provisioning.current()
+        assert block is not None
+        assert block.reason is BlockedReason.IMAGE_UNAVAILABLE
+        assert block.message.startswith("cannot provision engines")
         with pytest.raises(NoCapacity) as refused:
             await pool.claim("channel")
-        assert refused.value.reason == pool.blocked_reason
+        assert refused.value.reason == block.message
+        assert refused.value.code is BlockedReason.IMAGE_UNAVAILABLE
         assert containers_of(instance) == []
 
 

@@ -18,6 +18,7 @@ from acestream_gateway.engines.pool import (
     choose_engine,
     count_capacity,
 )
+from acestream_gateway.engines.provisioning import BlockedReason
 
 STATES = list(EngineState)
 
@@ -118,10 +119,11 @@ async def test_a_claim_gives_up_when_no_engine_becomes_ready_in_time() -> None:
 
 async def test_a_blocked_fleet_refuses_with_its_reason() -> None:
     pool = pool_with(max_engines=5, wait=5)
-    pool.block("cannot provision engines: image missing", retry_after_s=12)
+    pool.block(BlockedReason.IMAGE_UNAVAILABLE, "cannot provision engines: image missing", 12)
     with pytest.raises(NoCapacity) as refused:
         await asyncio.wait_for(pool.claim("a"), 1)
     assert refused.value.reason == "cannot provision engines: image missing"
+    assert refused.value.code is BlockedReason.IMAGE_UNAVAILABLE
     assert refused.value.retry_after_s == 12
 
 
@@ -223,11 +225,17 @@ def test_rules_hold_under_any_interleaving_of_claims_releases_and_fleet_changes(
 async def test_lifting_or_repeating_a_block_wakes_waiters_only_when_it_changes() -> None:
     pool = pool_with(max_engines=5, wait=5)
     changed = asyncio.create_task(pool.wait_changed())
-    pool.block(None)
+    pool.unblock(BlockedReason.IMAGE_UNAVAILABLE)
     await asyncio.sleep(0)
-    assert not changed.done(), "an unchanged block is not a change"
-    pool.block("no image")
+    assert not changed.done(), "lifting a block that is not there is not a change"
+    pool.block(BlockedReason.IMAGE_UNAVAILABLE, "no image")
     await asyncio.wait_for(changed, 1)
+    again = asyncio.create_task(pool.wait_changed())
+    pool.block(BlockedReason.IMAGE_UNAVAILABLE, "no image")
+    await asyncio.sleep(0)
+    assert not again.done(), "an unchanged block is not a change"
+    pool.unblock(BlockedReason.IMAGE_UNAVAILABLE)
+    await asyncio.wait_for(again, 1)
 
 
 async def test_an_engine_with_room_for_another_channel_makes_the_pool_ready() -> None:
@@ -238,3 +246,61 @@ async def test_an_engine_with_room_for_another_channel_makes_the_pool_ready() ->
     assert pool.has_room(), "one stream of two: the engine still takes a channel"
     await pool.claim("b")
     assert not pool.has_room()
+
+
+async def test_a_claim_waiting_for_a_new_engine_does_not_hold_up_one_that_fits_now() -> None:
+    pool = pool_with(engine(1), engine(2, EngineState.STARTING), max_streams=2, wait=5)
+    first = await pool.claim("a")
+    assert first.engine.id == "e1"
+    waiting = asyncio.create_task(pool.claim("a"))  # e1 has "a" already: waits for e2
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    other = await asyncio.wait_for(pool.claim("b"), 0.5)  # fits on e1 now: no queueing
+    assert other.engine.id == "e1"
+    pool.set_state("e2", EngineState.READY)
+    assert (await asyncio.wait_for(waiting, 1)).engine.id == "e2"
+
+
+async def test_an_engine_never_holds_two_claims_of_one_content() -> None:
+    pool = pool_with(engine(1), engine(2), max_streams=2)
+    a1 = await pool.claim("a")
+    a2 = await pool.claim("a")
+    assert {a1.engine.id, a2.engine.id} == {"e1", "e2"}
+    with pytest.raises(NoCapacity):
+        await pool.claim("a")
+    assert (await pool.claim("b")).engine.id in {"e1", "e2"}
+
+
+async def test_a_failover_claim_avoids_the_engine_it_leaves() -> None:
+    pool = pool_with(engine(1), engine(2), max_streams=2)
+    old = await pool.claim("a", exclude=["e2"])
+    assert old.engine.id == "e1"
+    new = await pool.claim("b", exclude=[old.engine.id])
+    assert new.engine.id == "e2"
+
+
+async def test_failures_in_a_row_make_an_engine_unhealthy_and_its_claims_lost() -> None:
+    pool = EnginePool(
+        max_streams_per_engine=2, max_engines=5, provision_wait_s=0.05, failure_threshold=3
+    )
+    pool.add(engine(1))
+    claim = await pool.claim("a")
+    assert not pool.note_failure("e1", "probe timed out")
+    pool.note_success("e1")  # a success starts the count over
+    assert not pool.note_failure("e1", "probe timed out")
+    assert not pool.note_failure("e1", "probe timed out")
+    assert not claim.lost.is_set()
+    assert pool.note_failure("e1", "probe timed out")
+    assert pool.get("e1") is not None
+    assert pool.get("e1").state is EngineState.UNHEALTHY  # type: ignore[union-attr]
+    assert claim.lost.is_set()
+    assert not pool.has_room(), "an unhealthy engine takes no new claims"
+
+
+async def test_an_engine_that_disappears_loses_its_claims() -> None:
+    pool = pool_with(engine(1), engine(2))
+    claim = await pool.claim("a")
+    other = await pool.claim("b", exclude=[claim.engine.id])
+    pool.remove(claim.engine.id)
+    assert claim.lost.is_set()
+    assert not other.lost.is_set()
