@@ -21,8 +21,9 @@ from .http.errors import error_middleware, request_context
 from .http.keys import POOL, REGISTRY, SETTINGS
 from .logs import get_logger
 from .settings import Settings
-from .streaming.channel import Timeouts
+from .streaming.channel import FailoverPolicy
 from .streaming.registry import StreamRegistry
+from .streaming.upstream import Timeouts
 
 log = get_logger(__name__)
 
@@ -100,6 +101,10 @@ async def _registry(app: web.Application) -> AsyncIterator[None]:
         ),
         window_bytes=settings.player_buffer_bytes,
         linger_s=settings.stream_linger_s,
+        failover=FailoverPolicy(
+            attempts=settings.failover_attempts, backoff_s=settings.failover_backoff_s
+        ),
+        close_timeout_s=max(settings.engine_api_timeout_s, settings.engine_stop_timeout_s) + 1,
     )
     app[REGISTRY] = registry
     try:

@@ -82,6 +82,11 @@ class Supervisor:
         """Run a long-lived loop; when it crashes it is logged and restarted after a backoff."""
         return self.spawn(self._guarded(body, name, backoff or Backoff()), name=name)
 
+    async def wait(self) -> None:
+        """Return once every task has ended on its own (including any started meanwhile)."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
     async def close(self) -> None:
         """Cancel every task still running and wait until all have ended."""
         self._closing = True

@@ -21,11 +21,13 @@ _UNKNOWN_SESSION = "unknown playback session id"
 
 
 class EngineError(Exception):
-    """An engine call failed; ``reason`` is short and safe to show a player."""
+    """An engine call failed; ``reason`` is short and safe to show a player (no address, no
+    exception text), ``detail`` says more for the logs."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason} ({detail})" if detail else reason)
         self.reason = reason
+        self.detail = detail
 
 
 class EngineUnreachable(EngineError):
@@ -64,7 +66,7 @@ def rebase(address: EngineAddress, url: str) -> str:
     """Keep only the path and query of an engine URL and put the engine's own address in front."""
     parts = urlsplit(url)
     if not parts.path.startswith("/"):
-        raise EngineError(f"engine returned an unusable URL {url!r}")
+        raise EngineError("engine returned an unusable URL", repr(url))
     return address.base_url + parts.path + (f"?{parts.query}" if parts.query else "")
 
 
@@ -167,7 +169,7 @@ class EngineClient:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )
         except aiohttp.ClientError as exc:
-            raise EngineUnreachable(f"engine stream failed to open: {exc!r}") from None
+            raise EngineUnreachable("engine stream failed to open", repr(exc)) from None
         if response.status != 200:
             response.release()
             raise EngineError(f"engine stream answered HTTP {response.status}")
@@ -184,7 +186,7 @@ class EngineClient:
         except TimeoutError:
             raise EngineTimeout(f"engine did not answer within {limit.total:g} s") from None
         except aiohttp.ClientError as exc:
-            raise EngineUnreachable(f"engine unreachable: {exc!r}") from None
+            raise EngineUnreachable("engine unreachable", repr(exc)) from None
         except ValueError:
             raise EngineError("engine answered with malformed JSON") from None
         if not isinstance(body, dict):

@@ -10,7 +10,13 @@ import structlog
 from aiohttp import web
 
 from ..logs import get_logger
-from ..streaming.channel import UpstreamFailed
+from ..streaming.errors import (
+    ChannelClosed,
+    ChannelError,
+    EngineFailed,
+    EngineRefusedChannel,
+    NoEngine,
+)
 from .content import BadInput
 
 log = get_logger(__name__)
@@ -49,7 +55,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except BadInput as exc:
         return json_error(400, "bad_request", str(exc))
-    except UpstreamFailed as exc:
-        kind = "no_capacity" if exc.status == 503 else "engine_error"
-        log.warning("stream_refused", status=exc.status, reason=exc.reason, code=exc.code)
-        return json_error(exc.status, kind, exc.reason, exc.retry_after_s, exc.code)
+    except ChannelError as exc:
+        response = channel_error(exc)
+        log.warning("stream_refused", status=response.status, reason=exc.reason)
+        return response
+
+
+def channel_error(exc: ChannelError) -> web.Response:
+    """The answer to a player whose channel could not start."""
+    if isinstance(exc, NoEngine):
+        return json_error(503, "no_capacity", exc.reason, exc.retry_after_s, exc.code)
+    if isinstance(exc, EngineRefusedChannel):
+        return json_error(502, "engine_refused", exc.reason)
+    if isinstance(exc, ChannelClosed):
+        return json_error(503, "shutting_down", exc.reason, 5)
+    if isinstance(exc, EngineFailed):
+        return json_error(502, "engine_error", exc.reason)
+    return json_error(502, "engine_error", exc.reason)

@@ -39,7 +39,10 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
     async with request.app[REGISTRY].play(content) as player:
         response = web.StreamResponse(status=200, headers=_STREAM_HEADERS)
         await response.prepare(request)
-        await _feed(response, request.transport, player, settings.stall_timeout_s)
+        finished = await _feed(response, request.transport, player, settings.stall_timeout_s)
+    # The player no longer counts for the channel; its connection still must not hang on a
+    # client that stopped reading: the end of the response gets the same deadline as a write.
+    await _finish(response, request.transport, finished, settings.stall_timeout_s)
     return response
 
 
@@ -48,7 +51,8 @@ async def _feed(
     transport: asyncio.BaseTransport | None,
     player: Player,
     write_timeout_s: float,
-) -> None:
+) -> bool:
+    """Write the channel to the player; True when the stream ended and the player kept up."""
     sent = 0
     try:
         async for data in player.chunks():
@@ -61,12 +65,32 @@ async def _feed(
             sent += len(data)
     except (ConnectionError, TimeoutError):
         log.info("player_left", bytes=sent)
+        return False
     except PlayerTooSlow as exc:
         log.warning("player_dropped", reason="too slow", detail=str(exc), bytes=sent)
+        return False
     except BroadcastEnded as exc:
         log.warning("player_stream_ended", reason=exc.reason, bytes=sent)
     else:
         log.info("player_stream_ended", bytes=sent)
+    return True
+
+
+async def _finish(
+    response: web.StreamResponse,
+    transport: asyncio.BaseTransport | None,
+    finished: bool,
+    timeout_s: float,
+) -> None:
+    if finished:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await response.write_eof()
+            return
+        except (ConnectionError, TimeoutError):
+            log.info("player_not_reading_at_end")
+    if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        transport.abort()  # a gone, stuck or dropped player: drop the connection at once
 
 
 def _fits(transport: asyncio.BaseTransport | None, size: int) -> bool:

@@ -85,3 +85,51 @@ class JoinPoints:
     def _keyframe_follows(data: bytes, pat: int) -> bool:
         end = min(len(data), pat + _RAP_LOOKAHEAD * PACKET_SIZE)
         return any(is_random_access(data, at) for at in range(pat, end, PACKET_SIZE))
+
+
+class Splicer:
+    """Where a new engine session's stream may start for players already watching the channel.
+
+    After a failover the players' decoders are mid-stream: the new data must start with the
+    program tables and, when the stream flags keyframes, a keyframe right after them, so that they
+    resynchronise at once. Bytes before that point are dropped (keep-alive packets cover the gap).
+    A stream that never flags keyframes is spliced at its first PAT once ``patience_bytes`` went
+    by; one without any PAT at all passes unchanged after twice that, rather than never.
+    """
+
+    __slots__ = ("_carry", "_patience", "done", "dropped")
+
+    def __init__(self, patience_bytes: int = 4 * 1024 * 1024) -> None:
+        self._patience = patience_bytes
+        self._carry = b""
+        self.done = False
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> bytes:
+        """What of packet-aligned ``data`` may be published (empty until the splice point)."""
+        if self.done:
+            return data
+        buf = self._carry + data if self._carry else data
+        start = self._splice_point(buf)
+        if start is None:
+            # A PAT near the end may have its keyframe in the next read: keep that tail.
+            keep = min(len(buf), _RAP_LOOKAHEAD * PACKET_SIZE)
+            self.dropped += len(buf) - keep
+            self._carry = buf[len(buf) - keep :]
+            return b""
+        self.done = True
+        self.dropped += start
+        self._carry = b""
+        return buf[start:]
+
+    def _splice_point(self, buf: bytes) -> int | None:
+        if self.dropped >= 2 * self._patience:
+            return 0
+        want_keyframe = self.dropped < self._patience
+        offset = buf.find(_PAT_HEADER)
+        while offset != -1:
+            aligned = offset % PACKET_SIZE == 0
+            if aligned and (not want_keyframe or JoinPoints._keyframe_follows(buf, offset)):
+                return offset
+            offset = buf.find(_PAT_HEADER, offset + 1)
+        return None

@@ -1,8 +1,9 @@
 """The stream registry: one channel per content, shared by all its players, owned here.
 
 Looking a channel up and creating it happen with no ``await`` in between, so two first players of
-one channel can never open two engine sessions. The registry owns every channel's upstream task
-and every linger timer: it names them, and cancels and awaits them when channels close.
+one channel can never open two engine sessions. The registry owns every channel's task and every
+linger timer (one supervisor names and guards them) and the retirer that stops old sessions; a
+channel is ended by asking it to stop, and the registry waits for that when it closes.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from ..engines.client import EngineClient
 from ..engines.model import ContentRef
 from ..engines.pool import EnginePool
 from ..logs import get_logger
+from ..tasks import Supervisor
 from .broadcast import Subscriber
-from .channel import Channel, Timeouts
+from .channel import Channel, FailoverPolicy
+from .errors import ChannelClosed
+from .retire import Retirer
+from .upstream import Timeouts
 
 log = get_logger(__name__)
 
@@ -39,7 +44,7 @@ class Player:
 
 
 class StreamRegistry:
-    """Channels by content key, with their upstream and linger tasks."""
+    """Channels by content key, with their tasks, linger timers and session retirements."""
 
     def __init__(
         self,
@@ -49,12 +54,18 @@ class StreamRegistry:
         timeouts: Timeouts,
         window_bytes: int,
         linger_s: float,
+        failover: FailoverPolicy | None = None,
+        close_timeout_s: float = 10.0,
     ) -> None:
         self._pool = pool
         self._client = client
         self._timeouts = timeouts
         self._window_bytes = window_bytes
         self._linger_s = linger_s
+        self._failover = failover or FailoverPolicy()
+        self._close_timeout_s = close_timeout_s
+        self._tasks = Supervisor("stream registry")
+        self.retirer = Retirer(pool=pool, client=client, abandon_s=timeouts.abandon_s)
         self._channels: dict[str, Channel] = {}
         self._upstreams: dict[Channel, asyncio.Task[None]] = {}
         self._lingers: dict[Channel, asyncio.Task[None]] = {}
@@ -67,10 +78,10 @@ class StreamRegistry:
     async def play(self, content: ContentRef) -> AsyncIterator[Player]:
         """Join (or start) ``content``'s channel for one player, for as long as the block runs.
 
-        Raises ``UpstreamFailed`` before yielding when the channel cannot start.
+        Raises :class:`~.errors.ChannelError` before yielding when the channel cannot start.
         """
         if self._closing:
-            raise RuntimeError("the registry is shutting down")
+            raise ChannelClosed("the gateway is shutting down")
         channel = self._channel_for(content)
         channel.players += 1
         self._cancel_linger(channel)
@@ -91,52 +102,52 @@ class StreamRegistry:
             channel.broadcast.close(reason)
 
     async def close(self) -> None:
-        """Stop every channel (their engine sessions are stopped) and every timer."""
+        """End every channel and wait (bounded) for their engine sessions to be stopped."""
         self._closing = True
-        for task in self._lingers.values():
+        for task in list(self._lingers.values()):
             task.cancel()
-        await asyncio.gather(*self._lingers.values(), return_exceptions=True)
-        await asyncio.gather(*(self._stop(c) for c in list(self._upstreams)))
+        for channel in list(self._upstreams):
+            channel.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._close_timeout_s
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                await asyncio.gather(*self._upstreams.values(), return_exceptions=True)
+        await self._tasks.close()  # whatever did not end in time
+        await self.retirer.close(max(0.0, deadline - loop.time()))
 
     def _channel_for(self, content: ContentRef) -> Channel:
         channel = self._channels.get(content.key)
-        if channel is not None and not channel.broadcast.closed:
+        if channel is not None and not channel.broadcast.closed and not channel.stopping:
             return channel
         channel = Channel(
             content,
             pool=self._pool,
             client=self._client,
+            retirer=self.retirer,
             timeouts=self._timeouts,
             window_bytes=self._window_bytes,
+            failover=self._failover,
         )
         self._channels[content.key] = channel
-        # Channels outlive the request that opened them: their tasks log in a context of their own.
-        task = asyncio.create_task(
-            channel.run(), name=f"upstream {content.key}", context=contextvars.Context()
-        )
+        task = self._tasks.spawn(channel.run(), name=f"channel {content.key}")
         self._upstreams[channel] = task
-        task.add_done_callback(lambda t: self._forget(channel, t), context=contextvars.Context())
+        task.add_done_callback(lambda t: self._forget(channel), context=contextvars.Context())
         log.info("channel_opened", content=content.key)
         return channel
 
-    def _forget(self, channel: Channel, task: asyncio.Task[None]) -> None:
+    def _forget(self, channel: Channel) -> None:
         self._upstreams.pop(channel, None)
         if self._channels.get(channel.content.key) is channel:
             del self._channels[channel.content.key]
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("upstream_crashed", content=channel.content.key, exc_info=exc)
-        log.info("channel_closed", content=channel.content.key)
+        log.info("channel_closed", content=channel.content.key, failovers=channel.failovers)
 
     def _start_linger(self, channel: Channel) -> None:
         # A channel whose upstream already ended finishes its own clean-up: never cut it short.
         if channel.broadcast.closed or self._closing:
             return
         if channel in self._upstreams and channel not in self._lingers:
-            task = asyncio.create_task(
-                self._linger(channel),
-                name=f"linger {channel.content.key}",
-                context=contextvars.Context(),
-            )
+            task = self._tasks.spawn(self._linger(channel), name=f"linger {channel.content.key}")
             self._lingers[channel] = task
             task.add_done_callback(lambda t: self._linger_done(channel, t))
 
@@ -154,13 +165,10 @@ class StreamRegistry:
         await asyncio.sleep(self._linger_s)
         if channel.players == 0:
             log.info("channel_idle", content=channel.content.key, linger_s=self._linger_s)
-            await self._stop(channel)
+            self._stop(channel)
 
-    async def _stop(self, channel: Channel) -> None:
+    def _stop(self, channel: Channel) -> None:
         # Unlist it first, so a player arriving while it shuts down opens a fresh channel.
         if self._channels.get(channel.content.key) is channel:
             del self._channels[channel.content.key]
-        task = self._upstreams.get(channel)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        channel.stop()
