@@ -90,7 +90,7 @@ def _standin_images(listed: str) -> dict[str, str]:
         need(result.returncode == 0, f"scripts/standin-images ({result.stderr.strip()[-500:]})")
         listed = result.stdout
     pairs = (word.split("=", 1) for word in listed.split() if "=" in word)
-    return {preset: image for preset, image in pairs}
+    return dict(pairs)
 
 
 def _image(variable: str, script: str) -> str:
