@@ -125,3 +125,20 @@ async def test_the_default_image_with_the_old_defaults_never_becomes_ready(
         assert "engine_ready" not in gateway.event_names()
     finally:
         gateway.stop()
+
+
+@pytest.mark.parametrize("preset", ["martinbjeldbak", "jopsis"])
+async def test_engine_args_reach_the_engine_after_the_preset_s_own(
+    instance: str, preset: str, tmp_path: Path
+) -> None:
+    env = {
+        **base_env(instance),
+        "ENGINE_IMAGE": standin_image(preset),
+        "ENGINE_PRESET": preset,
+        "ENGINE_ARGS": "--emu-version 3.2.11",
+    }
+    async with running_gateway(env, tmp_path / "gateway.log"):
+        (container,) = containers_of(instance)
+        port = int(container["Config"]["Labels"]["acestream-gateway.port"])
+        assert f"engine_started port={port} " in started_line(container)
+        assert "version=3.2.11" in started_line(container)
