@@ -9,7 +9,9 @@ BIN := $(VENV)/bin
 CACHE := .cache
 EMULATOR_IMAGE_FILE := $(CACHE)/emulator-image
 GATEWAY_IMAGE_FILE := $(CACHE)/gateway-image
-IMAGES = EMULATOR_IMAGE="$$(cat $(EMULATOR_IMAGE_FILE))" GATEWAY_IMAGE="$$(cat $(GATEWAY_IMAGE_FILE))"
+STANDIN_IMAGES_FILE := $(CACHE)/standin-images
+IMAGES = EMULATOR_IMAGE="$$(cat $(EMULATOR_IMAGE_FILE))" GATEWAY_IMAGE="$$(cat $(GATEWAY_IMAGE_FILE))" \
+	STANDIN_IMAGES="$$(tr '\n' ' ' < $(STANDIN_IMAGES_FILE))"
 
 .PHONY: help
 help:
@@ -48,8 +50,14 @@ gateway-image: packages docker venv
 	@mkdir -p $(CACHE)
 	PIP=$(BIN)/pip scripts/gateway-image | tail -n 1 > $(GATEWAY_IMAGE_FILE)
 
+# One `<preset>=<image>` line per real engine image's contract, each wrapping the emulator image.
+.PHONY: standin-images
+standin-images: emulator-image
+	EMULATOR_IMAGE="$$(cat $(EMULATOR_IMAGE_FILE))" scripts/standin-images > $(STANDIN_IMAGES_FILE).new
+	mv $(STANDIN_IMAGES_FILE).new $(STANDIN_IMAGES_FILE)
+
 .PHONY: images
-images: emulator-image gateway-image
+images: emulator-image gateway-image standin-images
 
 .PHONY: lint
 lint: venv

@@ -21,8 +21,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from . import presets
+
 _PORT_RANGE = re.compile(r"^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$")
-_PORT_PLACEHOLDER = "{port}"
 
 
 class PortRange(tuple[int, int]):
@@ -79,13 +80,17 @@ class Settings(BaseSettings):
     """Inclusive host port range (``lo-hi``) engines' HTTP ports are taken from, one per engine."""
     engine_image: str = Field("ghcr.io/martinbjeldbak/acestream-http-proxy:latest", min_length=1)
     """Docker image of the AceStream engine; pulled if missing."""
+    engine_preset: str | None = None
+    """Which image contract fills the engine's command and environment from its port:
+    ``martinbjeldbak``, ``krinkuto11``, ``jopsis`` or ``custom`` (see docs/ENGINE_IMAGES.md).
+    Unset: the preset of a known ENGINE_IMAGE, else ``martinbjeldbak`` (the default image's)."""
     engine_args: str = ""
-    """Engine container command line; ``{port}`` stands for the engine's HTTP port. Empty keeps
-    the image's own command (images configured by environment, see ENGINE_ENV)."""
-    engine_env: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=lambda: {"HTTP_PORT": _PORT_PLACEHOLDER, "BIND_ALL": "true"}
-    )
-    """Engine container environment as a JSON object; ``{port}`` in values stands for the port."""
+    """Extra engine arguments, after the preset's own (split as a shell would); ``{port}`` stands
+    for the engine's HTTP port. With ENGINE_PRESET=custom: the whole container command, and empty
+    keeps the image's own."""
+    engine_env: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    """Engine environment as a JSON object, added to the preset's (on the same name this value
+    wins); ``{port}`` in values stands for the engine's HTTP port."""
     engine_host_address: str = "127.0.0.1"
     """Host address engines' ports are published on, and the address the gateway calls them at."""
     engine_network: str | None = None
@@ -179,8 +184,17 @@ class Settings(BaseSettings):
     @classmethod
     def _env_format(cls, value: dict[str, str]) -> dict[str, str]:
         for template in value.values():
-            _render(template, 1)
+            presets.check_template(template)
         return value
+
+    @field_validator("engine_preset", mode="before")
+    @classmethod
+    def _known_preset(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None  # set but empty: as if unset
+        return presets.preset_named(value).name
 
     @field_validator("min_replicas")
     @classmethod
@@ -192,7 +206,8 @@ class Settings(BaseSettings):
     @field_validator("engine_args")
     @classmethod
     def _args_format(cls, value: str) -> str:
-        _render(value, 1)
+        for word in presets.split_args(value):
+            presets.check_template(word)
         return value
 
     @model_validator(mode="after")
@@ -209,13 +224,23 @@ class Settings(BaseSettings):
             )
         return self
 
-    def engine_command(self, port: int) -> list[str]:
-        """The engine container's command for an engine on ``port`` (empty: the image's own)."""
-        return _render(self.engine_args, port).split()
+    @model_validator(mode="after")
+    def _engine_launch_fits(self) -> Settings:
+        self.engine_launch_template()  # ENGINE_ARGS the preset's image would ignore, and such
+        return self
 
-    def engine_environment(self, port: int) -> dict[str, str]:
-        """The engine container's environment for an engine on ``port``."""
-        return {key: _render(value, port) for key, value in self.engine_env.items()}
+    def engine_preset_choice(self) -> tuple[presets.Preset, str]:
+        """The preset engines get, and what chose it (ENGINE_PRESET, ENGINE_IMAGE or default)."""
+        return presets.choose_preset(self.engine_preset, self.engine_image)
+
+    def engine_launch_template(self) -> presets.Launch:
+        """The engine containers' command and environment, placeholders not yet filled in."""
+        preset, _ = self.engine_preset_choice()
+        return preset.launch(self.engine_args, self.engine_env)
+
+    def engine_launch(self, port: int) -> presets.Launch:
+        """The command and environment of the engine container whose HTTP port is ``port``."""
+        return self.engine_launch_template().render(presets.EnginePorts(port=port))
 
     def masked(self) -> dict[str, object]:
         """The effective configuration by environment variable name, secrets masked."""
@@ -227,15 +252,18 @@ class Settings(BaseSettings):
             elif isinstance(value, PortRange):
                 value = str(value)
             shown[name.upper()] = value
+        preset, chosen_by = self.engine_preset_choice()
+        launch = self.engine_launch_template()
+        shown["ENGINE_PRESET"] = preset.name
+        # Not a variable: what the image, preset, ENGINE_ARGS and ENGINE_ENV add up to.
+        shown["ENGINE_LAUNCH (effective)"] = {
+            "preset": preset.name,
+            "chosen_by": chosen_by,
+            "contract": preset.summary,
+            "command": list(launch.command) or "the image's own",
+            "environment": dict(launch.environment),
+        }
         return shown
-
-
-def _render(template: str, port: int) -> str:
-    """Put the engine's port in a template; only ``{port}`` is a placeholder."""
-    try:
-        return template.format(port=port)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(f"only {{port}} may stand in braces ({exc})") from None
 
 
 def load_settings() -> Settings:

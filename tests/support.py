@@ -6,6 +6,7 @@ Under CI a missing tool or Docker is a failure, never a skip: ``need`` decides w
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -65,6 +66,31 @@ def emulator_image() -> str:
 def gateway_image() -> str:
     """The gateway's own image: from GATEWAY_IMAGE, else built (or found) by its script."""
     return _image("GATEWAY_IMAGE", "gateway-image")
+
+
+def standin_image(preset: str) -> str:
+    """The stand-in of the engine image an ENGINE_PRESET is for (deploy/standins/<preset>): from
+    STANDIN_IMAGES (``preset=image`` words), else built (or found) by scripts/standin-images."""
+    images = _standin_images(os.environ.get("STANDIN_IMAGES", ""))
+    need(preset in images, f"the stand-in image of ENGINE_PRESET={preset}")
+    return images[preset]
+
+
+@functools.cache
+def _standin_images(listed: str) -> dict[str, str]:
+    if not listed.strip():
+        result = subprocess.run(
+            [str(ROOT / "scripts" / "standin-images")],
+            env={**os.environ, "EMULATOR_IMAGE": emulator_image()},
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        need(result.returncode == 0, f"scripts/standin-images ({result.stderr.strip()[-500:]})")
+        listed = result.stdout
+    pairs = (word.split("=", 1) for word in listed.split() if "=" in word)
+    return dict(pairs)
 
 
 def _image(variable: str, script: str) -> str:

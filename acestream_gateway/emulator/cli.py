@@ -1,8 +1,10 @@
 """The command line: the real engine's options, plus --emu-* knobs that EMULATOR_* variables mirror.
 
 Engine options the emulator does not model are accepted and ignored, as a drop-in replacement for
-the engine image must start with whatever command line the gateway gives the engine. Knob values
-come from the command line first, then the environment, then the defaults.
+the engine image must start with whatever command line the gateway gives the engine. Like the
+engine, it reads arguments from ``@file`` (one argument a line, e.g. ``--http-port=6878``): some
+engine images write their settings to such a file. Knob values come from the command line first,
+then the environment, then the defaults.
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ EPILOG = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="acestream-emulator", description=DESCRIPTION, epilog=EPILOG, allow_abbrev=False
+        prog="acestream-emulator",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        allow_abbrev=False,
+        fromfile_prefix_chars="@",
     )
     engine = parser.add_argument_group("engine options (as the real engine; others are ignored)")
     engine.add_argument("--client-console", action="store_true", help="run without a GUI")
@@ -47,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bind-all", action="store_true", help="serve all clients, not just local subnets"
     )
     engine.add_argument("--port", type=int, default=8621, help="P2P port (accepted, unused)")
+    engine.add_argument("--https-port", type=int, help="HTTPS API port (accepted, unused)")
     engine.add_argument("--live-cache-type", help="accepted, unused")
     engine.add_argument("--live-buffer", help="accepted, unused")
     emulator = parser.add_argument_group("emulator options")

@@ -74,7 +74,8 @@ def create_body(settings: Settings, port: int) -> dict[str, Any]:
     """The Docker ``POST /containers/create`` body for an engine on ``port``.
 
     The engine listens on the same port inside the container as it is published on, so one
-    ``{port}`` means the same in the command line, the environment and the binding.
+    ``{port}`` means the same in the command line, the environment and the binding. The preset
+    (ENGINE_PRESET) decides whether the engine learns it from the command or the environment.
     """
     tcp = f"{port}/tcp"
     host_config: dict[str, Any] = {
@@ -84,14 +85,14 @@ def create_body(settings: Settings, port: int) -> dict[str, Any]:
     }
     if settings.engine_network:
         host_config["NetworkMode"] = settings.engine_network
+    launch = settings.engine_launch(port)
     body: dict[str, Any] = {
         "Image": settings.engine_image,
-        "Env": [f"{k}={v}" for k, v in settings.engine_environment(port).items()],
+        "Env": [f"{k}={v}" for k, v in launch.environment.items()],
         "Labels": labels(settings, port),
         "ExposedPorts": {tcp: {}},
         "HostConfig": host_config,
     }
-    command = settings.engine_command(port)
-    if command:
-        body["Cmd"] = command
+    if launch.command:
+        body["Cmd"] = list(launch.command)
     return body

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -43,6 +44,27 @@ def test_engine_command_line_sets_port_and_bind_all_and_ignores_unknown_flags() 
     assert options.crash_exits
     assert knobs == Knobs()
     assert ignored == ["--cache-dir", "/tmp/x", "--log-debug", "1"]
+
+
+def test_arguments_are_read_from_an_at_file_one_a_line(tmp_path: Path) -> None:
+    conf = tmp_path / "acestream.conf"
+    conf.write_text("--http-port=7003\n--https-port=7004\n--bind-all\n")
+    options, _, ignored = parse_args(["--client-console", f"@{conf}"], {})
+    assert (options.http_port, options.bind_all) == (7003, True)
+    assert ignored == []
+
+
+def test_an_empty_at_file_leaves_the_engine_defaults(tmp_path: Path) -> None:
+    conf = tmp_path / "acestream.conf"
+    conf.write_text("")
+    options, _, _ = parse_args(["--client-console", f"@{conf}"], {})
+    assert (options.http_port, options.bind_all) == (6878, False)
+
+
+def test_a_missing_at_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--client-console", f"@{tmp_path / 'missing.conf'}"], {})
+    assert exited.value.code == 2
 
 
 def test_without_bind_all_the_engine_filters_clients() -> None:

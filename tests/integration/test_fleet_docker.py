@@ -27,6 +27,8 @@ def fleet_settings(instance: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "gateway_instance_name": instance,
         "engine_image": emulator_image(),
+        # The emulator image takes the engine command line itself.
+        "engine_preset": "custom",
         "engine_args": "--client-console --http-port {port} --bind-all",
         "engine_env": {"EMULATOR_PREBUFFER_S": "0"},
         "port_range_host": f"{lo}-{hi}",

@@ -37,6 +37,8 @@ def gateway_env(instance: str) -> dict[str, str]:
         "GATEWAY_PORT": str(free_port()),
         "GATEWAY_INSTANCE_NAME": instance,
         "ENGINE_IMAGE": emulator_image(),
+        # The emulator image takes the engine command line itself.
+        "ENGINE_PRESET": "custom",
         "ENGINE_ARGS": "--client-console --http-port {port} --bind-all",
         "ENGINE_ENV": '{"EMULATOR_BURST_BYTES": "2000000", "EMULATOR_PREBUFFER_S": "0.5"}',
         "MIN_REPLICAS": "1",

@@ -38,6 +38,8 @@ async def test_the_gateway_container_runs_engines_through_the_mounted_docker_soc
         "GATEWAY_PORT": str(port),
         "GATEWAY_INSTANCE_NAME": instance,
         "ENGINE_IMAGE": emulator_image(),
+        # The emulator image takes the engine command line itself.
+        "ENGINE_PRESET": "custom",
         "ENGINE_ARGS": "--client-console --http-port {port} --bind-all",
         "ENGINE_ENV": '{"EMULATOR_BURST_BYTES": "2000000", "EMULATOR_PREBUFFER_S": "0.5"}',
         "PORT_RANGE_HOST": f"{lo}-{hi}",

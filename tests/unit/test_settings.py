@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -32,18 +33,54 @@ def test_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MIN_REPLICAS", "3")
     monkeypatch.setenv("MAX_ACTIVE_REPLICAS", "7")
     monkeypatch.setenv("PORT_RANGE_HOST", "20000-20010")
+    monkeypatch.setenv("ENGINE_PRESET", "custom")
     monkeypatch.setenv("ENGINE_ARGS", "--client-console --http-port {port} --bind-all")
     monkeypatch.setenv("ENGINE_ENV", '{"P2P": "{port}"}')
     settings = Settings()
     assert (settings.min_replicas, settings.max_active_replicas) == (3, 7)
     assert (settings.port_range_host.lo, settings.port_range_host.hi) == (20000, 20010)
-    assert settings.engine_command(20001) == [
-        "--client-console",
-        "--http-port",
-        "20001",
-        "--bind-all",
-    ]
-    assert settings.engine_environment(20001) == {"P2P": "20001"}
+    launch = settings.engine_launch(20001)
+    assert launch.command == ("--client-console", "--http-port", "20001", "--bind-all")
+    assert launch.environment == {"P2P": "20001"}
+
+
+def test_the_default_engine_image_gets_its_port_on_the_command_line_and_remote_access() -> None:
+    launch = Settings().engine_launch(19000)
+    assert launch.command == ("--http-port", "19000")
+    assert launch.environment == {"ALLOW_REMOTE_ACCESS": "yes"}
+
+
+def test_engine_args_and_env_add_to_the_preset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENGINE_ARGS", "--live-buffer 25")
+    monkeypatch.setenv("ENGINE_ENV", '{"ALLOW_REMOTE_ACCESS": "no", "TZ": "UTC"}')
+    launch = Settings().engine_launch(19000)
+    assert launch.command == ("--http-port", "19000", "--live-buffer", "25")
+    assert launch.environment == {"ALLOW_REMOTE_ACCESS": "no", "TZ": "UTC"}
+
+
+def test_engine_preset_is_read_in_any_case_and_empty_means_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENGINE_PRESET", " JOPSIS ")
+    assert Settings().engine_preset == "jopsis"
+    monkeypatch.setenv("ENGINE_PRESET", "")
+    assert Settings().engine_preset_choice()[0].name == "martinbjeldbak"
+
+
+def test_an_unknown_preset_is_refused_naming_engine_preset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (line,) = errors_for(monkeypatch, ENGINE_PRESET="gluetun")
+    assert line == (
+        "ENGINE_PRESET: must be one of martinbjeldbak, krinkuto11, jopsis, custom (got 'gluetun')"
+    )
+
+
+def test_engine_args_for_a_preset_whose_image_ignores_them_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (line,) = errors_for(monkeypatch, ENGINE_PRESET="krinkuto11", ENGINE_ARGS="--bind-all")
+    assert line.startswith("ENGINE_ARGS is ignored by images of ENGINE_PRESET=krinkuto11")
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])
@@ -75,7 +112,10 @@ def test_port_range_smaller_than_the_fleet_is_refused(monkeypatch: pytest.Monkey
         ("MAX_STREAMS_PER_ENGINE", "0"),
         ("GATEWAY_PORT", "70000"),
         ("ENGINE_ARGS", "--http-port {prot}"),
+        ("ENGINE_ARGS", "--cache-dir '/tmp"),
+        ("ENGINE_PRESET", "acestream"),
         ("ENGINE_ENV", "not json"),
+        ("ENGINE_ENV", '{"HTTP_PORT": "{http_port}"}'),
         ("LOG_LEVEL", "loud"),
         ("GATEWAY_INSTANCE_NAME", "two words"),
         ("STALL_TIMEOUT_S", "-1"),
@@ -122,6 +162,20 @@ def test_check_config_prints_the_effective_configuration() -> None:
     assert result.returncode == 0, result.stderr
     assert '"MIN_REPLICAS": 2' in result.stdout
     assert "hunter2" not in result.stdout
+
+
+def test_check_config_shows_the_effective_preset_command_and_environment() -> None:
+    env = {"ENGINE_IMAGE": "jopsis/acestream:x64", "ENGINE_ARGS": "--live-buffer 25"}
+    result = run_cli("check-config", env=env)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["ENGINE_PRESET"] == "jopsis"
+    effective = shown["ENGINE_LAUNCH (effective)"]
+    assert effective["chosen_by"] == "ENGINE_IMAGE"
+    assert effective["command"] == "the image's own"
+    assert effective["environment"] == {
+        "ACESTREAM_ARGS": "--client-console --bind-all --http-port {port} --live-buffer 25"
+    }
 
 
 def test_version_is_printed() -> None:
