@@ -6,7 +6,6 @@ reverse, so channels stop their engine sessions before the HTTP client they use 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -24,6 +23,7 @@ from .settings import Settings
 from .streaming.channel import FailoverPolicy
 from .streaming.registry import StreamRegistry
 from .streaming.upstream import Timeouts
+from .tasks import Supervisor
 
 log = get_logger(__name__)
 
@@ -73,12 +73,12 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
             settings=app[SETTINGS], docker=docker, pool=app[POOL], client=app[ENGINE_CLIENT]
         )
         app[RECONCILER] = reconciler
-        task = asyncio.create_task(reconciler.run(), name="fleet reconciler")
+        tasks = Supervisor("app")
+        tasks.spawn_loop(reconciler.run, name="fleet reconciler")
         try:
             yield
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await tasks.close()
 
 
 async def _end_players(app: web.Application) -> None:
