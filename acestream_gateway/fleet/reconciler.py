@@ -11,6 +11,7 @@ that die or turn unhealthy, and of Docker going away and coming back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import structlog
@@ -56,6 +57,7 @@ class Reconciler:
         self.adopted = asyncio.Event()
         self.last_error: str | None = None
         self.docker_up = True
+        self._died: set[str] = set()  # engines' containers Docker reported dead, not yet removed
         self._passing = asyncio.Lock()
         self._tasks = Supervisor("fleet reconciler")
         self.events = EventFollower(
@@ -99,7 +101,7 @@ class Reconciler:
 
     async def reconcile(self) -> None:
         """One pass: sync with Docker, then apply the plan."""
-        records = await self._docker.list(instance_filter(self._settings))
+        records = self._with_deaths(await self._docker.list(instance_filter(self._settings)))
         await self._sync(records)
         if not self.adopted.is_set():
             log.info("fleet_adopted", engines=len(self._pool.snapshot()))
@@ -157,12 +159,21 @@ class Reconciler:
 
     def _forget(self, engine_id: str) -> None:
         self._pool.remove(engine_id)
+        self._died.discard(engine_id)
         probe = self._probes.pop(engine_id, None)
         if probe is not None:
             probe.cancel()
         port = self._ports_by_engine.pop(engine_id, None)
         if port is not None:
             self.ports.release(port)
+
+    def _with_deaths(self, records: list[ContainerRecord]) -> list[ContainerRecord]:
+        """Docker may still list a container as running just after it reported it dead: trust
+        the event, so the container is removed, not adopted again."""
+        return [
+            dataclasses.replace(r, state="exited") if r.id in self._died and r.running else r
+            for r in records
+        ]
 
     def _free_ports_of_gone(self, records: list[ContainerRecord]) -> None:
         """Ports of engines that left the pool (their container died) and whose container is no
@@ -182,6 +193,7 @@ class Reconciler:
             return
         streams = len(self._pool.claims_on(container_id))
         log.warning("engine_gone", engine=engine.name, streams=streams, docker_event=action)
+        self._died.add(container_id)
         self._pool.remove(container_id)
         probe = self._probes.pop(container_id, None)
         if probe is not None:

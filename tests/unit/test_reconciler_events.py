@@ -19,6 +19,7 @@ from acestream_gateway.engines.pool import EnginePool, NoCapacity
 from acestream_gateway.engines.provisioning import BlockedReason
 from acestream_gateway.fleet.docker import docker_client
 from acestream_gateway.fleet.reconciler import Reconciler
+from acestream_gateway.fleet.specs import ContainerRecord
 from acestream_gateway.settings import Settings
 
 PORT = 19000
@@ -60,6 +61,15 @@ async def test_a_dead_engine_leaves_the_pool_its_claims_are_lost_and_its_port_st
     assert reconciler._pool.get(engine.id) is None
     assert claim.lost.is_set()
     assert reconciler.ports.held == {PORT: engine.id}, "the container still exists"
+
+
+async def test_a_dead_container_docker_still_lists_as_running_is_removed_not_adopted_again(
+    reconciler: Reconciler,
+) -> None:
+    dead, alive = add_engine(reconciler, 0), add_engine(reconciler, 1)
+    reconciler.container_stopped(dead.id, "die")
+    listed = [ContainerRecord(e.id, e.name, "running", {}) for e in (dead, alive)]
+    assert [r.running for r in reconciler._with_deaths(listed)] == [False, True]
 
 
 async def test_a_removed_container_frees_its_port(reconciler: Reconciler) -> None:
