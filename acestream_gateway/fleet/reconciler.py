@@ -213,11 +213,13 @@ class Reconciler:
 
     def docker_reachable(self, reachable: bool, reason: str = "", retry_in_s: float = 0) -> None:
         """Docker answered, or could not be reached: while it cannot, new channels that need a new
-        engine are refused at once; engines and their streams are left alone (logged once)."""
+        engine are refused at once; engines and their streams are left alone (logged once).
+
+        The block's message goes to players, so it names no address; the log has the detail."""
         if reachable:
             self._pool.unblock(BlockedReason.DOCKER_UNAVAILABLE)
         else:
-            message = f"Docker cannot be reached: {reason}"
+            message = "the Docker API cannot be reached: no new engine can be started"
             self._pool.block(BlockedReason.DOCKER_UNAVAILABLE, message, retry_in_s or None)
         if reachable != self.docker_up:
             self.docker_up = reachable

@@ -138,6 +138,7 @@ async def test_playing_channels_survive_a_docker_outage_and_the_fleet_is_whole_a
                     assert body["error"] == "no_capacity"
                     assert body["reason"] == "docker_unavailable"
                     assert int(refused.headers["Retry-After"]) >= 1
+                    assert "docker.sock" not in body["detail"], "no address for players"
 
                 await asyncio.sleep(max(0.0, cut_at + 6 - time.monotonic()))
                 restored_at = time.monotonic()

@@ -115,8 +115,8 @@ async def test_without_docker_a_new_engine_is_refused_at_once_but_a_channel_that
     playing = await reconciler._pool.claim("playing")
     assert playing.engine is busy
     with capture_logs() as logs:
-        reconciler.docker_reachable(False, "cannot reach Docker", 4)
-        reconciler.docker_reachable(False, "cannot reach Docker", 8)
+        reconciler.docker_reachable(False, "cannot connect to unix:///run/docker.sock", 4)
+        reconciler.docker_reachable(False, "cannot connect to unix:///run/docker.sock", 8)
     fits = await reconciler._pool.claim("fits")
     assert fits.engine is spare
     started = time.monotonic()
@@ -125,6 +125,7 @@ async def test_without_docker_a_new_engine_is_refused_at_once_but_a_channel_that
     assert time.monotonic() - started < 0.1
     assert refused.value.code is BlockedReason.DOCKER_UNAVAILABLE
     assert 1 <= refused.value.retry_after_s <= 8
+    assert "docker.sock" not in refused.value.reason, "players get a reason, logs the detail"
     assert not playing.lost.is_set(), "Docker's silence touches no stream"
     assert len(reconciler._pool.engines()) == 2
     assert [e["event"] for e in logs] == ["docker_unreachable"], "logged once per outage"
