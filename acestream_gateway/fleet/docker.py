@@ -1,8 +1,11 @@
-"""The fleet's only contact with Docker: list, create, start and remove engine containers.
+"""The fleet's only contact with Docker: list, create, start and remove engine containers, and
+follow their events.
 
 One ``aiodocker.Docker`` client serves the process (its owner, the app, closes it). Every call runs
 under ``asyncio.timeout`` and every Docker failure becomes a :class:`FleetError` carrying Docker's
-status, so nothing above this module imports aiodocker.
+status, so nothing above this module imports aiodocker. The event stream is the one call without a
+total timeout: it lasts as long as the connection, and a dropped connection ends it with a
+:class:`FleetError` too.
 """
 
 from __future__ import annotations
@@ -12,16 +15,20 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiodocker
+import aiohttp
 from aiodocker.exceptions import DockerError
 
 from .specs import ContainerRecord
 
 T = TypeVar("T")
+Filters = dict[str, list[str]]  # Docker's filters: {"label": ["k=v", ...], "event": [...]}
 
 UNREACHABLE = 900  # aiodocker's status for "cannot reach the daemon"
+TIMED_OUT = 408
 
 
 class FleetError(Exception):
@@ -32,6 +39,25 @@ class FleetError(Exception):
         super().__init__(f"{message} (status {status})")
         self.status = status
         self.message = message
+
+    @property
+    def unreachable(self) -> bool:
+        """Whether Docker itself could not be reached (as opposed to refusing the call)."""
+        return self.status in (UNREACHABLE, TIMED_OUT)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerEvent:
+    """One container event of Docker's stream: ``die``, ``oom``, ``destroy``, ``health_status``...
+
+    ``health`` is the new health status of a ``health_status`` event (``healthy``, ``unhealthy``,
+    ``starting``), None for other events.
+    """
+
+    container_id: str
+    action: str
+    health: str | None = None
+    name: str = ""
 
 
 @asynccontextmanager
@@ -96,6 +122,26 @@ class DockerEngines:
             if exc.status != 404:
                 raise
 
+    @asynccontextmanager
+    async def watch(self, filters: Filters) -> AsyncIterator[AsyncIterator[ContainerEvent]]:
+        """Follow Docker's event stream for ``filters``; events come from the moment this enters.
+
+        Entering connects (bounded by ``timeout_s``) or raises :class:`FleetError`; once entered,
+        Docker is subscribed, so a caller that lists containers now misses nothing. The iterator
+        never ends by itself: a dropped connection raises :class:`FleetError` (status 900).
+        """
+        # aiodocker's own ``docker.events`` runs its reader in a task nobody owns and does not
+        # tell when the subscription is live, which list-then-watch needs: query the endpoint.
+        response = await self._call(
+            self._client._do_query(
+                "events", "GET", params={"filters": json.dumps(filters)}, timeout=_NO_TIMEOUT
+            )
+        )
+        try:
+            yield _EventStream(response)
+        finally:
+            response.close()  # an endless body: close, never read it to its end
+
     async def _remove_quietly(self, container_id: str) -> None:
         # Should this fail, the reconciler removes the leftover it finds by its labels.
         with contextlib.suppress(FleetError):
@@ -111,6 +157,55 @@ class DockerEngines:
             raise FleetError(408, "Docker did not answer in time") from None
         except OSError as exc:
             raise FleetError(UNREACHABLE, f"cannot reach Docker: {exc}") from None
+
+
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)  # the connect is under _call's
+
+
+class _EventStream:
+    """The lines of one ``/events`` response as :class:`ContainerEvent` records."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    def __aiter__(self) -> _EventStream:
+        return self
+
+    async def __anext__(self) -> ContainerEvent:
+        while True:
+            try:
+                line = await self._response.content.readline()
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                raise FleetError(UNREACHABLE, f"the Docker event stream broke: {exc!r}") from None
+            if not line:
+                raise FleetError(UNREACHABLE, "the Docker event stream ended")
+            event = parse_event(line)
+            if event is not None:
+                return event
+
+
+def parse_event(line: bytes) -> ContainerEvent | None:
+    """One line of Docker's event stream as a record; None for anything but a container event."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("Type", "container") != "container":
+        return None
+    actor = _mapping(data.get("Actor"))
+    container_id = actor.get("ID") or data.get("id")
+    action = data.get("Action") or data.get("status")
+    if not isinstance(container_id, str) or not isinstance(action, str) or not container_id:
+        return None
+    # Docker spells a health change "health_status: unhealthy" in one field.
+    verb, _, detail = action.partition(":")
+    health = (detail.strip() or None) if verb == "health_status" else None
+    name = str(_mapping(actor.get("Attributes")).get("name", ""))
+    return ContainerEvent(container_id, verb.strip(), health, name)
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _record(info: dict[str, Any]) -> ContainerRecord:

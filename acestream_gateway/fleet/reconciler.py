@@ -4,11 +4,14 @@ It adopts the engine containers it finds by their labels (never wipes them), rem
 broken ones, starts engines until ``MIN_REPLICAS`` are empty, probes new engines until they answer
 and removes idle surplus. It runs as one guarded loop that wakes on pool changes or on its
 interval; a failure is logged once, retried with backoff, and never touches playing streams.
+Between passes its Docker event follower (``events.py``) tells it at once of engine containers
+that die or turn unhealthy, and of Docker going away and coming back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import structlog
@@ -19,8 +22,9 @@ from ..engines.pool import EnginePool
 from ..engines.provisioning import BlockedReason
 from ..logs import get_logger
 from ..settings import Settings
-from ..tasks import Backoff
+from ..tasks import Backoff, Supervisor
 from .docker import UNREACHABLE, DockerEngines, FleetError
+from .events import EventFollower, event_filter
 from .plan import plan_fleet
 from .ports import PortAllocator, PortsExhausted
 from .specs import ContainerRecord, container_name, create_body, engine_address, instance_filter
@@ -52,23 +56,34 @@ class Reconciler:
         self._bad_ports: set[int] = set()
         self.adopted = asyncio.Event()
         self.last_error: str | None = None
+        self.docker_up = True
+        self._died: set[str] = set()  # engines' containers Docker reported dead, not yet removed
+        self._passing = asyncio.Lock()
+        self._tasks = Supervisor("fleet reconciler")
+        self.events = EventFollower(
+            source=docker, fleet=self, filters=event_filter(instance_filter(settings))
+        )
 
     async def run(self) -> None:
         """The reconcile loop; cancel it to stop (engines are left running for adoption)."""
         structlog.contextvars.clear_contextvars()
+        self._tasks.spawn_loop(self.events.run, name="docker events")
         backoff = Backoff()
         try:
             while True:
                 try:
-                    await self.reconcile()
+                    await self.relist()
                 except FleetError as exc:
                     delay = backoff.next()
                     self._note_failure(exc.message, delay, backoff.failures == 1)
+                    if exc.unreachable:
+                        self.docker_reachable(False, exc.message, delay)
                 except Exception as exc:  # the guard of a long-lived loop: log, back off, go on
                     delay = backoff.next()
                     log.exception("fleet_reconcile_crashed", retry_in_s=delay)
                     self.last_error = repr(exc)
                 else:
+                    self.docker_reachable(True)
                     if backoff.failures:
                         log.info("fleet_recovered")
                     backoff.reset()
@@ -76,11 +91,17 @@ class Reconciler:
                     delay = self._settings.health_check_interval_s
                 await self._sleep(delay, wake_on_change=not backoff.failures)
         finally:
+            await self._tasks.close()
             await self._stop_probes()
+
+    async def relist(self) -> None:
+        """A full pass now (list, sync, plan); passes never overlap."""
+        async with self._passing:
+            await self.reconcile()
 
     async def reconcile(self) -> None:
         """One pass: sync with Docker, then apply the plan."""
-        records = await self._docker.list(instance_filter(self._settings))
+        records = self._with_deaths(await self._docker.list(instance_filter(self._settings)))
         await self._sync(records)
         if not self.adopted.is_set():
             log.info("fleet_adopted", engines=len(self._pool.snapshot()))
@@ -116,6 +137,7 @@ class Reconciler:
                 self._forget(record.id)
             elif self._pool.get(record.id) is None:
                 await self._adopt(record)
+        self._free_ports_of_gone(records)
 
     async def _adopt(self, record: ContainerRecord) -> None:
         port = record.port
@@ -137,12 +159,74 @@ class Reconciler:
 
     def _forget(self, engine_id: str) -> None:
         self._pool.remove(engine_id)
+        self._died.discard(engine_id)
         probe = self._probes.pop(engine_id, None)
         if probe is not None:
             probe.cancel()
         port = self._ports_by_engine.pop(engine_id, None)
         if port is not None:
             self.ports.release(port)
+
+    def _with_deaths(self, records: list[ContainerRecord]) -> list[ContainerRecord]:
+        """Docker may still list a container as running just after it reported it dead: trust
+        the event, so the container is removed, not adopted again."""
+        return [
+            dataclasses.replace(r, state="exited") if r.id in self._died and r.running else r
+            for r in records
+        ]
+
+    def _free_ports_of_gone(self, records: list[ContainerRecord]) -> None:
+        """Ports of engines that left the pool (their container died) and whose container is no
+        longer listed: the container is gone, so the port is free."""
+        listed = {r.id for r in records}
+        for engine_id in list(self._ports_by_engine):
+            if engine_id not in listed and self._pool.get(engine_id) is None:
+                self._forget(engine_id)
+
+    # --- Docker events -------------------------------------------------------------------------
+
+    def container_stopped(self, container_id: str, action: str) -> None:
+        """An engine's container died: out of the pool now, so its claims are lost and fail over;
+        its port stays held until the container is gone (the next pass removes it)."""
+        engine = self._pool.get(container_id)
+        if engine is None:
+            return
+        streams = len(self._pool.claims_on(container_id))
+        log.warning("engine_gone", engine=engine.name, streams=streams, docker_event=action)
+        self._died.add(container_id)
+        self._pool.remove(container_id)
+        probe = self._probes.pop(container_id, None)
+        if probe is not None:
+            probe.cancel()
+
+    def container_destroyed(self, container_id: str) -> None:
+        """An engine's container is gone: out of the pool, and its port is free again."""
+        self.container_stopped(container_id, "destroy")
+        self._forget(container_id)
+
+    def container_unhealthy(self, container_id: str) -> None:
+        """Docker's health check of an engine failed: no new claims, its claims are lost."""
+        engine = self._pool.get(container_id)
+        if engine is not None and engine.state is not EngineState.UNHEALTHY:
+            log.warning("engine_unhealthy", engine=engine.name, source="docker_health_check")
+            self._pool.set_state(container_id, EngineState.UNHEALTHY)
+
+    def docker_reachable(self, reachable: bool, reason: str = "", retry_in_s: float = 0) -> None:
+        """Docker answered, or could not be reached: while it cannot, new channels that need a new
+        engine are refused at once; engines and their streams are left alone (logged once).
+
+        The block's message goes to players, so it names no address; the log has the detail."""
+        if reachable:
+            self._pool.unblock(BlockedReason.DOCKER_UNAVAILABLE)
+        else:
+            message = "the Docker API cannot be reached: no new engine can be started"
+            self._pool.block(BlockedReason.DOCKER_UNAVAILABLE, message, retry_in_s or None)
+        if reachable != self.docker_up:
+            self.docker_up = reachable
+            if reachable:
+                log.info("docker_reachable")
+            else:
+                log.warning("docker_unreachable", reason=reason, retry_in_s=retry_in_s)
 
     # --- changing the fleet --------------------------------------------------------------------
 
