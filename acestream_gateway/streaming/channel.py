@@ -175,14 +175,21 @@ class Channel:
                         raise EngineFailed(f"the channel failed {attempt} times: {end.reason}")
                     self._log_failover(claim, end, attempt)
                     await self._until_stopped(self._pause(self._failover.delay_s(attempt)))
-                    if session is not None and not end.engine_fault and self._usable(claim):
-                        # Same engine: end the old session first (a new pid supersedes it anyway).
+                    same = not end.engine_fault and self._usable(claim)
+                    if same and attempt == 1 and session is not None:
+                        # The engine is healthy: try it again first, ending the old session
+                        # first (a new pid would supersede it anyway).
                         await self._stop_quietly(session)
                         session = None
                         break
                     try:
                         new = await self._until_stopped(self._claim({claim.engine.id}))
                     except NoEngine as exc:
+                        if same:  # no other engine now: the same one is better than none
+                            if session is not None:
+                                await self._stop_quietly(session)
+                            session = None
+                            break
                         end = SessionEnd(EndKind.OPEN_FAILED, exc.reason)
                         continue
                     # The new slot is held: now the old one may go (stopped, then released).
