@@ -69,6 +69,10 @@ class CircuitBreaker:
         self._trial = True
         return 1
 
+    def give_back(self) -> None:
+        """The permitted half-open attempt did not happen (no port, Docker unreachable)."""
+        self._trial = False
+
     def record_success(self) -> None:
         """An engine was provisioned: whatever the state, provisioning works again."""
         self.failures = 0

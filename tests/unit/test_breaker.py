@@ -57,6 +57,17 @@ def test_half_open_lets_exactly_one_attempt_through_and_success_closes_it() -> N
     assert b.permits(3) == 3
 
 
+def test_a_half_open_attempt_that_did_not_happen_is_given_back() -> None:
+    clock = Clock()
+    b = breaker(clock, threshold=1)
+    b.record_failure()
+    clock.now += 30
+    assert b.permits(1) == 1
+    b.give_back()
+    assert b.permits(1) == 1
+    assert state(b) is BreakerState.HALF_OPEN
+
+
 def test_each_failed_trial_doubles_the_open_time_up_to_the_cap() -> None:
     clock = Clock()
     b = breaker(clock, threshold=1)
