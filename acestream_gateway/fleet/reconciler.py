@@ -1,34 +1,65 @@
 """The reconciler: makes the Docker containers and the engine pool agree, then follows the plan.
 
 It adopts the engine containers it finds by their labels (never wipes them), removes exited or
-broken ones, starts engines until ``MIN_REPLICAS`` are empty, probes new engines until they answer
-and removes idle surplus. It runs as one guarded loop that wakes on pool changes or on its
-interval; a failure is logged once, retried with backoff, and never touches playing streams.
+broken ones, starts engines until ``MIN_REPLICAS`` are empty (several at once, bounded), probes new
+engines until they answer and running ones for as long as they run, replaces unhealthy engines and
+removes idle surplus. Provisioning failures feed a circuit breaker, so an engine that cannot start
+is not recreated on every pass. It runs as one guarded loop that wakes on pool changes, on its
+interval, or when the breaker lets a trial through; a failure of one container is logged and
+retried on the next pass, a failure of Docker is retried with backoff, and neither touches
+playing streams.
+
+A Docker event follower hooks in through :meth:`Reconciler.engine_died`,
+:meth:`Reconciler.container_gone` and :meth:`Reconciler.relist`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
-import structlog
-
-from ..engines.client import EngineClient, EngineError
+from ..engines.client import EngineClient
 from ..engines.model import Engine, EngineState
 from ..engines.pool import EnginePool
 from ..engines.provisioning import BlockedReason
 from ..logs import get_logger
 from ..settings import Settings
-from ..tasks import Backoff
+from ..tasks import Backoff, Supervisor
+from .breaker import BreakerState, CircuitBreaker
 from .docker import UNREACHABLE, DockerEngines, FleetError
+from .health import EngineNeverReady, HealthProber, wait_ready
 from .plan import plan_fleet
-from .ports import PortAllocator, PortsExhausted
-from .specs import ContainerRecord, container_name, create_body, engine_address, instance_filter
+from .ports import PortAllocator, PortsExhausted, is_bind_failure
+from .specs import (
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    ContainerRecord,
+    container_name,
+    create_body,
+    engine_address,
+    instance_filter,
+)
 
 log = get_logger(__name__)
 
 _PROBE_INTERVAL_S = 0.5
 _START_ATTEMPTS = 3
+_NAME_TAKEN = "already in use"  # Docker's 409 when a container name exists
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStatus:
+    """What the fleet side knows beyond the pool, for the status endpoint and for tests."""
+
+    breaker: BreakerState
+    breaker_eta_s: float | None
+    breaker_openings: int
+    ports_held: dict[int, str]
+    ports_aside: list[int]
+    ports_outside_range: dict[int, str]
+    removal_failures: dict[str, str]
+    last_error: str | None
 
 
 class Reconciler:
@@ -46,16 +77,40 @@ class Reconciler:
         self._docker = docker
         self._pool = pool
         self._client = client
-        self.ports = PortAllocator(settings.port_range_host.lo, settings.port_range_host.hi)
+        self.ports = PortAllocator(
+            settings.port_range_host.lo,
+            settings.port_range_host.hi,
+            recheck_s=settings.port_recheck_s,
+        )
+        self.breaker = CircuitBreaker(
+            threshold=settings.circuit_breaker_failure_threshold,
+            recovery_s=settings.circuit_breaker_recovery_timeout_s,
+            max_backoff_s=settings.circuit_breaker_max_backoff_s,
+        )
+        self.health = HealthProber(
+            pool=pool,
+            client=client,
+            interval_s=settings.health_check_interval_s,
+            timeout_s=settings.health_probe_timeout_s,
+            concurrency=settings.health_probe_concurrency,
+        )
+        self._tasks = Supervisor("fleet reconciler")
+        self._pass = asyncio.Lock()
         self._ports_by_engine: dict[str, int] = {}
         self._probes: dict[str, asyncio.Task[None]] = {}
-        self._bad_ports: set[int] = set()
+        self._attempts: set[str] = set()  # new engines whose readiness decides a provisioning
+        self._unhealthy_since: dict[str, float] = {}
+        self._removal_failures: dict[str, str] = {}
+        self._last_start_failure = ""
+        self._ports_exhausted = False
         self.adopted = asyncio.Event()
         self.last_error: str | None = None
 
+    # --- the loop ------------------------------------------------------------------------------
+
     async def run(self) -> None:
-        """The reconcile loop; cancel it to stop (engines are left running for adoption)."""
-        structlog.contextvars.clear_contextvars()
+        """The reconcile loop and the health probes; cancel it to stop (engines keep running)."""
+        self._tasks.spawn_loop(self.health.run, name="engine health probes")
         backoff = Backoff()
         try:
             while True:
@@ -73,47 +128,67 @@ class Reconciler:
                         log.info("fleet_recovered")
                     backoff.reset()
                     self.last_error = None
-                    delay = self._settings.health_check_interval_s
+                    delay = self._next_pass_in()
                 await self._sleep(delay, wake_on_change=not backoff.failures)
         finally:
-            await self._stop_probes()
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop the probes (engines are left running for adoption)."""
+        await self._tasks.close()
 
     async def reconcile(self) -> None:
         """One pass: sync with Docker, then apply the plan."""
-        records = await self._docker.list(instance_filter(self._settings))
-        await self._sync(records)
-        if not self.adopted.is_set():
-            log.info("fleet_adopted", engines=len(self._pool.snapshot()))
-            self.adopted.set()
-        plan = plan_fleet(
-            self._pool.snapshot(),
-            min_replicas=self._settings.min_replicas,
-            max_replicas=self._settings.max_active_replicas,
-            grace_s=self._settings.engine_grace_period_s,
-            now=time.monotonic(),
+        async with self._pass:
+            records = await self._docker.list(instance_filter(self._settings))
+            await self._sync(records)
+            if not self.adopted.is_set():
+                log.info("fleet_adopted", engines=len(self._pool.snapshot()))
+                self.adopted.set()
+            await self._apply_plan()
+
+    async def relist(self) -> None:
+        """List the containers again and act on what changed (after Docker events were missed)."""
+        await self.reconcile()
+
+    def engine_died(self, container_id: str, reason: str) -> None:
+        """The container stopped (died, killed, out of memory): out of the pool at once. Its port
+        stays held until the container is removed."""
+        self._drop(container_id, reason)
+
+    def container_gone(self, container_id: str) -> None:
+        """The container no longer exists: out of the pool, and its port is free."""
+        self._drop(container_id, "its container is gone")
+        self._free_port(container_id)
+
+    def status(self) -> FleetStatus:
+        names = {e.id: e.name for e in self._pool.engines()}
+        return FleetStatus(
+            breaker=self.breaker.state,
+            breaker_eta_s=self.breaker.eta_s(),
+            breaker_openings=self.breaker.openings,
+            ports_held=self.ports.held,
+            ports_aside=self.ports.aside,
+            ports_outside_range={
+                p: names.get(owner, owner) for p, owner in self.ports.outside_range().items()
+            },
+            removal_failures=dict(self._removal_failures),
+            last_error=self.last_error,
         )
-        for engine_id in plan.remove:
-            self._pool.set_state(engine_id, EngineState.DRAINING)  # no await since the plan
-        for engine_id in plan.remove:
-            await self._retire(engine_id)
-        if plan.start:
-            await self._provision(plan.start)
-        else:
-            self._unblock()  # nothing to provision: nothing blocks new channels
 
     # --- syncing with Docker -------------------------------------------------------------------
 
     async def _sync(self, records: list[ContainerRecord]) -> None:
-        running = {r.id: r for r in records if r.running}
-        for load in self._pool.snapshot():
-            if load.engine.id not in running:
-                log.warning("engine_gone", engine=load.engine.name, streams=load.streams)
-                self._forget(load.engine.id)
+        listed = {r.id for r in records}
+        running = {r.id for r in records if r.running}
+        for engine in self._pool.engines():
+            if engine.id not in running:
+                self._drop(engine.id, "its container is not running")
+            if engine.id not in listed:
+                self._free_port(engine.id)
         for record in records:
             if not record.running:
-                log.info("engine_container_removed", engine=record.name, state=record.state)
-                await self._docker.remove(record.id)
-                self._forget(record.id)
+                await self._remove_container(record.id, record.name, f"container {record.state}")
             elif self._pool.get(record.id) is None:
                 await self._adopt(record)
 
@@ -121,119 +196,292 @@ class Reconciler:
         port = record.port
         if port is None or not self.ports.claim(port, record.id):
             log.warning("engine_unadoptable", engine=record.name, port=port)
-            await self._docker.remove(record.id)
+            await self._remove_container(record.id, record.name, "unadoptable")
             return
         self._ports_by_engine[record.id] = port
-        engine = Engine(
-            id=record.id,
-            name=record.name,
-            address=engine_address(self._settings, port),
-            created_at=record.created,
-            labels=record.labels,
-        )
+        engine = self._engine(record, port, created_at=record.created)
+        if not self.ports.in_range(port):
+            # Kept out of selection and removed once it carries nothing: its port belongs to an
+            # older configuration, and PORT_RANGE_HOST is what the operator asked for now.
+            engine.state = EngineState.DRAINING
+            log.warning("engine_port_outside_range", engine=record.name, port=port)
         self._pool.add(engine)
         log.info("engine_adopted", engine=record.name, port=port)
-        self._probe(engine)
+        if engine.state is EngineState.STARTING:
+            self._probe(engine)
 
-    def _forget(self, engine_id: str) -> None:
-        self._pool.remove(engine_id)
-        probe = self._probes.pop(engine_id, None)
+    def _drop(self, engine_id: str, reason: str) -> None:
+        """An engine went without being asked to: log it, then forget it."""
+        engine = self._pool.get(engine_id)
+        if engine is not None:
+            log.warning("engine_gone", engine=engine.name, reason=reason, state=engine.state.value)
+            self._forget(engine, reason)
+
+    def _forget(self, engine: Engine, reason: str) -> None:
+        """Out of the pool (its claims are lost); a provisioning it was part of has failed."""
+        self._pool.remove(engine.id)
+        self._unhealthy_since.pop(engine.id, None)
+        probe = self._probes.pop(engine.id, None)
         if probe is not None:
             probe.cancel()
+        self._attempt_done(engine.id, ok=False, reason=f"engine {engine.name}: {reason}")
+
+    def _free_port(self, engine_id: str) -> None:
         port = self._ports_by_engine.pop(engine_id, None)
         if port is not None:
             self.ports.release(port)
 
-    # --- changing the fleet --------------------------------------------------------------------
+    async def _remove_container(self, container_id: str, name: str, why: str) -> bool:
+        """Remove one container; a failure is logged and left for the next pass."""
+        try:
+            await self._docker.remove(container_id)
+        except FleetError as exc:
+            if exc.status == UNREACHABLE:
+                raise
+            if self._removal_failures.get(name) != exc.message:
+                log.warning("engine_remove_failed", engine=name, reason=exc.message)
+            self._removal_failures[name] = exc.message
+            return False
+        self._removal_failures.pop(name, None)
+        engine = self._pool.get(container_id)
+        if engine is not None:
+            self._forget(engine, why)
+        self._free_port(container_id)
+        log.info("engine_container_removed", engine=name, reason=why)
+        return True
 
-    async def _provision(self, count: int) -> None:
+    # --- following the plan --------------------------------------------------------------------
+
+    async def _apply_plan(self) -> None:
+        now = time.monotonic()
+        self._track_unhealthy(now)
+        plan = plan_fleet(
+            self._pool.snapshot(),
+            min_replicas=self._settings.min_replicas,
+            max_replicas=self._settings.max_active_replicas,
+            grace_s=self._settings.engine_grace_period_s,
+            now=now,
+            unhealthy_since=self._unhealthy_since,
+            unhealthy_wait_s=self._settings.unhealthy_engine_timeout_s,
+        )
+        for engine_id in plan.remove:  # out of selection before the first await
+            engine = self._pool.get(engine_id)
+            if engine is not None and engine.state is not EngineState.UNHEALTHY:
+                self._pool.set_state(engine_id, EngineState.DRAINING)
+        for engine_id in plan.remove:
+            engine = self._pool.get(engine_id)
+            if engine is not None:
+                await self._remove_container(engine_id, engine.name, engine.state.value)
+        await self._provision(plan.start)
+        self._publish_breaker()
+
+    def _track_unhealthy(self, now: float) -> None:
+        unhealthy = {e.id for e in self._pool.engines() if e.state is EngineState.UNHEALTHY}
+        for engine_id in list(self._unhealthy_since):
+            if engine_id not in unhealthy:
+                del self._unhealthy_since[engine_id]
+        for engine_id in unhealthy:
+            self._unhealthy_since.setdefault(engine_id, now)
+
+    async def _provision(self, wanted: int) -> None:
+        if wanted < 1:
+            self._pool.unblock(BlockedReason.IMAGE_UNAVAILABLE)
+            return
+        allowed = self.breaker.permits(wanted)
+        if allowed < 1:
+            return
+        if self.breaker.state is BreakerState.HALF_OPEN:
+            log.info("provisioning_breaker_half_open", trial_engines=allowed)
         try:
             await self._docker.ensure_image(self._settings.engine_image)
         except FleetError as exc:
-            code = (
-                BlockedReason.DOCKER_UNAVAILABLE
-                if exc.status == UNREACHABLE
-                else BlockedReason.IMAGE_UNAVAILABLE
-            )
-            self._pool.block(code, f"cannot provision engines: {exc.message}")
+            self._image_failed(exc)
             raise
         self._pool.unblock(BlockedReason.IMAGE_UNAVAILABLE)
-        try:
-            for _ in range(count):
-                await self._start_engine()
-        except (FleetError, PortsExhausted) as exc:
-            reason = exc.message if isinstance(exc, FleetError) else str(exc)
-            self._pool.block(BlockedReason.CIRCUIT_BREAKER, f"cannot provision engines: {reason}")
-            raise FleetError(getattr(exc, "status", 507), reason) from None
-        self._unblock()
+        unreachable = await self._start_engines(allowed)
+        if unreachable is not None:
+            raise unreachable
 
-    def _unblock(self) -> None:
-        for reason in (BlockedReason.IMAGE_UNAVAILABLE, BlockedReason.CIRCUIT_BREAKER):
-            self._pool.unblock(reason)
-
-    async def _start_engine(self) -> None:
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            port = self.ports.reserve("starting", avoid=self._bad_ports)
-            name = container_name(self._settings, port)
-            try:
-                record = await self._docker.run(name, create_body(self._settings, port))
-            except FleetError as exc:
-                self.ports.release(port)
-                if exc.status not in (409, 500) or attempt == _START_ATTEMPTS:
-                    raise
-                log.warning("engine_port_unusable", port=port, reason=exc.message)
-                self._bad_ports.add(port)
-                continue
-            self.ports.rename(port, record.id)
-            self._ports_by_engine[record.id] = port
-            engine = Engine(
-                id=record.id,
-                name=record.name,
-                address=engine_address(self._settings, port),
-                created_at=time.time(),
-                labels=record.labels,
-            )
-            self._pool.add(engine)
-            log.info("engine_started", engine=engine.name, port=port)
-            self._probe(engine)
+    def _image_failed(self, exc: FleetError) -> None:
+        message = f"cannot provision engines: {exc.message}"
+        if exc.status == UNREACHABLE:
+            self.breaker.give_back()
+            self._pool.block(BlockedReason.DOCKER_UNAVAILABLE, message)
             return
+        self._pool.block(BlockedReason.IMAGE_UNAVAILABLE, message)
+        self._provision_failed(f"image {self._settings.engine_image}: {exc.message}")
 
-    async def _retire(self, engine_id: str) -> None:
-        engine = self._pool.get(engine_id)
-        name = engine.name if engine else engine_id
-        self._forget(engine_id)
-        await self._docker.remove(engine_id)
-        log.info("engine_removed", engine=name)
+    async def _start_engines(self, count: int) -> FleetError | None:
+        """Start ``count`` engines, at most PROVISION_CONCURRENCY at a time, each on its own port;
+        returns the error if Docker could not be reached."""
+        limit = asyncio.Semaphore(self._settings.provision_concurrency)
+
+        async def start_one() -> FleetError | None:
+            async with limit:
+                return await self._start_engine()
+
+        async with asyncio.TaskGroup() as group:
+            starts = [group.create_task(start_one(), name="engine start") for _ in range(count)]
+        return next((e for e in (t.result() for t in starts) if e is not None), None)
+
+    async def _start_engine(self) -> FleetError | None:
+        for _ in range(_START_ATTEMPTS):
+            try:
+                port = self.ports.reserve("starting")
+            except PortsExhausted as exc:
+                self._no_port(str(exc))
+                return None
+            self._ports_exhausted = False
+            try:
+                record = await self._docker.run(
+                    container_name(self._settings, port), create_body(self._settings, port)
+                )
+            except FleetError as exc:
+                if await self._port_or_name_problem(port, exc):
+                    continue
+                self.ports.release(port)  # no container was made (a half-made one was removed)
+                if exc.status == UNREACHABLE:
+                    self.breaker.give_back()
+                    return exc
+                log.warning("engine_create_failed", port=port, reason=exc.message)
+                self._provision_failed(f"create on port {port}: {exc.message}")
+                return None
+            self._register(record, port)
+            return None
+        self.breaker.give_back()  # every port tried was someone else's: says nothing of engines
+        return None
+
+    async def _port_or_name_problem(self, port: int, exc: FleetError) -> bool:
+        """Handle a failure that says nothing about the engine; True when worth another port."""
+        if is_bind_failure(exc.message):
+            log.warning("engine_port_busy", port=port, retry_after_s=self.ports.recheck_s)
+            self.ports.set_aside(port)
+            return True
+        if exc.status != 409 or _NAME_TAKEN not in exc.message:
+            return False
+        name = container_name(self._settings, port)
+        leftover = await self._docker.find(name)
+        if leftover is not None and self._is_ours(leftover):
+            log.info("engine_leftover_found", engine=name, state=leftover.state)
+            removed = await self._remove_container(leftover.id, name, "leftover")
+            self.ports.release(port)
+            return removed
+        log.warning("engine_name_taken", engine=name, port=port)
+        self.ports.set_aside(port)  # the name goes with the port: try another one for a while
+        return True
+
+    def _is_ours(self, record: ContainerRecord) -> bool:
+        labels = record.labels
+        return (
+            labels.get(LABEL_MANAGED) == "true"
+            and labels.get(LABEL_INSTANCE) == self._settings.gateway_instance_name
+            and self._pool.get(record.id) is None
+        )
+
+    def _no_port(self, reason: str) -> None:
+        self.breaker.give_back()
+        if not self._ports_exhausted:
+            log.warning("engine_ports_exhausted", reason=reason, aside=self.ports.aside)
+        self._ports_exhausted = True
+
+    def _register(self, record: ContainerRecord, port: int) -> None:
+        self.ports.rename(port, record.id)
+        self._ports_by_engine[record.id] = port
+        engine = self._engine(record, port, created_at=time.time())
+        self._pool.add(engine)
+        self._attempts.add(engine.id)
+        log.info("engine_started", engine=engine.name, port=port)
+        self._probe(engine)
+
+    def _engine(self, record: ContainerRecord, port: int, *, created_at: float) -> Engine:
+        return Engine(
+            id=record.id,
+            name=record.name,
+            address=engine_address(self._settings, port),
+            created_at=created_at,
+            labels=record.labels,
+        )
+
+    # --- the provisioning breaker --------------------------------------------------------------
+
+    def _attempt_done(self, engine_id: str, *, ok: bool, reason: str = "") -> None:
+        if engine_id not in self._attempts:
+            return  # adopted, or already decided
+        self._attempts.discard(engine_id)
+        if ok:
+            self._provision_succeeded()
+        else:
+            self._provision_failed(reason)
+
+    def _provision_succeeded(self) -> None:
+        was = self.breaker.state
+        self.breaker.record_success()
+        if was is not BreakerState.CLOSED:
+            log.info("provisioning_breaker_closed")
+        self._publish_breaker()
+
+    def _provision_failed(self, reason: str) -> None:
+        self._last_start_failure = reason
+        if self.breaker.record_failure():
+            log.warning(
+                "provisioning_breaker_opened",
+                reason=reason,
+                open_for_s=self.breaker.open_for_s,
+                openings=self.breaker.openings,
+            )
+        self._publish_breaker()
+
+    def _publish_breaker(self) -> None:
+        if self.breaker.state is BreakerState.CLOSED:
+            self._pool.unblock(BlockedReason.CIRCUIT_BREAKER)
+            return
+        message = (
+            f"engines keep failing to start (last: {self._last_start_failure}); "
+            f"provisioning paused, next attempt within {self.breaker.open_for_s:g} s"
+        )
+        self._pool.block(BlockedReason.CIRCUIT_BREAKER, message, eta_s=self.breaker.eta_s())
 
     # --- probing new engines -------------------------------------------------------------------
 
     def _probe(self, engine: Engine) -> None:
-        task = asyncio.create_task(self._wait_ready(engine), name=f"probe {engine.name}")
+        task = self._tasks.spawn(self._wait_ready(engine), name=f"readiness probe {engine.name}")
         self._probes[engine.id] = task
-        task.add_done_callback(lambda _: self._probes.pop(engine.id, None))
+        task.add_done_callback(lambda done: self._probe_ended(engine.id, done))
+
+    def _probe_ended(self, engine_id: str, task: asyncio.Task[None]) -> None:
+        if self._probes.get(engine_id) is task:
+            del self._probes[engine_id]
 
     async def _wait_ready(self, engine: Engine) -> None:
-        structlog.contextvars.clear_contextvars()
-        deadline = time.monotonic() + self._settings.engine_startup_timeout_s
-        while time.monotonic() < deadline:
-            try:
-                version = await self._client.version(engine.address)
-            except EngineError:
-                await asyncio.sleep(_PROBE_INTERVAL_S)
-                continue
+        timeout_s = self._settings.engine_startup_timeout_s
+        try:
+            version = await wait_ready(
+                self._client, engine.address, timeout_s=timeout_s, interval_s=_PROBE_INTERVAL_S
+            )
+        except EngineNeverReady as exc:
+            log.warning("engine_start_timeout", engine=engine.name, timeout_s=timeout_s)
+            self._start_failed(engine, str(exc))
+        except Exception as exc:  # a crashed probe must not leave the engine STARTING for ever
+            log.exception("engine_probe_crashed", engine=engine.name)
+            self._start_failed(engine, f"its readiness probe crashed: {exc!r}")
+        else:
+            if self._pool.get(engine.id) is None:
+                return
             self._pool.set_state(engine.id, EngineState.READY)
             log.info("engine_ready", engine=engine.name, version=version)
-            return
-        log.warning("engine_start_timeout", engine=engine.name)
-        self._pool.set_state(engine.id, EngineState.UNHEALTHY)
+            self._attempt_done(engine.id, ok=True)
 
-    async def _stop_probes(self) -> None:
-        probes = list(self._probes.values())
-        for task in probes:
-            task.cancel()
-        await asyncio.gather(*probes, return_exceptions=True)
+    def _start_failed(self, engine: Engine, reason: str) -> None:
+        """The plan removes it (UNHEALTHY and empty); the breaker counts it."""
+        self._pool.set_state(engine.id, EngineState.UNHEALTHY)
+        self._attempt_done(engine.id, ok=False, reason=f"engine {engine.name}: {reason}")
 
     # --- pacing --------------------------------------------------------------------------------
+
+    def _next_pass_in(self) -> float:
+        delay = self._settings.health_check_interval_s
+        eta = self.breaker.eta_s()
+        return delay if eta is None or eta <= 0 else min(delay, eta)
 
     async def _sleep(self, delay_s: float, *, wake_on_change: bool) -> None:
         """Sleep ``delay_s``, or until the pool changes (a claim took a spare) when healthy."""
