@@ -96,7 +96,7 @@ class Reconciler:
         )
         self._tasks = Supervisor("fleet reconciler")
         self._pass = asyncio.Lock()
-        self._ports_by_engine: dict[str, int] = {}
+        self._ports_by_container: dict[str, int] = {}
         self._probes: dict[str, asyncio.Task[None]] = {}
         self._attempts: set[str] = set()  # new engines whose readiness decides a provisioning
         self._unhealthy_since: dict[str, float] = {}
@@ -188,6 +188,7 @@ class Reconciler:
                 self._free_port(engine.id)
         for record in records:
             if not record.running:
+                self._hold_port(record)  # until the container is gone, whatever its state
                 await self._remove_container(record.id, record.name, f"container {record.state}")
             elif self._pool.get(record.id) is None:
                 await self._adopt(record)
@@ -198,7 +199,7 @@ class Reconciler:
             log.warning("engine_unadoptable", engine=record.name, port=port)
             await self._remove_container(record.id, record.name, "unadoptable")
             return
-        self._ports_by_engine[record.id] = port
+        self._ports_by_container[record.id] = port
         engine = self._engine(record, port, created_at=record.created)
         if not self.ports.in_range(port):
             # Kept out of selection and removed once it carries nothing: its port belongs to an
@@ -226,8 +227,13 @@ class Reconciler:
             probe.cancel()
         self._attempt_done(engine.id, ok=False, reason=f"engine {engine.name}: {reason}")
 
+    def _hold_port(self, record: ContainerRecord) -> None:
+        port = record.port
+        if port is not None and self.ports.claim(port, record.id):
+            self._ports_by_container[record.id] = port
+
     def _free_port(self, engine_id: str) -> None:
-        port = self._ports_by_engine.pop(engine_id, None)
+        port = self._ports_by_container.pop(engine_id, None)
         if port is not None:
             self.ports.release(port)
 
@@ -386,7 +392,7 @@ class Reconciler:
 
     def _register(self, record: ContainerRecord, port: int) -> None:
         self.ports.rename(port, record.id)
-        self._ports_by_engine[record.id] = port
+        self._ports_by_container[record.id] = port
         engine = self._engine(record, port, created_at=time.time())
         self._pool.add(engine)
         self._attempts.add(engine.id)
