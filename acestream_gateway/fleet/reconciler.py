@@ -1,13 +1,13 @@
 """The reconciler: makes the Docker containers and the engine pool agree, then follows the plan.
 
 It adopts the engine containers it finds by their labels (never wipes them), removes exited or
-broken ones, starts engines until ``MIN_REPLICAS`` are empty (several at once, bounded), probes new
-engines until they answer and running ones for as long as they run, replaces unhealthy engines and
-removes idle surplus. Provisioning failures feed a circuit breaker, so an engine that cannot start
-is not recreated on every pass. It runs as one guarded loop that wakes on pool changes, on its
-interval, or when the breaker lets a trial through; a failure of one container is logged and
-retried on the next pass, a failure of Docker is retried with backoff, and neither touches
-playing streams.
+broken ones, keeps ``MIN_REPLICAS`` engines empty, replaces unhealthy engines and removes idle
+surplus. Starting engines is the provisioner's (several at once, behind a circuit breaker, so an
+engine that cannot start is not recreated on every pass); probing running engines is the health
+prober's; the reconciler owns both, and the readiness probes of new engines. It runs as one
+guarded loop that wakes on pool changes, on its interval, or when the breaker lets a trial
+through. A failure of one container is logged and retried on the next pass; a failure of Docker is
+retried with backoff; neither touches playing streams.
 
 A Docker event follower hooks in through :meth:`Reconciler.engine_died`,
 :meth:`Reconciler.container_gone` and :meth:`Reconciler.relist`.
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from ..engines.client import EngineClient
 from ..engines.model import Engine, EngineState
 from ..engines.pool import EnginePool
-from ..engines.provisioning import BlockedReason
 from ..logs import get_logger
 from ..settings import Settings
 from ..tasks import Backoff, Supervisor
@@ -30,22 +29,13 @@ from .breaker import BreakerState, CircuitBreaker
 from .docker import UNREACHABLE, DockerEngines, FleetError
 from .health import EngineNeverReady, HealthProber, wait_ready
 from .plan import plan_fleet
-from .ports import PortAllocator, PortsExhausted, is_bind_failure
-from .specs import (
-    LABEL_INSTANCE,
-    LABEL_MANAGED,
-    ContainerRecord,
-    container_name,
-    create_body,
-    engine_address,
-    instance_filter,
-)
+from .ports import PortAllocator
+from .provisioner import Provisioner
+from .specs import ContainerRecord, engine_address, instance_filter
 
 log = get_logger(__name__)
 
 _PROBE_INTERVAL_S = 0.5
-_START_ATTEMPTS = 3
-_NAME_TAKEN = "already in use"  # Docker's 409 when a container name exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +72,12 @@ class Reconciler:
             settings.port_range_host.hi,
             recheck_s=settings.port_recheck_s,
         )
-        self.breaker = CircuitBreaker(
-            threshold=settings.circuit_breaker_failure_threshold,
-            recovery_s=settings.circuit_breaker_recovery_timeout_s,
-            max_backoff_s=settings.circuit_breaker_max_backoff_s,
+        self.provisioner = Provisioner(
+            settings=settings,
+            docker=docker,
+            pool=pool,
+            ports=self.ports,
+            on_started=self._register,
         )
         self.health = HealthProber(
             pool=pool,
@@ -98,13 +90,15 @@ class Reconciler:
         self._pass = asyncio.Lock()
         self._ports_by_container: dict[str, int] = {}
         self._probes: dict[str, asyncio.Task[None]] = {}
-        self._attempts: set[str] = set()  # new engines whose readiness decides a provisioning
         self._unhealthy_since: dict[str, float] = {}
         self._removal_failures: dict[str, str] = {}
-        self._last_start_failure = ""
-        self._ports_exhausted = False
         self.adopted = asyncio.Event()
         self.last_error: str | None = None
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The provisioning breaker (its state is part of the fleet's status)."""
+        return self.provisioner.breaker
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -225,7 +219,7 @@ class Reconciler:
         probe = self._probes.pop(engine.id, None)
         if probe is not None:
             probe.cancel()
-        self._attempt_done(engine.id, ok=False, reason=f"engine {engine.name}: {reason}")
+        self.provisioner.attempt_done(engine.id, ok=False, reason=f"engine {engine.name}: {reason}")
 
     def _hold_port(self, record: ContainerRecord) -> None:
         port = record.port
@@ -278,8 +272,8 @@ class Reconciler:
             engine = self._pool.get(engine_id)
             if engine is not None:
                 await self._remove_container(engine_id, engine.name, engine.state.value)
-        await self._provision(plan.start)
-        self._publish_breaker()
+        await self.provisioner.provision(plan.start)
+        self.provisioner.publish()
 
     def _track_unhealthy(self, now: float) -> None:
         unhealthy = {e.id for e in self._pool.engines() if e.state is EngineState.UNHEALTHY}
@@ -289,114 +283,11 @@ class Reconciler:
         for engine_id in unhealthy:
             self._unhealthy_since.setdefault(engine_id, now)
 
-    async def _provision(self, wanted: int) -> None:
-        if wanted < 1:
-            self._pool.unblock(BlockedReason.IMAGE_UNAVAILABLE)
-            return
-        allowed = self.breaker.permits(wanted)
-        if allowed < 1:
-            return
-        if self.breaker.state is BreakerState.HALF_OPEN:
-            log.info("provisioning_breaker_half_open", trial_engines=allowed)
-        try:
-            await self._docker.ensure_image(self._settings.engine_image)
-        except FleetError as exc:
-            self._image_failed(exc)
-            raise
-        self._pool.unblock(BlockedReason.IMAGE_UNAVAILABLE)
-        unreachable = await self._start_engines(allowed)
-        if unreachable is not None:
-            raise unreachable
-
-    def _image_failed(self, exc: FleetError) -> None:
-        message = f"cannot provision engines: {exc.message}"
-        if exc.status == UNREACHABLE:
-            self.breaker.give_back()
-            self._pool.block(BlockedReason.DOCKER_UNAVAILABLE, message)
-            return
-        self._pool.block(BlockedReason.IMAGE_UNAVAILABLE, message)
-        self._provision_failed(f"image {self._settings.engine_image}: {exc.message}")
-
-    async def _start_engines(self, count: int) -> FleetError | None:
-        """Start ``count`` engines, at most PROVISION_CONCURRENCY at a time, each on its own port;
-        returns the error if Docker could not be reached."""
-        limit = asyncio.Semaphore(self._settings.provision_concurrency)
-
-        async def start_one() -> FleetError | None:
-            async with limit:
-                return await self._start_engine()
-
-        async with asyncio.TaskGroup() as group:
-            starts = [group.create_task(start_one(), name="engine start") for _ in range(count)]
-        return next((e for e in (t.result() for t in starts) if e is not None), None)
-
-    async def _start_engine(self) -> FleetError | None:
-        for _ in range(_START_ATTEMPTS):
-            try:
-                port = self.ports.reserve("starting")
-            except PortsExhausted as exc:
-                self._no_port(str(exc))
-                return None
-            self._ports_exhausted = False
-            try:
-                record = await self._docker.run(
-                    container_name(self._settings, port), create_body(self._settings, port)
-                )
-            except FleetError as exc:
-                if await self._port_or_name_problem(port, exc):
-                    continue
-                self.ports.release(port)  # no container was made (a half-made one was removed)
-                if exc.status == UNREACHABLE:
-                    self.breaker.give_back()
-                    return exc
-                log.warning("engine_create_failed", port=port, reason=exc.message)
-                self._provision_failed(f"create on port {port}: {exc.message}")
-                return None
-            self._register(record, port)
-            return None
-        self.breaker.give_back()  # every port tried was someone else's: says nothing of engines
-        return None
-
-    async def _port_or_name_problem(self, port: int, exc: FleetError) -> bool:
-        """Handle a failure that says nothing about the engine; True when worth another port."""
-        if is_bind_failure(exc.message):
-            log.warning("engine_port_busy", port=port, retry_after_s=self.ports.recheck_s)
-            self.ports.set_aside(port)
-            return True
-        if exc.status != 409 or _NAME_TAKEN not in exc.message:
-            return False
-        name = container_name(self._settings, port)
-        leftover = await self._docker.find(name)
-        if leftover is not None and self._is_ours(leftover):
-            log.info("engine_leftover_found", engine=name, state=leftover.state)
-            removed = await self._remove_container(leftover.id, name, "leftover")
-            self.ports.release(port)
-            return removed
-        log.warning("engine_name_taken", engine=name, port=port)
-        self.ports.set_aside(port)  # the name goes with the port: try another one for a while
-        return True
-
-    def _is_ours(self, record: ContainerRecord) -> bool:
-        labels = record.labels
-        return (
-            labels.get(LABEL_MANAGED) == "true"
-            and labels.get(LABEL_INSTANCE) == self._settings.gateway_instance_name
-            and self._pool.get(record.id) is None
-        )
-
-    def _no_port(self, reason: str) -> None:
-        self.breaker.give_back()
-        if not self._ports_exhausted:
-            log.warning("engine_ports_exhausted", reason=reason, aside=self.ports.aside)
-        self._ports_exhausted = True
-
     def _register(self, record: ContainerRecord, port: int) -> None:
-        self.ports.rename(port, record.id)
+        """A container the provisioner started: in the pool as STARTING, probed until ready."""
         self._ports_by_container[record.id] = port
         engine = self._engine(record, port, created_at=time.time())
         self._pool.add(engine)
-        self._attempts.add(engine.id)
-        log.info("engine_started", engine=engine.name, port=port)
         self._probe(engine)
 
     def _engine(self, record: ContainerRecord, port: int, *, created_at: float) -> Engine:
@@ -407,45 +298,6 @@ class Reconciler:
             created_at=created_at,
             labels=record.labels,
         )
-
-    # --- the provisioning breaker --------------------------------------------------------------
-
-    def _attempt_done(self, engine_id: str, *, ok: bool, reason: str = "") -> None:
-        if engine_id not in self._attempts:
-            return  # adopted, or already decided
-        self._attempts.discard(engine_id)
-        if ok:
-            self._provision_succeeded()
-        else:
-            self._provision_failed(reason)
-
-    def _provision_succeeded(self) -> None:
-        was = self.breaker.state
-        self.breaker.record_success()
-        if was is not BreakerState.CLOSED:
-            log.info("provisioning_breaker_closed")
-        self._publish_breaker()
-
-    def _provision_failed(self, reason: str) -> None:
-        self._last_start_failure = reason
-        if self.breaker.record_failure():
-            log.warning(
-                "provisioning_breaker_opened",
-                reason=reason,
-                open_for_s=self.breaker.open_for_s,
-                openings=self.breaker.openings,
-            )
-        self._publish_breaker()
-
-    def _publish_breaker(self) -> None:
-        if self.breaker.state is BreakerState.CLOSED:
-            self._pool.unblock(BlockedReason.CIRCUIT_BREAKER)
-            return
-        message = (
-            f"engines keep failing to start (last: {self._last_start_failure}); "
-            f"provisioning paused, next attempt within {self.breaker.open_for_s:g} s"
-        )
-        self._pool.block(BlockedReason.CIRCUIT_BREAKER, message, eta_s=self.breaker.eta_s())
 
     # --- probing new engines -------------------------------------------------------------------
 
@@ -475,12 +327,12 @@ class Reconciler:
                 return
             self._pool.set_state(engine.id, EngineState.READY)
             log.info("engine_ready", engine=engine.name, version=version)
-            self._attempt_done(engine.id, ok=True)
+            self.provisioner.attempt_done(engine.id, ok=True)
 
     def _start_failed(self, engine: Engine, reason: str) -> None:
         """The plan removes it (UNHEALTHY and empty); the breaker counts it."""
         self._pool.set_state(engine.id, EngineState.UNHEALTHY)
-        self._attempt_done(engine.id, ok=False, reason=f"engine {engine.name}: {reason}")
+        self.provisioner.attempt_done(engine.id, ok=False, reason=f"engine {engine.name}: {reason}")
 
     # --- pacing --------------------------------------------------------------------------------
 
