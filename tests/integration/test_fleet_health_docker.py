@@ -356,6 +356,32 @@ async def test_a_container_that_cannot_be_removed_does_not_stop_the_rest_of_the_
             assert ports_as_planned(reconciler, instance)
 
 
+# --- the hooks of a Docker event follower ------------------------------------------------------
+
+
+async def test_a_died_engine_leaves_the_pool_at_once_and_its_port_is_freed_only_when_gone(
+    instance: str,
+) -> None:
+    settings = fleet_settings(instance, min_replicas=1)
+    async with fleet(settings) as (reconciler, pool):
+        await reconciler.reconcile()
+        await wait_until(lambda: ready_count(pool) == 1, timeout_s=30)
+        claim = await pool.claim("a-channel")
+        dead = claim.engine
+        subprocess.run(["docker", "kill", dead.id], check=True, capture_output=True)
+        reconciler.engine_died(dead.id, "killed")
+        assert pool.get(dead.id) is None
+        assert claim.lost.is_set()
+        assert dead.address.port in reconciler.ports.held, "the container still exists"
+        subprocess.run(["docker", "rm", dead.id], check=True, capture_output=True)
+        reconciler.container_gone(dead.id)
+        assert dead.address.port not in reconciler.ports.held
+        claim.release()
+        await reconciler.relist()
+        await wait_until(lambda: ready_count(pool) == 1, timeout_s=30)
+        assert ports_as_planned(reconciler, instance)
+
+
 # --- adoption after the port range changed -----------------------------------------------------
 
 
