@@ -161,7 +161,7 @@ class Provisioner:
     async def _port_or_name_problem(self, port: int, exc: FleetError) -> bool:
         """Handle a failure that says nothing about engines; True when worth another port."""
         if is_bind_failure(exc.message):
-            log.warning("engine_port_busy", port=port, retry_after_s=self._ports.recheck_s)
+            log.warning("engine_port_unusable", port=port, retry_after_s=self._ports.recheck_s)
             self._ports.set_aside(port)
             return True
         if exc.status != 409 or _NAME_TAKEN not in exc.message:
