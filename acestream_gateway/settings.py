@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     """Seconds one Docker API call may take (image pulls get ten times as long)."""
     provision_concurrency: int = Field(3, ge=1)
     """Most engines started at the same time when the fleet must grow by several."""
+    port_recheck_s: float = Field(30.0, gt=0)
+    """Seconds a host port that another program holds (Docker could not bind it) is left alone
+    before it is tried again."""
 
     # --- health, failover and the provisioning breaker ------------------------------------------
     health_failure_threshold: int = Field(3, ge=1)
@@ -115,6 +118,9 @@ class Settings(BaseSettings):
     """Seconds one health probe of a running engine may take."""
     health_probe_concurrency: int = Field(8, ge=1)
     """Most engines probed at the same time."""
+    unhealthy_engine_timeout_s: float = Field(30.0, ge=0)
+    """Seconds an unhealthy engine is kept so its channels can move to other engines; it is removed
+    as soon as it carries none, and after this long at the latest."""
     failover_attempts: int = Field(3, ge=0)
     """Times a playing channel is opened again (same or other engine) before its players end."""
     failover_backoff_s: float = Field(0.5, ge=0)

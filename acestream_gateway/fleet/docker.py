@@ -114,6 +114,16 @@ class DockerEngines:
             raise
         return _record(info)
 
+    async def find(self, name: str) -> ContainerRecord | None:
+        """The container called ``name`` (any state), or None when there is none."""
+        try:
+            info = await self._call(self._client.containers.container(name).show())
+        except FleetError as exc:
+            if exc.status != 404:
+                raise
+            return None
+        return _record(info)
+
     async def remove(self, container_id: str) -> None:
         """Remove a container, running or not; one already gone counts as removed."""
         try:

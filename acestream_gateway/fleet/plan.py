@@ -3,17 +3,24 @@
 Pure, so the rules are tested exhaustively: ``MIN_REPLICAS`` counts engines with no stream
 (rule 3), the fleet never grows past ``MAX_ACTIVE_REPLICAS`` (rule 6), and an engine is only
 removed when it carries nothing and the spare count stays at ``MIN_REPLICAS`` without it.
+
+Engines still starting count as spares when deciding how many to start (they are on their way),
+but not when deciding whether a ready spare may go: a starting engine may never become ready.
+An unhealthy engine is replaced at once (it is no spare), and removed once its channels moved off,
+or when its wait for that is over. A draining engine goes as soon as it carries nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..engines.model import EngineState
 from ..engines.pool import EngineLoad
 
 _SPARE_STATES = (EngineState.READY, EngineState.STARTING)
+_GOING_STATES = (EngineState.UNHEALTHY, EngineState.DRAINING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,23 +38,39 @@ def plan_fleet(
     max_replicas: int,
     grace_s: float,
     now: float,
+    unhealthy_since: Mapping[str, float] | None = None,
+    unhealthy_wait_s: float = math.inf,
 ) -> FleetPlan:
-    """Replace broken idle engines, top spares up to ``min_replicas``, reap idle surplus."""
-    broken = [
-        x.engine.id for x in loads if x.engine.state is EngineState.UNHEALTHY and not x.streams
-    ]
+    """Replace broken engines, top spares up to ``min_replicas``, reap idle surplus.
+
+    ``unhealthy_since`` says when each unhealthy engine was found so; one that still carries
+    channels ``unhealthy_wait_s`` later is removed anyway.
+    """
+    since = unhealthy_since or {}
+    broken = [x.engine.id for x in loads if _must_go(x, since, now, unhealthy_wait_s)]
     spares = [x for x in loads if x.engine.state in _SPARE_STATES and not x.streams]
+    ready_spares = [x for x in spares if x.engine.state is EngineState.READY]
     kept = len(loads) - len(broken)
     reapable = sorted(
-        (x for x in spares if x.engine.state is EngineState.READY and x.idle_since is not None),
+        (x for x in ready_spares if x.idle_since is not None),
         key=lambda x: (x.idle_since, x.engine.name),
     )
     over_max = max(0, kept - max_replicas)
-    surplus = len(spares) - min_replicas
+    surplus = len(ready_spares) - min_replicas
     reap = [
         x.engine.id
         for i, x in enumerate(reapable)
         if i < over_max or (i < surplus and now - (x.idle_since or now) >= grace_s)
     ]
-    start = max(0, min(min_replicas - len(spares), max_replicas - kept))
+    start = max(0, min(min_replicas - len(spares) + len(reap), max_replicas - kept + len(reap)))
     return FleetPlan(start=start, remove=(*broken, *reap))
+
+
+def _must_go(load: EngineLoad, since: Mapping[str, float], now: float, wait_s: float) -> bool:
+    if load.engine.state not in _GOING_STATES:
+        return False
+    if not load.streams:
+        return True
+    found = since.get(load.engine.id)
+    unhealthy = load.engine.state is EngineState.UNHEALTHY
+    return unhealthy and found is not None and now - found >= wait_s

@@ -1,11 +1,17 @@
 """The reconciler: makes the Docker containers and the engine pool agree, then follows the plan.
 
 It adopts the engine containers it finds by their labels (never wipes them), removes exited or
-broken ones, starts engines until ``MIN_REPLICAS`` are empty, probes new engines until they answer
-and removes idle surplus. It runs as one guarded loop that wakes on pool changes or on its
-interval; a failure is logged once, retried with backoff, and never touches playing streams.
+broken ones, keeps ``MIN_REPLICAS`` engines empty, replaces unhealthy engines and removes idle
+surplus. Starting engines is the provisioner's (several at once, behind a circuit breaker, so an
+engine that cannot start is not recreated on every pass); probing running engines is the health
+prober's; the reconciler owns both, and the readiness probes of new engines. It runs as one
+guarded loop that wakes on pool changes, on its interval, or when the breaker lets a trial
+through. A failure of one container is logged and retried on the next pass; a failure of Docker is
+retried with backoff; neither touches playing streams.
+
 Between passes its Docker event follower (``events.py``) tells it at once of engine containers
-that die or turn unhealthy, and of Docker going away and coming back.
+that die, disappear or turn unhealthy, and of Docker going away and coming back (list-then-watch:
+after every reconnect the follower has it relist before it applies events).
 """
 
 from __future__ import annotations
@@ -13,26 +19,41 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from dataclasses import dataclass
 
-import structlog
-
-from ..engines.client import EngineClient, EngineError
+from ..engines.client import EngineClient
 from ..engines.model import Engine, EngineState
 from ..engines.pool import EnginePool
 from ..engines.provisioning import BlockedReason
 from ..logs import get_logger
 from ..settings import Settings
 from ..tasks import Backoff, Supervisor
+from .breaker import BreakerState, CircuitBreaker
 from .docker import UNREACHABLE, DockerEngines, FleetError
 from .events import EventFollower, event_filter
+from .health import EngineNeverReady, HealthProber, wait_ready
 from .plan import plan_fleet
-from .ports import PortAllocator, PortsExhausted
-from .specs import ContainerRecord, container_name, create_body, engine_address, instance_filter
+from .ports import PortAllocator
+from .provisioner import Provisioner
+from .specs import ContainerRecord, engine_address, instance_filter
 
 log = get_logger(__name__)
 
 _PROBE_INTERVAL_S = 0.5
-_START_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStatus:
+    """What the fleet side knows beyond the pool, for the status endpoint and for tests."""
+
+    breaker: BreakerState
+    breaker_eta_s: float | None
+    breaker_openings: int
+    ports_held: dict[int, str]
+    ports_aside: list[int]
+    ports_outside_range: dict[int, str]
+    removal_failures: dict[str, str]
+    last_error: str | None
 
 
 class Reconciler:
@@ -50,29 +71,55 @@ class Reconciler:
         self._docker = docker
         self._pool = pool
         self._client = client
-        self.ports = PortAllocator(settings.port_range_host.lo, settings.port_range_host.hi)
-        self._ports_by_engine: dict[str, int] = {}
+        self.ports = PortAllocator(
+            settings.port_range_host.lo,
+            settings.port_range_host.hi,
+            recheck_s=settings.port_recheck_s,
+        )
+        self.provisioner = Provisioner(
+            settings=settings,
+            docker=docker,
+            pool=pool,
+            ports=self.ports,
+            on_started=self._register,
+        )
+        self.health = HealthProber(
+            pool=pool,
+            client=client,
+            interval_s=settings.health_check_interval_s,
+            timeout_s=settings.health_probe_timeout_s,
+            concurrency=settings.health_probe_concurrency,
+        )
+        self._tasks = Supervisor("fleet reconciler")
+        self._pass = asyncio.Lock()
+        self._ports_by_container: dict[str, int] = {}
         self._probes: dict[str, asyncio.Task[None]] = {}
-        self._bad_ports: set[int] = set()
+        self._unhealthy_since: dict[str, float] = {}
+        self._removal_failures: dict[str, str] = {}
         self.adopted = asyncio.Event()
         self.last_error: str | None = None
         self.docker_up = True
-        self._died: set[str] = set()  # engines' containers Docker reported dead, not yet removed
-        self._passing = asyncio.Lock()
-        self._tasks = Supervisor("fleet reconciler")
+        self._died: set[str] = set()  # containers Docker reported dead, not yet removed
         self.events = EventFollower(
             source=docker, fleet=self, filters=event_filter(instance_filter(settings))
         )
 
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The provisioning breaker (its state is part of the fleet's status)."""
+        return self.provisioner.breaker
+
+    # --- the loop ------------------------------------------------------------------------------
+
     async def run(self) -> None:
-        """The reconcile loop; cancel it to stop (engines are left running for adoption)."""
-        structlog.contextvars.clear_contextvars()
+        """The reconcile loop and the health probes; cancel it to stop (engines keep running)."""
+        self._tasks.spawn_loop(self.health.run, name="engine health probes")
         self._tasks.spawn_loop(self.events.run, name="docker events")
         backoff = Backoff()
         try:
             while True:
                 try:
-                    await self.relist()
+                    await self.reconcile()
                 except FleetError as exc:
                     delay = backoff.next()
                     self._note_failure(exc.message, delay, backoff.failures == 1)
@@ -88,121 +135,52 @@ class Reconciler:
                         log.info("fleet_recovered")
                     backoff.reset()
                     self.last_error = None
-                    delay = self._settings.health_check_interval_s
+                    delay = self._next_pass_in()
                 await self._sleep(delay, wake_on_change=not backoff.failures)
         finally:
-            await self._tasks.close()
-            await self._stop_probes()
+            await self.close()
 
-    async def relist(self) -> None:
-        """A full pass now (list, sync, plan); passes never overlap."""
-        async with self._passing:
-            await self.reconcile()
+    async def close(self) -> None:
+        """Stop the probes (engines are left running for adoption)."""
+        await self._tasks.close()
 
     async def reconcile(self) -> None:
         """One pass: sync with Docker, then apply the plan."""
-        records = self._with_deaths(await self._docker.list(instance_filter(self._settings)))
-        await self._sync(records)
-        if not self.adopted.is_set():
-            log.info("fleet_adopted", engines=len(self._pool.snapshot()))
-            self.adopted.set()
-        plan = plan_fleet(
-            self._pool.snapshot(),
-            min_replicas=self._settings.min_replicas,
-            max_replicas=self._settings.max_active_replicas,
-            grace_s=self._settings.engine_grace_period_s,
-            now=time.monotonic(),
-        )
-        for engine_id in plan.remove:
-            self._pool.set_state(engine_id, EngineState.DRAINING)  # no await since the plan
-        for engine_id in plan.remove:
-            await self._retire(engine_id)
-        if plan.start:
-            await self._provision(plan.start)
-        else:
-            self._unblock()  # nothing to provision: nothing blocks new channels
+        async with self._pass:
+            records = self._with_deaths(await self._docker.list(instance_filter(self._settings)))
+            await self._sync(records)
+            if not self.adopted.is_set():
+                log.info("fleet_adopted", engines=len(self._pool.snapshot()))
+                self.adopted.set()
+            await self._apply_plan()
 
-    # --- syncing with Docker -------------------------------------------------------------------
+    async def relist(self) -> None:
+        """List the containers again and act on what changed (after Docker events were missed)."""
+        await self.reconcile()
 
-    async def _sync(self, records: list[ContainerRecord]) -> None:
-        running = {r.id: r for r in records if r.running}
-        for load in self._pool.snapshot():
-            if load.engine.id not in running:
-                log.warning("engine_gone", engine=load.engine.name, streams=load.streams)
-                self._forget(load.engine.id)
-        for record in records:
-            if not record.running:
-                log.info("engine_container_removed", engine=record.name, state=record.state)
-                await self._docker.remove(record.id)
-                self._forget(record.id)
-            elif self._pool.get(record.id) is None:
-                await self._adopt(record)
-        self._free_ports_of_gone(records)
+    def engine_died(self, container_id: str, reason: str) -> None:
+        """The container stopped (died, killed, out of memory): out of the pool at once. Its port
+        stays held until the container is removed."""
+        self._drop(container_id, reason)
 
-    async def _adopt(self, record: ContainerRecord) -> None:
-        port = record.port
-        if port is None or not self.ports.claim(port, record.id):
-            log.warning("engine_unadoptable", engine=record.name, port=port)
-            await self._docker.remove(record.id)
-            return
-        self._ports_by_engine[record.id] = port
-        engine = Engine(
-            id=record.id,
-            name=record.name,
-            address=engine_address(self._settings, port),
-            created_at=record.created,
-            labels=record.labels,
-        )
-        self._pool.add(engine)
-        log.info("engine_adopted", engine=record.name, port=port)
-        self._probe(engine)
+    def container_gone(self, container_id: str) -> None:
+        """The container no longer exists: out of the pool, and its port is free."""
+        self._drop(container_id, "its container is gone")
+        self._free_port(container_id)
 
-    def _forget(self, engine_id: str) -> None:
-        self._pool.remove(engine_id)
-        self._died.discard(engine_id)
-        probe = self._probes.pop(engine_id, None)
-        if probe is not None:
-            probe.cancel()
-        port = self._ports_by_engine.pop(engine_id, None)
-        if port is not None:
-            self.ports.release(port)
-
-    def _with_deaths(self, records: list[ContainerRecord]) -> list[ContainerRecord]:
-        """Docker may still list a container as running just after it reported it dead: trust
-        the event, so the container is removed, not adopted again."""
-        return [
-            dataclasses.replace(r, state="exited") if r.id in self._died and r.running else r
-            for r in records
-        ]
-
-    def _free_ports_of_gone(self, records: list[ContainerRecord]) -> None:
-        """Ports of engines that left the pool (their container died) and whose container is no
-        longer listed: the container is gone, so the port is free."""
-        listed = {r.id for r in records}
-        for engine_id in list(self._ports_by_engine):
-            if engine_id not in listed and self._pool.get(engine_id) is None:
-                self._forget(engine_id)
-
-    # --- Docker events -------------------------------------------------------------------------
+    # --- Docker events --------------------------------------------------------------------------
 
     def container_stopped(self, container_id: str, action: str) -> None:
-        """An engine's container died: out of the pool now, so its claims are lost and fail over;
-        its port stays held until the container is gone (the next pass removes it)."""
-        engine = self._pool.get(container_id)
-        if engine is None:
-            return
-        streams = len(self._pool.claims_on(container_id))
-        log.warning("engine_gone", engine=engine.name, streams=streams, docker_event=action)
-        self._died.add(container_id)
-        self._pool.remove(container_id)
-        probe = self._probes.pop(container_id, None)
-        if probe is not None:
-            probe.cancel()
+        """An engine's container died (``die``, ``oom``): out of the pool now, so its claims are
+        lost and fail over; its port stays held until the container is gone."""
+        if self._pool.get(container_id) is not None:
+            self._died.add(container_id)
+        self.engine_died(container_id, f"docker reported {action}")
 
     def container_destroyed(self, container_id: str) -> None:
         """An engine's container is gone: out of the pool, and its port is free again."""
-        self.container_stopped(container_id, "destroy")
-        self._forget(container_id)
+        self._died.discard(container_id)
+        self.container_gone(container_id)
 
     def container_unhealthy(self, container_id: str) -> None:
         """Docker's health check of an engine failed: no new claims, its claims are lost."""
@@ -228,96 +206,210 @@ class Reconciler:
             else:
                 log.warning("docker_unreachable", reason=reason, retry_in_s=retry_in_s)
 
-    # --- changing the fleet --------------------------------------------------------------------
+    def _with_deaths(self, records: list[ContainerRecord]) -> list[ContainerRecord]:
+        """Docker may still list a container as running just after it reported it dead: trust
+        the event, so the container is removed, not adopted again."""
+        return [
+            dataclasses.replace(r, state="exited") if r.id in self._died and r.running else r
+            for r in records
+        ]
 
-    async def _provision(self, count: int) -> None:
-        try:
-            await self._docker.ensure_image(self._settings.engine_image)
-        except FleetError as exc:
-            code = (
-                BlockedReason.DOCKER_UNAVAILABLE
-                if exc.status == UNREACHABLE
-                else BlockedReason.IMAGE_UNAVAILABLE
-            )
-            self._pool.block(code, f"cannot provision engines: {exc.message}")
-            raise
-        self._pool.unblock(BlockedReason.IMAGE_UNAVAILABLE)
-        try:
-            for _ in range(count):
-                await self._start_engine()
-        except (FleetError, PortsExhausted) as exc:
-            reason = exc.message if isinstance(exc, FleetError) else str(exc)
-            self._pool.block(BlockedReason.CIRCUIT_BREAKER, f"cannot provision engines: {reason}")
-            raise FleetError(getattr(exc, "status", 507), reason) from None
-        self._unblock()
+    def status(self) -> FleetStatus:
+        names = {e.id: e.name for e in self._pool.engines()}
+        return FleetStatus(
+            breaker=self.breaker.state,
+            breaker_eta_s=self.breaker.eta_s(),
+            breaker_openings=self.breaker.openings,
+            ports_held=self.ports.held,
+            ports_aside=self.ports.aside,
+            ports_outside_range={
+                p: names.get(owner, owner) for p, owner in self.ports.outside_range().items()
+            },
+            removal_failures=dict(self._removal_failures),
+            last_error=self.last_error,
+        )
 
-    def _unblock(self) -> None:
-        for reason in (BlockedReason.IMAGE_UNAVAILABLE, BlockedReason.CIRCUIT_BREAKER):
-            self._pool.unblock(reason)
+    # --- syncing with Docker -------------------------------------------------------------------
 
-    async def _start_engine(self) -> None:
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            port = self.ports.reserve("starting", avoid=self._bad_ports)
-            name = container_name(self._settings, port)
-            try:
-                record = await self._docker.run(name, create_body(self._settings, port))
-            except FleetError as exc:
-                self.ports.release(port)
-                if exc.status not in (409, 500) or attempt == _START_ATTEMPTS:
-                    raise
-                log.warning("engine_port_unusable", port=port, reason=exc.message)
-                self._bad_ports.add(port)
-                continue
-            self.ports.rename(port, record.id)
-            self._ports_by_engine[record.id] = port
-            engine = Engine(
-                id=record.id,
-                name=record.name,
-                address=engine_address(self._settings, port),
-                created_at=time.time(),
-                labels=record.labels,
-            )
-            self._pool.add(engine)
-            log.info("engine_started", engine=engine.name, port=port)
-            self._probe(engine)
+    async def _sync(self, records: list[ContainerRecord]) -> None:
+        listed = {r.id for r in records}
+        running = {r.id for r in records if r.running}
+        for engine in self._pool.engines():
+            if engine.id not in running:
+                self._drop(engine.id, "its container is not running")
+            if engine.id not in listed:
+                self._free_port(engine.id)
+        for record in records:
+            if not record.running:
+                self._hold_port(record)  # until the container is gone, whatever its state
+                await self._remove_container(record.id, record.name, f"container {record.state}")
+            elif self._pool.get(record.id) is None:
+                await self._adopt(record)
+        self._free_ports_of_gone(records)
+
+    def _free_ports_of_gone(self, records: list[ContainerRecord]) -> None:
+        """Ports of engines that left the pool earlier (their container died) and whose
+        container is no longer listed: the container is gone, so the port is free."""
+        listed = {r.id for r in records}
+        for container_id in list(self._ports_by_container):
+            if container_id not in listed and self._pool.get(container_id) is None:
+                self._died.discard(container_id)
+                self._free_port(container_id)
+
+    async def _adopt(self, record: ContainerRecord) -> None:
+        port = record.port
+        if port is None or not self.ports.claim(port, record.id):
+            log.warning("engine_unadoptable", engine=record.name, port=port)
+            await self._remove_container(record.id, record.name, "unadoptable")
             return
+        self._ports_by_container[record.id] = port
+        engine = self._engine(record, port, created_at=record.created)
+        if not self.ports.in_range(port):
+            # Kept out of selection and removed once it carries nothing: its port belongs to an
+            # older configuration, and PORT_RANGE_HOST is what the operator asked for now.
+            engine.state = EngineState.DRAINING
+            log.warning("engine_port_outside_range", engine=record.name, port=port)
+        self._pool.add(engine)
+        log.info("engine_adopted", engine=record.name, port=port)
+        if engine.state is EngineState.STARTING:
+            self._probe(engine)
 
-    async def _retire(self, engine_id: str) -> None:
+    def _drop(self, engine_id: str, reason: str) -> None:
+        """An engine went without being asked to: log it, then forget it."""
         engine = self._pool.get(engine_id)
-        name = engine.name if engine else engine_id
-        self._forget(engine_id)
-        await self._docker.remove(engine_id)
-        log.info("engine_removed", engine=name)
+        if engine is not None:
+            log.warning("engine_gone", engine=engine.name, reason=reason, state=engine.state.value)
+            self._forget(engine, reason)
+
+    def _forget(self, engine: Engine, reason: str) -> None:
+        """Out of the pool (its claims are lost); a provisioning it was part of has failed."""
+        self._pool.remove(engine.id)
+        self._unhealthy_since.pop(engine.id, None)
+        probe = self._probes.pop(engine.id, None)
+        if probe is not None:
+            probe.cancel()
+        self.provisioner.attempt_done(engine.id, ok=False, reason=f"engine {engine.name}: {reason}")
+
+    def _hold_port(self, record: ContainerRecord) -> None:
+        port = record.port
+        if port is not None and self.ports.claim(port, record.id):
+            self._ports_by_container[record.id] = port
+
+    def _free_port(self, engine_id: str) -> None:
+        port = self._ports_by_container.pop(engine_id, None)
+        if port is not None:
+            self.ports.release(port)
+
+    async def _remove_container(self, container_id: str, name: str, why: str) -> bool:
+        """Remove one container; a failure is logged and left for the next pass."""
+        try:
+            await self._docker.remove(container_id)
+        except FleetError as exc:
+            if exc.status == UNREACHABLE:
+                raise
+            if self._removal_failures.get(name) != exc.message:
+                log.warning("engine_remove_failed", engine=name, reason=exc.message)
+            self._removal_failures[name] = exc.message
+            return False
+        self._removal_failures.pop(name, None)
+        self._died.discard(container_id)
+        engine = self._pool.get(container_id)
+        if engine is not None:
+            self._forget(engine, why)
+        self._free_port(container_id)
+        log.info("engine_container_removed", engine=name, reason=why)
+        return True
+
+    # --- following the plan --------------------------------------------------------------------
+
+    async def _apply_plan(self) -> None:
+        now = time.monotonic()
+        self._track_unhealthy(now)
+        plan = plan_fleet(
+            self._pool.snapshot(),
+            min_replicas=self._settings.min_replicas,
+            max_replicas=self._settings.max_active_replicas,
+            grace_s=self._settings.engine_grace_period_s,
+            now=now,
+            unhealthy_since=self._unhealthy_since,
+            unhealthy_wait_s=self._settings.unhealthy_engine_timeout_s,
+        )
+        for engine_id in plan.remove:  # out of selection before the first await
+            engine = self._pool.get(engine_id)
+            if engine is not None and engine.state is not EngineState.UNHEALTHY:
+                self._pool.set_state(engine_id, EngineState.DRAINING)
+        for engine_id in plan.remove:
+            engine = self._pool.get(engine_id)
+            if engine is not None:
+                await self._remove_container(engine_id, engine.name, engine.state.value)
+        await self.provisioner.provision(plan.start)
+        self.provisioner.publish()
+
+    def _track_unhealthy(self, now: float) -> None:
+        unhealthy = {e.id for e in self._pool.engines() if e.state is EngineState.UNHEALTHY}
+        for engine_id in list(self._unhealthy_since):
+            if engine_id not in unhealthy:
+                del self._unhealthy_since[engine_id]
+        for engine_id in unhealthy:
+            self._unhealthy_since.setdefault(engine_id, now)
+
+    def _register(self, record: ContainerRecord, port: int) -> None:
+        """A container the provisioner started: in the pool as STARTING, probed until ready."""
+        self._ports_by_container[record.id] = port
+        engine = self._engine(record, port, created_at=time.time())
+        self._pool.add(engine)
+        self._probe(engine)
+
+    def _engine(self, record: ContainerRecord, port: int, *, created_at: float) -> Engine:
+        return Engine(
+            id=record.id,
+            name=record.name,
+            address=engine_address(self._settings, port),
+            created_at=created_at,
+            labels=record.labels,
+        )
 
     # --- probing new engines -------------------------------------------------------------------
 
     def _probe(self, engine: Engine) -> None:
-        task = asyncio.create_task(self._wait_ready(engine), name=f"probe {engine.name}")
+        task = self._tasks.spawn(self._wait_ready(engine), name=f"readiness probe {engine.name}")
         self._probes[engine.id] = task
-        task.add_done_callback(lambda _: self._probes.pop(engine.id, None))
+        task.add_done_callback(lambda done: self._probe_ended(engine.id, done))
+
+    def _probe_ended(self, engine_id: str, task: asyncio.Task[None]) -> None:
+        if self._probes.get(engine_id) is task:
+            del self._probes[engine_id]
 
     async def _wait_ready(self, engine: Engine) -> None:
-        structlog.contextvars.clear_contextvars()
-        deadline = time.monotonic() + self._settings.engine_startup_timeout_s
-        while time.monotonic() < deadline:
-            try:
-                version = await self._client.version(engine.address)
-            except EngineError:
-                await asyncio.sleep(_PROBE_INTERVAL_S)
-                continue
+        timeout_s = self._settings.engine_startup_timeout_s
+        try:
+            version = await wait_ready(
+                self._client, engine.address, timeout_s=timeout_s, interval_s=_PROBE_INTERVAL_S
+            )
+        except EngineNeverReady as exc:
+            log.warning("engine_start_timeout", engine=engine.name, timeout_s=timeout_s)
+            self._start_failed(engine, str(exc))
+        except Exception as exc:  # a crashed probe must not leave the engine STARTING for ever
+            log.exception("engine_probe_crashed", engine=engine.name)
+            self._start_failed(engine, f"its readiness probe crashed: {exc!r}")
+        else:
+            if self._pool.get(engine.id) is None:
+                return
             self._pool.set_state(engine.id, EngineState.READY)
             log.info("engine_ready", engine=engine.name, version=version)
-            return
-        log.warning("engine_start_timeout", engine=engine.name)
-        self._pool.set_state(engine.id, EngineState.UNHEALTHY)
+            self.provisioner.attempt_done(engine.id, ok=True)
 
-    async def _stop_probes(self) -> None:
-        probes = list(self._probes.values())
-        for task in probes:
-            task.cancel()
-        await asyncio.gather(*probes, return_exceptions=True)
+    def _start_failed(self, engine: Engine, reason: str) -> None:
+        """The plan removes it (UNHEALTHY and empty); the breaker counts it."""
+        self._pool.set_state(engine.id, EngineState.UNHEALTHY)
+        self.provisioner.attempt_done(engine.id, ok=False, reason=f"engine {engine.name}: {reason}")
 
     # --- pacing --------------------------------------------------------------------------------
+
+    def _next_pass_in(self) -> float:
+        delay = self._settings.health_check_interval_s
+        eta = self.breaker.eta_s()
+        return delay if eta is None or eta <= 0 else min(delay, eta)
 
     async def _sleep(self, delay_s: float, *, wake_on_change: bool) -> None:
         """Sleep ``delay_s``, or until the pool changes (a claim took a spare) when healthy."""

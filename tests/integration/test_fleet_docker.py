@@ -48,6 +48,7 @@ async def fleet(
         max_streams_per_engine=settings.max_streams_per_engine,
         max_engines=settings.max_active_replicas,
         provision_wait_s=settings.provision_wait_s,
+        failure_threshold=settings.health_failure_threshold,
     )
     async with aiohttp.ClientSession() as http, docker_client(docker_url, 10) as docker:
         client = EngineClient(http, api_timeout_s=2, stop_timeout_s=2)
@@ -55,7 +56,7 @@ async def fleet(
         try:
             yield reconciler, pool
         finally:
-            await reconciler._stop_probes()
+            await reconciler.close()
 
 
 def ready_count(pool: EnginePool) -> int:
@@ -94,10 +95,16 @@ async def test_a_restarted_gateway_adopts_every_engine_and_holds_each_port_once(
 
 
 async def test_an_idle_surplus_engine_is_removed_after_the_grace_period(instance: str) -> None:
-    async with fleet(fleet_settings(instance, min_replicas=3)) as (reconciler, pool):
+    grown = fleet_settings(instance, min_replicas=3)
+    async with fleet(grown) as (reconciler, pool):
         await reconciler.reconcile()
         await wait_until(lambda: ready_count(pool) == 3, timeout_s=30)
-    shrunk = fleet_settings(instance, min_replicas=1, engine_grace_period_s=0)
+    shrunk = fleet_settings(
+        instance,
+        min_replicas=1,
+        engine_grace_period_s=0,
+        port_range_host=str(grown.port_range_host),
+    )
     async with fleet(shrunk) as (reconciler, pool):
         await reconciler.reconcile()  # adopts three
         await wait_until(lambda: ready_count(pool) == 3, timeout_s=30)

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
 from acestream_gateway.engines.pool import EngineLoad
-from acestream_gateway.fleet.plan import plan_fleet
+from acestream_gateway.fleet.plan import FleetPlan, plan_fleet
 
 NOW = 1000.0
 
@@ -47,6 +47,55 @@ def test_an_idle_surplus_engine_is_reaped_only_after_the_grace_period() -> None:
     assert plan_fleet(young, min_replicas=1, max_replicas=5, grace_s=30, now=NOW).remove == ()
     old = [load(0, idle_for=100), load(1, idle_for=40)]
     assert plan_fleet(old, min_replicas=1, max_replicas=5, grace_s=30, now=NOW).remove == ("e0",)
+
+
+def test_a_ready_spare_is_not_reaped_while_the_only_other_spare_is_still_starting() -> None:
+    loads = [load(0, idle_for=100), load(1, state=EngineState.STARTING)]
+    plan = plan_fleet(loads, min_replicas=1, max_replicas=5, grace_s=30, now=NOW)
+    assert plan.remove == ()
+    assert plan.start == 0
+
+
+def test_a_ready_surplus_spare_is_reaped_once_enough_ready_spares_remain() -> None:
+    loads = [load(0, idle_for=100), load(1, idle_for=100), load(2, state=EngineState.STARTING)]
+    plan = plan_fleet(loads, min_replicas=1, max_replicas=5, grace_s=30, now=NOW)
+    assert plan.remove == ("e0",)
+    assert plan.start == 0
+
+
+def test_an_unhealthy_busy_engine_is_replaced_at_once_and_removed_after_its_wait() -> None:
+    loads = [load(0, streams=1, state=EngineState.UNHEALTHY), load(1, streams=2)]
+    waiting = plan_fleet(
+        loads,
+        min_replicas=1,
+        max_replicas=5,
+        grace_s=30,
+        now=NOW,
+        unhealthy_since={"e0": NOW - 5},
+        unhealthy_wait_s=10,
+    )
+    assert waiting == FleetPlan(start=1, remove=())
+    overdue = plan_fleet(
+        loads,
+        min_replicas=1,
+        max_replicas=5,
+        grace_s=30,
+        now=NOW,
+        unhealthy_since={"e0": NOW - 10},
+        unhealthy_wait_s=10,
+    )
+    assert overdue == FleetPlan(start=1, remove=("e0",))
+
+
+def test_a_draining_engine_goes_once_it_carries_nothing_and_is_never_a_spare() -> None:
+    busy = [load(0, streams=1, state=EngineState.DRAINING)]
+    assert plan_fleet(busy, min_replicas=1, max_replicas=5, grace_s=30, now=NOW) == FleetPlan(
+        start=1, remove=()
+    )
+    idle = [load(0, state=EngineState.DRAINING), load(1)]
+    assert plan_fleet(idle, min_replicas=1, max_replicas=5, grace_s=30, now=NOW) == FleetPlan(
+        start=0, remove=("e0",)
+    )
 
 
 def test_unhealthy_idle_engines_are_replaced() -> None:
@@ -98,3 +147,29 @@ def test_plan_rules_hold_for_any_fleet(
             if x.engine.state is EngineState.READY:
                 assert x.idle_since is not None
                 assert NOW - x.idle_since >= 30
+
+
+@given(fleet, st.integers(1, 10), st.integers(1, 25))
+def test_reaping_never_takes_the_ready_spares_below_min_replicas(
+    loads: list[EngineLoad], min_replicas: int, max_replicas: int
+) -> None:
+    min_replicas = min(min_replicas, max_replicas)
+    plan = plan_fleet(
+        loads, min_replicas=min_replicas, max_replicas=max_replicas, grace_s=30, now=NOW
+    )
+
+    def ready_spares(ids: set[str]) -> int:
+        return sum(
+            1
+            for x in loads
+            if x.engine.id in ids and x.engine.state is EngineState.READY and not x.streams
+        )
+
+    every = {x.engine.id for x in loads}
+    before = ready_spares(every)
+    after = ready_spares(every - set(plan.remove))
+    going = (EngineState.UNHEALTHY, EngineState.DRAINING)
+    staying = sum(1 for x in loads if x.streams or x.engine.state not in going)
+    if staying <= max_replicas:  # above MAX, idle engines go whatever the floor
+        assert after >= min(before, min_replicas)
+    assert plan.start == 0 or after == before, "never reap and start in one pass"

@@ -46,7 +46,7 @@ def add_engine(reconciler: Reconciler, n: int) -> Engine:
         id=f"c{n}", name=f"engine-{n}", address=EngineAddress("127.0.0.1", port), created_at=n
     )
     assert reconciler.ports.claim(port, engine.id)
-    reconciler._ports_by_engine[engine.id] = port
+    reconciler._ports_by_container[engine.id] = port
     reconciler._pool.add(engine)
     reconciler._pool.set_state(engine.id, EngineState.READY)
     return engine

@@ -1,0 +1,96 @@
+"""Health of engines: is a new engine ready yet, and does a running one still answer?
+
+Engines hang without dying, so a container that runs proves nothing. Every READY engine is asked
+``get_status`` on an interval, each probe under a short timeout of its own, probes of different
+engines at the same time but bounded, so one hung engine never delays the verdict on another. The
+outcomes go to the pool, which counts failures in a row and turns the engine UNHEALTHY at the
+threshold (no new claims, its claims lost, the plan replaces it). The reconciler owns the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ..engines.client import EngineClient, EngineError
+from ..engines.model import Engine, EngineAddress, EngineState
+from ..engines.pool import EnginePool
+from ..logs import get_logger
+
+log = get_logger(__name__)
+
+
+class EngineNeverReady(Exception):
+    """A new engine did not answer its HTTP API within the startup timeout."""
+
+
+async def wait_ready(
+    client: EngineClient, address: EngineAddress, *, timeout_s: float, interval_s: float
+) -> str:
+    """Ask a starting engine for its version until it answers; its version string."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                try:
+                    return await client.version(address)
+                except EngineError:
+                    await asyncio.sleep(interval_s)
+    except TimeoutError:
+        raise EngineNeverReady(f"the engine did not answer within {timeout_s:g} s") from None
+
+
+def probe_targets(engines: list[Engine]) -> list[Engine]:
+    """The engines a health round probes: the READY ones (others are starting or going)."""
+    return [e for e in engines if e.state is EngineState.READY]
+
+
+class HealthProber:
+    """Probes the pool's READY engines and reports each outcome to the pool."""
+
+    def __init__(
+        self,
+        *,
+        pool: EnginePool,
+        client: EngineClient,
+        interval_s: float,
+        timeout_s: float,
+        concurrency: int,
+    ) -> None:
+        self._pool = pool
+        self._client = client
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def run(self) -> None:
+        """Probe rounds, one every ``interval_s`` (start to start), until cancelled."""
+        while True:
+            started = time.monotonic()
+            await self.probe_all()
+            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    async def probe_all(self) -> None:
+        """One round: every READY engine probed once, concurrently within the bound."""
+        async with asyncio.TaskGroup() as group:
+            for engine in probe_targets(self._pool.engines()):
+                group.create_task(self._probe(engine), name=f"health probe {engine.name}")
+
+    async def _probe(self, engine: Engine) -> None:
+        async with self._limit:
+            try:
+                await self._client.status(engine.address, self.timeout_s)
+            except EngineError as exc:
+                self._failed(engine, exc.reason)
+            else:
+                self._pool.note_success(engine.id)
+
+    def _failed(self, engine: Engine, reason: str) -> None:
+        if self._pool.note_failure(engine.id, f"health probe failed: {reason}"):
+            log.warning(
+                "engine_unhealthy",
+                engine=engine.name,
+                reason=reason,
+                failures=self._pool.failures(engine.id),
+            )
+        else:
+            log.info("engine_probe_failed", engine=engine.name, reason=reason)
