@@ -128,6 +128,8 @@ class Splicer:
         Patience is counted at each position in the stream (``dropped`` is where ``buf`` starts),
         so the point does not depend on how the upstream's reads happened to be cut.
         """
+        # The first packet boundary at or past 2 x patience, as an offset in buf: from there on
+        # the stream passes as it is.
         give_up = max(0, -(-(2 * self._patience - self.dropped) // PACKET_SIZE) * PACKET_SIZE)
         offset = buf.find(_PAT_HEADER)
         while offset != -1 and offset < give_up:
