@@ -19,6 +19,10 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 
+# 2.0**n overflows past this; a loop may well fail that often (the reconciler while Docker is gone
+# for a night), and by then any delay has long reached its cap.
+_MAX_EXPONENT = 1023
+
 
 class Backoff:
     """Delays that double after each failure up to a cap, and start over after a success."""
@@ -29,7 +33,7 @@ class Backoff:
 
     def peek(self) -> float:
         """The delay the next failure would get, without counting one."""
-        return float(min(self.cap_s, self.first_s * 2.0**self.failures))
+        return float(min(self.cap_s, self.first_s * 2.0 ** min(self.failures, _MAX_EXPONENT)))
 
     def next(self) -> float:
         delay = self.peek()

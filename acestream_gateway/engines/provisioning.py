@@ -57,7 +57,11 @@ class Provisioning:
         self.version = 0  # bumped on every change, so waiters can tell
 
     def set(self, reason: BlockedReason, message: str, eta_s: float | None = None) -> bool:
-        """Block for ``reason``; True when this changed the state."""
+        """Block for ``reason``; True when this is news (a new reason or a new message).
+
+        A new ETA alone is kept but is no news: a block repeated on every pass with its ETA
+        counted afresh must not wake every waiter each time (``version`` still counts it).
+        """
         until = None if eta_s is None else self._clock() + eta_s
         block = Blocked(reason, message, until)
         old = self._blocks.get(reason)

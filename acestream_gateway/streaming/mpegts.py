@@ -123,13 +123,21 @@ class Splicer:
         return buf[start:]
 
     def _splice_point(self, buf: bytes) -> int | None:
-        if self.dropped >= 2 * self._patience:
-            return 0
-        want_keyframe = self.dropped < self._patience
+        """The offset in ``buf`` to start at, or None while it cannot tell yet.
+
+        Patience is counted at each position in the stream (``dropped`` is where ``buf`` starts),
+        so the point does not depend on how the upstream's reads happened to be cut.
+        """
+        # The first packet boundary at or past 2 x patience, as an offset in buf: from there on
+        # the stream passes as it is.
+        give_up = max(0, -(-(2 * self._patience - self.dropped) // PACKET_SIZE) * PACKET_SIZE)
         offset = buf.find(_PAT_HEADER)
-        while offset != -1:
-            aligned = offset % PACKET_SIZE == 0
-            if aligned and (not want_keyframe or JoinPoints._keyframe_follows(buf, offset)):
-                return offset
+        while offset != -1 and offset < give_up:
+            if offset % PACKET_SIZE == 0:
+                patient = self.dropped + offset < self._patience
+                if not patient or JoinPoints._keyframe_follows(buf, offset):
+                    return offset
+                if offset + _RAP_LOOKAHEAD * PACKET_SIZE > len(buf):
+                    return None  # its keyframe may start in the next read
             offset = buf.find(_PAT_HEADER, offset + 1)
-        return None
+        return give_up if give_up <= len(buf) else None
