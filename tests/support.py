@@ -285,3 +285,52 @@ async def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.2) 
             return
         await asyncio.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+class Player:
+    """One player reading a stream URL in the background for as long as a test wants, noting
+    when each piece arrived; its connection breaking ends it (``ended``), never the test."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.data = bytearray()
+        self.status = 0
+        self.arrivals: list[tuple[float, int]] = []  # (time, total bytes so far)
+        self.ended = asyncio.Event()
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async with aiohttp.ClientSession() as http, http.get(self.url) as resp:
+                self.status = resp.status
+                async for chunk in resp.content.iter_any():
+                    self.data.extend(chunk)
+                    self.arrivals.append((time.monotonic(), len(self.data)))
+        except aiohttp.ClientError:
+            pass
+        finally:
+            self.ended.set()
+
+    async def receives(self, size: int, timeout_s: float = 20) -> None:
+        """Wait until ``size`` more bytes than now have arrived."""
+        target = len(self.data) + size
+        await wait_until(lambda: len(self.data) >= target or self.ended.is_set(), timeout_s, 0.05)
+        assert len(self.data) >= target, f"the stream ended early ({len(self.data)} bytes)"
+        assert self.status == 200
+
+    def first_real_data_after(self, moment: float) -> float | None:
+        """When the first TS packet that is not keep-alive (PID 0x1FFF) arrived after
+        ``moment``."""
+        previous = 0
+        for at, total in self.arrivals:
+            if at > moment:
+                chunk = self.data[previous:total]
+                for i in range(0, len(chunk) - 187, 188):
+                    if (chunk[i + 1] & 0x1F) << 8 | chunk[i + 2] != 0x1FFF:
+                        return at
+            previous = total
+        return None
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)

@@ -14,7 +14,6 @@ import pytest
 
 from acestream_gateway.http.keys import POOL, REGISTRY
 from tests.integration.test_failover_docker import (
-    Player,
     channel_id,
     engine_stats,
     fleet_settings,
@@ -22,7 +21,7 @@ from tests.integration.test_failover_docker import (
     ready_engines,
     running_ports,
 )
-from tests.support import containers_of, wait_until
+from tests.support import Player, containers_of, wait_until
 
 pytestmark = pytest.mark.docker
 

@@ -20,9 +20,10 @@ from acestream_gateway.app import create_app
 from acestream_gateway.engines.model import EngineState
 from acestream_gateway.http.keys import POOL, REGISTRY
 from acestream_gateway.settings import Settings
-from acestream_gateway.streaming.mpegts import NULL_PID, PACKET_SIZE, is_random_access
+from acestream_gateway.streaming.mpegts import PACKET_SIZE, is_random_access
 from tests.support import (
     CHANNEL,
+    Player,
     containers_of,
     emulator_image,
     free_port,
@@ -107,48 +108,6 @@ def running_ports(instance: str) -> list[int]:
         for c in containers_of(instance)
         if c["State"]["Running"]
     )
-
-
-class Player:
-    """One player reading a channel; it notes when each chunk arrived."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.data = bytearray()
-        self.arrivals: list[tuple[float, int]] = []  # (time, total bytes so far)
-        self.ended = asyncio.Event()
-        self.task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async with aiohttp.ClientSession() as http, http.get(self.url) as resp:
-                assert resp.status == 200, await resp.text()
-                async for chunk in resp.content.iter_any():
-                    self.data.extend(chunk)
-                    self.arrivals.append((time.monotonic(), len(self.data)))
-        finally:
-            self.ended.set()
-
-    async def receives(self, size: int, timeout_s: float = 20) -> None:
-        target = len(self.data) + size
-        await wait_until(lambda: len(self.data) >= target or self.ended.is_set(), timeout_s, 0.05)
-        assert len(self.data) >= target, f"the stream ended early ({len(self.data)} bytes)"
-
-    def first_real_data_after(self, moment: float) -> float | None:
-        """When the first packet that is not keep-alive arrived after ``moment``."""
-        previous = 0
-        for at, total in self.arrivals:
-            if at > moment:
-                chunk = self.data[previous:total]
-                for i in range(0, len(chunk) - PACKET_SIZE + 1, PACKET_SIZE):
-                    if pid_of(chunk[i : i + PACKET_SIZE]) != NULL_PID:
-                        return at
-            previous = total
-        return None
-
-    async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
 
 
 def pid_of(packet: bytes | bytearray) -> int:
@@ -306,3 +265,34 @@ async def test_fifty_first_players_of_one_channel_at_once_open_exactly_one_sessi
         counters = await counters_of_answering_engines(instance)
         assert sum(c["sessions_started"] for c in counters) == 1
         assert all(c["max_concurrent_readers"] <= 1 for c in counters)
+
+
+async def test_an_engine_that_stops_answering_loses_its_channel_to_another_engine(
+    instance: str,
+) -> None:
+    settings = fleet_settings(
+        instance, 4, health_failure_threshold=2, health_probe_timeout_s=1, stall_timeout_s=5
+    )
+    async with gateway(settings) as server:
+        await wait_until(lambda: ready_engines(server) == 1, timeout_s=60)
+        player = Player(f"http://127.0.0.1:{server.port}/ace/getstream?id={CHANNEL}")
+        await player.receives(188 * 1000)
+        await wait_until(lambda: ready_engines(server) == 2, timeout_s=60)
+        (channel,) = server.app[REGISTRY].channels()
+        assert channel.claim is not None
+        hung = channel.claim.engine
+        async with aiohttp.ClientSession() as http:
+            control = f"http://127.0.0.1:{hung.address.port}/emulator/control"
+            async with http.post(control, json={"api_delay_s": "never"}) as resp:
+                assert resp.status == 200
+        hung_at = time.monotonic()
+        # Its stream still flows, but the engine no longer answers its API: threshold x
+        # (interval + probe timeout), then the channel moves and the engine is replaced.
+        await wait_until(lambda: channel.claim is not None and channel.claim.engine is not hung, 15)
+        moved_in = time.monotonic() - hung_at
+        await player.receives(300_000)
+        assert not player.ended.is_set()
+        assert moved_in < 2 * (1 + 1) + 4, f"moved after {moved_in:.1f} s"
+        await wait_until(lambda: hung.id not in {c["Id"] for c in containers_of(instance)}, 60)
+        assert server.app[POOL].get(hung.id) is None
+        await player.close()

@@ -35,7 +35,7 @@ from tests.integration.local import (
     settings,
     stream_url,
 )
-from tests.support import CHANNEL, wait_until
+from tests.support import CHANNEL, Player, wait_until
 
 FAILOVER = {"failover_backoff_s": 0.1, "stall_timeout_s": 1.0, "keepalive_interval_s": 0.2}
 
@@ -47,38 +47,6 @@ def pid_of(packet: bytes) -> int:
 def the_channel(server: TestServer) -> Channel:
     (channel,) = server.app[REGISTRY].channels()
     return channel
-
-
-class Reader:
-    """One player reading a channel through the gateway for as long as the test wants."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.data = bytearray()
-        self.status = 0
-        self.ended = asyncio.Event()
-        self.task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async with aiohttp.ClientSession() as http, http.get(self.url) as resp:
-                self.status = resp.status
-                async for chunk in resp.content.iter_any():
-                    self.data.extend(chunk)
-        except aiohttp.ClientError:
-            pass
-        finally:
-            self.ended.set()
-
-    async def receives(self, size: int, timeout_s: float = 15) -> None:
-        """Wait until ``size`` more bytes than now have arrived."""
-        target = len(self.data) + size
-        await wait_until(lambda: len(self.data) >= target or self.ended.is_set(), timeout_s, 0.05)
-        assert len(self.data) >= target, f"the stream ended early ({len(self.data)} bytes)"
-
-    async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
 
 
 def assert_clean_splices(channel: Channel, data: bytes) -> int:
@@ -104,7 +72,7 @@ async def test_a_stalled_upstream_fails_over_on_the_same_engine_and_the_player_k
 ) -> None:
     engine = emulators(**FAST, stall_after_s="1.5")
     async with gateway(settings(**FAILOVER), engine) as server:
-        player = Reader(stream_url(server))
+        player = Player(stream_url(server))
         await player.receives(188 * 1000)
         await wait_until(lambda: the_channel(server).failovers >= 1, timeout_s=10)
         await engine.control(stall_after_s="never")
@@ -123,7 +91,7 @@ async def test_an_upstream_that_ends_fails_over_and_the_player_keeps_playing(
 ) -> None:
     engine = emulators(**FAST, end_after_s="1.0")
     async with gateway(settings(**FAILOVER), engine) as server:
-        player = Reader(stream_url(server))
+        player = Player(stream_url(server))
         await player.receives(188 * 1000)
         await wait_until(lambda: the_channel(server).failovers >= 1, timeout_s=10)
         await engine.control(end_after_s="never")
@@ -141,7 +109,7 @@ async def test_an_engine_turning_unhealthy_moves_its_channel_to_another_engine(
 ) -> None:
     first, second = emulators(**FAST), emulators(**FAST)
     async with gateway(settings(**FAILOVER), first, second) as server:
-        player = Reader(stream_url(server))
+        player = Player(stream_url(server))
         await player.receives(188 * 1000)
         claim = the_channel(server).claim
         assert claim is not None
@@ -167,7 +135,7 @@ async def test_an_engine_process_that_dies_mid_stream_leaves_players_on_another_
 ) -> None:
     first, second = emulators(**FAST), emulators(**FAST)
     async with gateway(settings(**FAILOVER), first, second) as server:
-        player = Reader(stream_url(server))
+        player = Player(stream_url(server))
         await player.receives(188 * 1000)
         claim = the_channel(server).claim
         assert claim is not None
@@ -187,7 +155,7 @@ async def test_when_every_engine_refuses_the_players_stream_ends_and_nothing_lea
 ) -> None:
     first, second = emulators(**FAST), emulators(**FAST)
     async with gateway(settings(**FAILOVER, failover_attempts=3), first, second) as server:
-        player = Reader(stream_url(server))
+        player = Player(stream_url(server))
         await player.receives(188 * 1000)
         for engine in (first, second):
             await engine.control(unknown_ids="*")
@@ -206,12 +174,12 @@ async def test_players_zapping_during_a_failover_never_open_a_second_session(
     engine = emulators(**FAST, stall_after_s="1.0")
     cfg = settings(**{**FAILOVER, "failover_backoff_s": 0.5}, stream_linger_s=2)
     async with gateway(cfg, engine) as server:
-        player = Reader(stream_url(server))
+        player = Player(stream_url(server))
         await player.receives(188 * 500)
         await wait_until(lambda: the_channel(server).failovers >= 1, timeout_s=10)
         await engine.control(stall_after_s="never")
         for _ in range(5):  # leave and come back while the channel recovers
-            zapper = Reader(stream_url(server))
+            zapper = Player(stream_url(server))
             await zapper.receives(188 * 10)
             await zapper.close()
         await player.receives(200_000)
@@ -268,7 +236,7 @@ async def test_a_timed_out_start_never_supersedes_a_later_session_of_the_same_ch
     async with gateway(settings(engine_api_timeout_s=0.5), slow, fast) as server:
         async with aiohttp.ClientSession() as http, http.get(stream_url(server)) as resp:
             assert resp.status == 502
-        player = Reader(stream_url(server))
+        player = Player(stream_url(server))
         await player.receives(188 * 1000)
 
         async def late_session_stopped() -> bool:
