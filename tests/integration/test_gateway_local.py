@@ -12,7 +12,8 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from acestream_gateway.http.keys import REGISTRY
+from acestream_gateway.engines.provisioning import BlockedReason
+from acestream_gateway.http.keys import POOL, REGISTRY
 from acestream_gateway.streaming.mpegts import NULL_PACKET, is_random_access
 from tests.integration.local import (
     FAST,
@@ -277,3 +278,21 @@ async def test_a_dead_channel_ends_after_the_first_data_timeout_and_its_session_
 
         await wait_until(stopped, timeout_s=10)
         assert app_capacity(server)["used"] == 0
+
+
+async def test_a_blocked_fleet_refuses_a_new_channel_at_once_with_its_reason_and_eta() -> None:
+    async with gateway(settings(max_active_replicas=3, provision_wait_s=30)) as server:
+        pool = server.app[POOL]
+        seen = []
+        for eta in (12.2, 47.0):
+            pool.block(BlockedReason.CIRCUIT_BREAKER, "engines keep failing to start", eta)
+            started = time.monotonic()
+            async with aiohttp.ClientSession() as http, http.get(stream_url(server)) as resp:
+                assert resp.status == 503
+                body = await resp.json()
+                seen.append(int(resp.headers["Retry-After"]))
+            assert time.monotonic() - started < 2, "at once, not after PROVISION_WAIT_S"
+            assert body["error"] == "no_capacity"
+            assert body["reason"] == "circuit_breaker"
+            assert body["detail"] == "engines keep failing to start"
+        assert seen == [13, 47], "Retry-After follows the breaker's ETA, rounded up"
