@@ -146,8 +146,11 @@ def _equipment_problem(args: argparse.Namespace, phases: list[str]) -> str | Non
 
 
 def _command(argv: list[str] | None) -> str:
+    """The command that reproduces this run (make sets ``MAKELEVEL`` in its recipes)."""
     words = sys.argv[1:] if argv is None else argv
-    return f"python -m tests.bench {shlex.join(words)}" if words else "make bench"
+    if os.environ.get("MAKELEVEL"):
+        return f"make bench BENCH_ARGS={shlex.quote(shlex.join(words))}" if words else "make bench"
+    return f"python -m tests.bench {shlex.join(words)}".strip()
 
 
 def _fanout(
