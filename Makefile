@@ -74,9 +74,10 @@ test: venv packages images lint
 demo: venv packages emulator-image
 	EMULATOR_IMAGE="$$(cat $(EMULATOR_IMAGE_FILE))" scripts/demo
 
+# BENCH_ARGS="--only failover" reruns one phase and keeps the other's figures.
 .PHONY: bench
-bench: venv packages
-	$(BIN)/python -m tests.bench
+bench: venv packages docker emulator-image
+	EMULATOR_IMAGE="$$(cat $(EMULATOR_IMAGE_FILE))" $(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 .PHONY: clean
 clean:

@@ -1,7 +1,12 @@
-"""``make bench``: run the benchmark plan, then write the JSON figures, the Markdown page and a
-summary. Options exist to try a shorter plan by hand; ``make bench`` uses the defaults.
+"""``make bench``: run the benchmark phases (the fan-out, then failover), then write the JSON
+figures, the Markdown page and a summary. Options exist to try a shorter plan by hand, or one
+phase alone; ``make bench`` uses the defaults.
 
-    python -m tests.bench [--players 50,200,500] [--window-s 10]
+    python -m tests.bench [--only fanout|failover] [--players 50,200,500] [--window-s 10]
+                          [--failover-runs 10]
+
+The failover phase needs Docker and the engine emulator image (``EMULATOR_IMAGE``, which
+``make bench`` sets).
 """
 
 from __future__ import annotations
@@ -9,16 +14,23 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shlex
 import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from . import procfs, report, scenario
+from tests.support import docker_answers
+
+from . import failover, procfs, report, scenario
 from .engine import Stream
 from .floor import FloorUnavailable
+
+PHASES = ("fanout", "failover")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -30,9 +42,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--joins", type=int, default=9, help="timed joins per phase")
     parser.add_argument("--server-core", type=int, default=0, help="core of gateway/cfanout")
     parser.add_argument("--load-core", type=int, default=1, help="core of players/emulator")
+    parser.add_argument("--failover-runs", type=int, default=10, help="engine kills")
+    parser.add_argument("--failover-players", type=int, default=3, help="players on the channel")
+    parser.add_argument(
+        "--failover-prebuffer-s", type=float, default=1.0, help="engines' prebuffer (failover)"
+    )
+    parser.add_argument("--keyframe-interval-s", type=float, default=2.0, help="failover stream")
+    parser.add_argument("--health-interval-s", type=float, default=1.0, help="failover gateway")
+    parser.add_argument("--only", choices=PHASES, help="run one phase, keep the other's figures")
     parser.add_argument("--out", type=Path, default=scenario.ROOT / "bench-results" / "latest.json")
     parser.add_argument("--doc", type=Path, default=scenario.ROOT / "docs" / "BENCHMARKS.md")
     return parser.parse_args(argv)
+
+
+def failover_plan_from(args: argparse.Namespace, image: str) -> failover.FailoverPlan:
+    return failover.FailoverPlan(
+        runs=args.failover_runs,
+        players=args.failover_players,
+        stream=Stream(
+            bitrate_bps=args.bitrate_bps,
+            burst_bytes=args.burst_bytes,
+            prebuffer_s=args.failover_prebuffer_s,
+        ),
+        keyframe_interval_s=args.keyframe_interval_s,
+        health_check_interval_s=args.health_interval_s,
+        image=image,
+    )
 
 
 def plan_from(args: argparse.Namespace) -> scenario.Plan:
@@ -54,26 +89,29 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = plan_from(args)
-    missing = {plan.server_core, plan.load_core} - os.sched_getaffinity(0)
-    if missing or plan.server_core == plan.load_core:
-        print(
-            f"bench: needs two distinct CPUs for --server-core and --load-core; this process may "
-            f"use CPUs {sorted(os.sched_getaffinity(0))}",
-            file=sys.stderr,
-        )
+    phases = [args.only] if args.only else list(PHASES)
+    problem = _equipment_problem(args, phases)
+    if problem:
+        print(f"bench: {problem}", file=sys.stderr)
         return 2
     # Also when started in the background, where SIGINT arrives ignored.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     machine = procfs.machine()  # before the driver pins itself to one core
-    started = time.monotonic()
-    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    cpus = os.sched_getaffinity(0)
+    command = _command(argv)
     workdir = args.out.parent / "work"  # logs and the cfanout build, kept for a post-mortem
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
+    runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "fanout": lambda: _fanout(args, workdir, command, machine),
+        "failover": lambda: _failover(args, workdir, command, machine),
+    }
+    measured: dict[str, Any] = {}
     try:
-        figures = scenario.run(plan, workdir)
+        for name in phases:
+            os.sched_setaffinity(0, cpus)  # a phase may pin the driver: each starts unpinned
+            measured[name] = runners[name]()
     except FloorUnavailable as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
@@ -83,13 +121,72 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted; every process it started is stopped", file=sys.stderr)
         return 130
-    results = report.assemble(
-        plan, figures, date=date, duration_s=time.monotonic() - started, machine=machine
-    )
-    report.write(results, json_path=args.out, doc_path=args.doc)
-    print(report.summary(results))
+    results = {**report.load(args.out), **measured}
+    kept = report.kept_sections(args.doc)
+    report.write(results, measured=phases, kept=kept, json_path=args.out, doc_path=args.doc)
+    print(report.summary(results, phases))
     print(f"\nraw figures: {args.out}\npage: {args.doc}")
     return 0
+
+
+def _equipment_problem(args: argparse.Namespace, phases: list[str]) -> str | None:
+    if "fanout" in phases:
+        missing = {args.server_core, args.load_core} - os.sched_getaffinity(0)
+        if missing or args.server_core == args.load_core:
+            return (
+                "the fan-out needs two distinct CPUs for --server-core and --load-core; this "
+                f"process may use CPUs {sorted(os.sched_getaffinity(0))}"
+            )
+    if "failover" in phases:
+        if not os.environ.get("EMULATOR_IMAGE", "").strip():
+            return "the failover phase needs EMULATOR_IMAGE (make bench sets it)"
+        if not docker_answers():
+            return "the failover phase needs a running Docker engine (scripts/ensure-docker)"
+    return None
+
+
+def _command(argv: list[str] | None) -> str:
+    """The command that reproduces this run (make sets ``MAKELEVEL`` in its recipes)."""
+    words = sys.argv[1:] if argv is None else argv
+    if os.environ.get("MAKELEVEL"):
+        return f"make bench BENCH_ARGS={shlex.quote(shlex.join(words))}" if words else "make bench"
+    return f"python -m tests.bench {shlex.join(words)}".strip()
+
+
+def _fanout(
+    args: argparse.Namespace, workdir: Path, command: str, machine: dict[str, object]
+) -> dict[str, Any]:
+    plan = plan_from(args)
+    started, date = time.monotonic(), _now()
+    figures = scenario.run(plan, workdir)
+    return report.assemble(
+        plan,
+        figures,
+        date=date,
+        command=command,
+        duration_s=time.monotonic() - started,
+        machine=machine,
+    )
+
+
+def _failover(
+    args: argparse.Namespace, workdir: Path, command: str, machine: dict[str, object]
+) -> dict[str, Any]:
+    plan = failover_plan_from(args, os.environ["EMULATOR_IMAGE"].strip())
+    started, date = time.monotonic(), _now()
+    figures = failover.run(plan, workdir)
+    return report.assemble_failover(
+        plan,
+        figures,
+        date=date,
+        command=command,
+        duration_s=time.monotonic() - started,
+        machine=machine,
+    )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 if __name__ == "__main__":
