@@ -55,7 +55,7 @@ class FailoverPolicy:
 
     attempts: int = 3
     backoff_s: float = 0.5  # before the second attempt in a row; doubles after
-    healthy_run_s: float = 30.0  # a session that streamed this long starts the count over
+    healthy_run_s: float = 10.0  # a session that streamed this long starts the count over
 
     def delay_s(self, attempt: int) -> float:
         """The pause before attempt ``attempt`` (1-based): none before the first."""
@@ -174,7 +174,9 @@ class Channel:
                     if attempt > self._failover.attempts:
                         raise EngineFailed(f"the channel failed {attempt} times: {end.reason}")
                     self._log_failover(claim, end, attempt)
-                    await self._until_stopped(self._pause(self._failover.delay_s(attempt)))
+                    if not end.engine_fault:
+                        # Moving off an engine that failed is not hammering it: go at once.
+                        await self._until_stopped(self._pause(self._failover.delay_s(attempt)))
                     same = not end.engine_fault and self._usable(claim)
                     if same and attempt == 1 and session is not None:
                         # The engine is healthy: try it again first, ending the old session
