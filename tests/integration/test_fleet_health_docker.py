@@ -24,7 +24,7 @@ from acestream_gateway.engines.provisioning import BlockedReason
 from acestream_gateway.fleet.breaker import BreakerState
 from acestream_gateway.fleet.docker import docker_client
 from acestream_gateway.fleet.reconciler import Reconciler
-from tests.integration.docker_proxy import docker_proxy
+from tests.equipment.docker_refusals import docker_proxy
 from tests.integration.test_fleet_docker import fleet, fleet_settings, ready_count
 from tests.support import containers_of, emulator_image, free_port_range, wait_until
 

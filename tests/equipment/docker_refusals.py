@@ -1,4 +1,4 @@
-"""A Docker API proxy on a Unix socket that a test controls: it forwards every call to the real
+"""A Docker API proxy on a Unix socket that refuses chosen calls: it forwards every call to the real
 daemon, except the container removals it is told to refuse (a container Docker cannot remove)."""
 
 from __future__ import annotations
