@@ -324,6 +324,38 @@ async def test_a_foreign_container_with_an_engines_name_costs_that_port_only_a_w
         subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
 
 
+async def test_a_leftover_container_of_ours_with_an_engines_name_is_removed_not_blamed_on_the_port(
+    instance: str,
+) -> None:
+    # A start that died between create and register leaves a container of ours behind under the
+    # next engine's name; provisioning meets it before any pass has listed it.
+    lo, hi = free_port_range(2)
+    settings = fleet_settings(
+        instance, min_replicas=1, max_active_replicas=2, port_range_host=f"{lo}-{hi}"
+    )
+    name = f"{settings.engine_name_prefix}-{instance}-{lo}"
+    labels = [
+        "--label",
+        "acestream-gateway.managed=true",
+        "--label",
+        f"acestream-gateway.instance={instance}",
+    ]
+    subprocess.run(
+        ["docker", "create", "--name", name, *labels, emulator_image()],
+        check=True,
+        capture_output=True,
+    )
+    async with fleet(settings) as (reconciler, pool):
+        with capture_logs() as logs:
+            await reconciler.provisioner.provision(1)
+        assert "engine_leftover_removed" in [e["event"] for e in logs]
+        assert "engine_name_taken" not in [e["event"] for e in logs]
+        (engine,) = pool.engines()
+        assert engine.address.port == lo, "the port was not set aside"
+        assert engine.name == name
+        assert list(label_ports(instance).values()) == [lo]
+
+
 # --- one container must not stop the rest ------------------------------------------------------
 
 
