@@ -296,3 +296,31 @@ async def test_an_engine_that_stops_answering_loses_its_channel_to_another_engin
         await wait_until(lambda: hung.id not in {c["Id"] for c in containers_of(instance)}, 60)
         assert server.app[POOL].get(hung.id) is None
         await player.close()
+
+
+async def test_when_every_engine_refuses_the_channel_its_players_end_and_nothing_leaks(
+    instance: str,
+) -> None:
+    # Two engines at most: the busy one and its spare; both then refuse every channel.
+    settings = fleet_settings(instance, 2, failover_attempts=3)
+    async with gateway(settings) as server:
+        await wait_until(lambda: ready_engines(server) == 1, timeout_s=60)
+        player = Player(f"http://127.0.0.1:{server.port}/ace/getstream?id={CHANNEL}")
+        await player.receives(188 * 1000)
+        await wait_until(lambda: ready_engines(server) == 2, timeout_s=60)
+        ports = running_ports(instance)
+        async with aiohttp.ClientSession() as http:
+            for port in ports:
+                url = f"http://127.0.0.1:{port}/emulator/control"
+                async with http.post(url, json={"unknown_ids": "*"}) as resp:
+                    assert resp.status == 200
+            for port in ports:
+                url = f"http://127.0.0.1:{port}/emulator/control"
+                async with http.post(url, json={"end_sessions": True}) as resp:
+                    assert resp.status == 200
+        await asyncio.wait_for(player.ended.wait(), 30)
+        await wait_until(lambda: server.app[REGISTRY].channels() == [], timeout_s=10)
+        await wait_until(lambda: server.app[POOL].capacity().used == 0, timeout_s=10)
+        for stats in await counters_of_answering_engines(instance):
+            assert stats["sessions_active"] == 0
+        assert len(running_ports(instance)) == 2, "refusals are not engine failures"
