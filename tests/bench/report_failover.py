@@ -98,12 +98,23 @@ def _reading_attempts(f: dict[str, Any]) -> list[str]:
     attempts = sorted({r["failover_attempts"] for r in runs})
     clean = all(_first_end(r["events_ms"]) == "upstream_ended" for r in futile)
     how = "its stream had ended like a clean end of stream" if clean else "its stream had ended"
+    medians = f["stages_ms_median"]
+    detected, started = medians.get("detected"), medians.get("session_started")
+    if detected is None or started is None:
+        return []
+    retry_ms = started - detected
+    waited = retry_ms >= backoff * 1000 * 0.8
+    why = (
+        f"after `FAILOVER_BACKOFF_S` ({backoff:g} s), which is part of every such gap"
+        if waited
+        else f"without waiting `FAILOVER_BACKOFF_S` ({backoff:g} s): a move off a failed engine "
+        "goes at once"
+    )
     return [
         f"- In {len(futile)} of {len(runs)} kills the first failover attempt went to the killed "
-        f"engine, still listed as ready ({how}), and failed at once; the next attempt, on the "
-        "spare, came after "
-        f"`FAILOVER_BACKOFF_S` ({backoff:g} s), which is part of every such gap. Failover "
-        f"attempts per kill: {', '.join(str(a) for a in attempts)}.",
+        f"engine, still listed as ready ({how}), and failed at once; the spare answered the next "
+        f"attempt {retry_ms:.0f} ms after the end was seen (median), {why}. Failover attempts "
+        f"per kill: {', '.join(str(a) for a in attempts)}.",
     ]
 
 
@@ -147,8 +158,8 @@ def markdown(f: dict[str, Any]) -> list[str]:
         "player's gap runs from the moment the command is issued to the first TS packet other "
         "than keep-alive (PID 0x1FFF) it receives. The next kill waits until a spare is ready "
         f"again and the channel has played {config['spacing_s']:g} s on its new engine (a "
-        "session that streamed 30 s starts the failover attempt count over), so every kill "
-        "meets a healthy channel.",
+        f"session that streamed {config['spacing_s'] - 1:g} s starts the failover attempt count "
+        "over), so every kill meets a healthy channel.",
         "",
         *gap_table(f),
         "",
