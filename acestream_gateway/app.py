@@ -58,11 +58,18 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
 async def _engine_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=True)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as http:
+    # Health probes get connections of their own, never kept: a probe must prove the engine
+    # still takes connections, which a kept-alive one would not.
+    probe_connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with (
+        aiohttp.ClientSession(connector=connector, auto_decompress=False) as http,
+        aiohttp.ClientSession(connector=probe_connector) as probe_http,
+    ):
         app[ENGINE_CLIENT] = EngineClient(
             http,
             api_timeout_s=settings.engine_api_timeout_s,
             stop_timeout_s=settings.engine_stop_timeout_s,
+            probe_http=probe_http,
         )
         yield
 

@@ -74,9 +74,17 @@ class EngineClient:
     """Calls engines over HTTP with per-call timeouts; stateless apart from the shared session."""
 
     def __init__(
-        self, http: aiohttp.ClientSession, *, api_timeout_s: float, stop_timeout_s: float
+        self,
+        http: aiohttp.ClientSession,
+        *,
+        api_timeout_s: float,
+        stop_timeout_s: float,
+        probe_http: aiohttp.ClientSession | None = None,
     ) -> None:
+        """``probe_http``: a session whose connector never keeps connections (``force_close``),
+        for health probes; without one, probes ask the engine to close theirs."""
         self._http = http
+        self._probe_http = probe_http or http
         self._api_timeout = aiohttp.ClientTimeout(total=api_timeout_s)
         self._stop_timeout = aiohttp.ClientTimeout(total=stop_timeout_s)
 
@@ -150,6 +158,7 @@ class EngineClient:
             address.base_url + "/server/api",
             {"api_version": "3", "method": "get_status"},
             aiohttp.ClientTimeout(total=timeout_s),
+            fresh_connection=True,
         )
         result = body.get("result")
         if not isinstance(result, dict):
@@ -176,10 +185,20 @@ class EngineClient:
         return response
 
     async def _get_json(
-        self, url: str, params: dict[str, str], limit: aiohttp.ClientTimeout
+        self,
+        url: str,
+        params: dict[str, str],
+        limit: aiohttp.ClientTimeout,
+        *,
+        fresh_connection: bool = False,
     ) -> dict[str, Any]:
+        # A probe must prove the engine still takes connections: one kept alive from an earlier
+        # call would answer even after the engine stopped listening.
+        headers = {"Connection": "close"} if fresh_connection else None
         try:
-            async with self._http.get(url, params=params, timeout=limit) as response:
+            async with self._http.get(
+                url, params=params, timeout=limit, headers=headers
+            ) as response:
                 if response.status != 200:
                     raise EngineError(f"engine answered HTTP {response.status}")
                 body = await response.json(content_type=None)

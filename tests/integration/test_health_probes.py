@@ -117,3 +117,17 @@ async def test_only_ready_engines_are_probed(
     pool.set_state(starting.id, EngineState.STARTING)
     await prober(pool, client).probe_all()
     assert pool.failures(starting.id) == 0
+
+
+async def test_an_engine_that_stops_taking_connections_fails_its_probes_at_once(
+    pool: EnginePool, client: EngineClient, engine: StartEngine
+) -> None:
+    # A probe must open a connection of its own each time: an engine that closed its listening
+    # socket still answers on a connection kept alive from an earlier probe.
+    target, emulator = await engine()
+    probes = prober(pool, client)
+    await probes.probe_all()
+    assert pool.failures(target.id) == 0
+    await emulator.update_knobs({"refuse": "close"})
+    await probes.probe_all()
+    assert pool.failures(target.id) == 1
