@@ -15,6 +15,7 @@ from .engines.client import EngineClient
 from .engines.pool import EnginePool
 from .fleet.docker import docker_client
 from .fleet.reconciler import Reconciler
+from .fleet.static import StaticFleet
 from .http import ops, players
 from .http.errors import error_middleware, request_context
 from .http.keys import POOL, REGISTRY, SETTINGS
@@ -29,25 +30,27 @@ log = get_logger(__name__)
 
 ENGINE_CLIENT = web.AppKey("engine_client", EngineClient)
 RECONCILER = web.AppKey("reconciler", Reconciler)
+STATIC_FLEET = web.AppKey("static_fleet", StaticFleet)
 
 
 def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Application:
     """The gateway as an aiohttp application; nothing runs until it starts.
 
-    Without the fleet no Docker client is made and engines are whatever is added to the pool
-    (the data path's tests feed it engine emulators running as local processes).
+    The fleet is Docker's, or with ENGINE_URLS the static list of engines someone else runs (then
+    no Docker client is made). Without the fleet no Docker client is made either and engines are
+    whatever is added to the pool (the data path's tests feed it engine emulators).
     """
     app = web.Application(middlewares=[request_context, error_middleware])
     app[SETTINGS] = settings
     app[POOL] = EnginePool(
         max_streams_per_engine=settings.max_streams_per_engine,
-        max_engines=settings.max_active_replicas,
+        max_engines=len(settings.engine_urls) or settings.max_active_replicas,
         provision_wait_s=settings.provision_wait_s,
         failure_threshold=settings.health_failure_threshold,
     )
     app.cleanup_ctx.append(_engine_client)
     if with_fleet:
-        app.cleanup_ctx.append(_fleet)
+        app.cleanup_ctx.append(_static_fleet if settings.static_fleet else _fleet)
     app.cleanup_ctx.append(_registry)
     app.on_shutdown.append(_end_players)
     app.add_routes(players.routes)
@@ -86,6 +89,16 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
             yield
         finally:
             await tasks.close()
+
+
+async def _static_fleet(app: web.Application) -> AsyncIterator[None]:
+    fleet = StaticFleet(settings=app[SETTINGS], pool=app[POOL], client=app[ENGINE_CLIENT])
+    app[STATIC_FLEET] = fleet
+    fleet.start()
+    try:
+        yield
+    finally:
+        await fleet.close()
 
 
 async def _end_players(app: web.Application) -> None:

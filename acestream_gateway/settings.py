@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from . import presets
+from .engine_urls import EngineUrl, parse_engine_urls
 
 _PORT_RANGE = re.compile(r"^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$")
 
@@ -70,6 +71,9 @@ class Settings(BaseSettings):
     """Label value that keeps two gateways on one Docker host out of each other's engines."""
 
     # --- the engine fleet ----------------------------------------------------------------------
+    engine_urls: Annotated[tuple[EngineUrl, ...], NoDecode] = ()
+    """Engines the gateway uses but does not run (``http://host:port,...``). When set, no Docker
+    is used at all and the settings in ``DOCKER_ONLY`` do not apply; MAX_STREAMS_PER_ENGINE does."""
     min_replicas: int = 1
     """Engines with no stream kept ready at all times (>= 1), capped by MAX_ACTIVE_REPLICAS."""
     max_active_replicas: int = Field(20, ge=1)
@@ -173,6 +177,11 @@ class Settings(BaseSettings):
     def _parse_port_range(cls, value: object) -> object:
         return PortRange.parse(value) if isinstance(value, str) else value
 
+    @field_validator("engine_urls", mode="before")
+    @classmethod
+    def _parse_engine_urls(cls, value: object) -> object:
+        return parse_engine_urls(value) if isinstance(value, str) else value
+
     @field_validator("engine_env", mode="before")
     @classmethod
     def _parse_engine_env(cls, value: object) -> object:
@@ -216,8 +225,15 @@ class Settings(BaseSettings):
             presets.check_template(word)
         return value
 
+    @property
+    def static_fleet(self) -> bool:
+        """Whether the engines are the fixed ENGINE_URLS list rather than Docker containers."""
+        return bool(self.engine_urls)
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.static_fleet:
+            return self  # the limits below size a Docker fleet, which there is none of
         if self.min_replicas > self.max_active_replicas:
             raise ValueError(
                 f"MIN_REPLICAS ({self.min_replicas}) must not exceed "
@@ -232,7 +248,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _engine_launch_fits(self) -> Settings:
-        self.engine_launch_template()  # ENGINE_ARGS the preset's image would ignore, and such
+        if not self.static_fleet:
+            self.engine_launch_template()  # ENGINE_ARGS the preset's image would ignore, and such
         return self
 
     def engine_preset_choice(self) -> tuple[presets.Preset, str]:
@@ -257,19 +274,63 @@ class Settings(BaseSettings):
                 value = "********"
             elif isinstance(value, PortRange):
                 value = str(value)
+            elif name == "engine_urls":
+                value = ",".join(str(url) for url in value)
             shown[name.upper()] = value
+        # Not variables: what the settings add up to.
+        shown["FLEET (effective)"] = self._fleet_shown()
+        if not self.static_fleet:
+            shown.update(self._launch_shown())
+        return shown
+
+    def _fleet_shown(self) -> dict[str, object]:
+        if not self.static_fleet:
+            return {"kind": "docker", "engines": "containers the gateway starts and removes"}
+        return {
+            "kind": "static",
+            "engines": {url.name: str(url) for url in self.engine_urls},
+            "not_applying": [name.upper() for name in DOCKER_ONLY],
+        }
+
+    def _launch_shown(self) -> dict[str, object]:
         preset, chosen_by = self.engine_preset_choice()
         launch = self.engine_launch_template()
-        shown["ENGINE_PRESET"] = preset.name
-        # Not a variable: what the image, preset, ENGINE_ARGS and ENGINE_ENV add up to.
-        shown["ENGINE_LAUNCH (effective)"] = {
-            "preset": preset.name,
-            "chosen_by": chosen_by,
-            "contract": preset.summary,
-            "command": list(launch.command) or "the image's own",
-            "environment": dict(launch.environment),
+        return {
+            "ENGINE_PRESET": preset.name,
+            # What the image, preset, ENGINE_ARGS and ENGINE_ENV add up to.
+            "ENGINE_LAUNCH (effective)": {
+                "preset": preset.name,
+                "chosen_by": chosen_by,
+                "contract": preset.summary,
+                "command": list(launch.command) or "the image's own",
+                "environment": dict(launch.environment),
+            },
         }
-        return shown
+
+
+# The settings of the Docker fleet alone: with ENGINE_URLS they are read but not used.
+DOCKER_ONLY = (
+    "gateway_instance_name",
+    "min_replicas",
+    "max_active_replicas",
+    "port_range_host",
+    "engine_image",
+    "engine_preset",
+    "engine_args",
+    "engine_env",
+    "engine_host_address",
+    "engine_network",
+    "engine_name_prefix",
+    "engine_startup_timeout_s",
+    "engine_grace_period_s",
+    "docker_timeout_s",
+    "provision_concurrency",
+    "port_recheck_s",
+    "unhealthy_engine_timeout_s",
+    "circuit_breaker_failure_threshold",
+    "circuit_breaker_recovery_timeout_s",
+    "circuit_breaker_max_backoff_s",
+)
 
 
 def load_settings() -> Settings:

@@ -5,6 +5,9 @@ Engines hang without dying, so a container that runs proves nothing. Every READY
 engines at the same time but bounded, so one hung engine never delays the verdict on another. The
 outcomes go to the pool, which counts failures in a row and turns the engine UNHEALTHY at the
 threshold (no new claims, its claims lost, the plan replaces it). The reconciler owns the loop.
+
+Engines the gateway cannot replace (the static fleet's) are probed while UNHEALTHY too, and the
+first answer makes one READY again: the prober then runs with ``revive``.
 """
 
 from __future__ import annotations
@@ -39,13 +42,16 @@ async def wait_ready(
         raise EngineNeverReady(f"the engine did not answer within {timeout_s:g} s") from None
 
 
-def probe_targets(engines: list[Engine]) -> list[Engine]:
-    """The engines a health round probes: the READY ones (others are starting or going)."""
-    return [e for e in engines if e.state is EngineState.READY]
+def probe_targets(engines: list[Engine], *, revive: bool = False) -> list[Engine]:
+    """The engines a health round probes: the READY ones (others are starting or going), and with
+    ``revive`` the UNHEALTHY ones too (nothing replaces them, so they must come back)."""
+    probed = {EngineState.READY, EngineState.UNHEALTHY} if revive else {EngineState.READY}
+    return [e for e in engines if e.state in probed]
 
 
 class HealthProber:
-    """Probes the pool's READY engines and reports each outcome to the pool."""
+    """Probes the pool's READY engines and reports each outcome to the pool; with ``revive`` also
+    its UNHEALTHY ones, each READY again once it answers."""
 
     def __init__(
         self,
@@ -55,11 +61,13 @@ class HealthProber:
         interval_s: float,
         timeout_s: float,
         concurrency: int,
+        revive: bool = False,
     ) -> None:
         self._pool = pool
         self._client = client
         self.interval_s = interval_s
         self.timeout_s = timeout_s
+        self._revive = revive
         self._limit = asyncio.Semaphore(concurrency)
 
     async def run(self) -> None:
@@ -70,9 +78,9 @@ class HealthProber:
             await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
 
     async def probe_all(self) -> None:
-        """One round: every READY engine probed once, concurrently within the bound."""
+        """One round: every target engine probed once, concurrently within the bound."""
         async with asyncio.TaskGroup() as group:
-            for engine in probe_targets(self._pool.engines()):
+            for engine in probe_targets(self._pool.engines(), revive=self._revive):
                 group.create_task(self._probe(engine), name=f"health probe {engine.name}")
 
     async def _probe(self, engine: Engine) -> None:
@@ -83,9 +91,19 @@ class HealthProber:
                 self._failed(engine, exc.reason)
             else:
                 self._pool.note_success(engine.id)
+                if self._revive and engine.state is EngineState.UNHEALTHY:
+                    self._revived(engine)
+
+    def _revived(self, engine: Engine) -> None:
+        if self._pool.get(engine.id) is engine:
+            self._pool.set_state(engine.id, EngineState.READY)
+            log.info("engine_recovered", engine=engine.name)
 
     def _failed(self, engine: Engine, reason: str) -> None:
-        if self._pool.note_failure(engine.id, f"health probe failed: {reason}"):
+        if engine.state is EngineState.UNHEALTHY:  # still down: said when it went
+            self._pool.note_failure(engine.id, f"health probe failed: {reason}")
+            log.debug("engine_still_unhealthy", engine=engine.name, reason=reason)
+        elif self._pool.note_failure(engine.id, f"health probe failed: {reason}"):
             log.warning(
                 "engine_unhealthy",
                 engine=engine.name,

@@ -131,3 +131,37 @@ async def test_an_engine_that_stops_taking_connections_fails_its_probes_at_once(
     await emulator.update_knobs({"refuse": "close"})
     await probes.probe_all()
     assert pool.failures(target.id) == 1
+
+
+def reviving(pool: EnginePool, client: EngineClient) -> HealthProber:
+    return HealthProber(
+        pool=pool, client=client, interval_s=0.1, timeout_s=0.4, concurrency=8, revive=True
+    )
+
+
+async def test_a_reviving_prober_makes_an_unhealthy_engine_ready_at_its_first_answer(
+    pool: EnginePool, client: EngineClient, engine: StartEngine
+) -> None:
+    down, emulator = await engine(api_delay_s="never")
+    probes = reviving(pool, client)
+    states = []
+    for _ in range(4):
+        await probes.probe_all()
+        states.append(down.state)
+    assert states[-2:] == [EngineState.UNHEALTHY] * 2, "probed while unhealthy, still no answer"
+    assert pool.get(down.id) is down, "an engine nobody can replace stays in the pool"
+    await emulator.update_knobs({"api_delay_s": 0})
+    await probes.probe_all()
+    states.append(down.state)
+    assert states[-1] is EngineState.READY
+    assert pool.failures(down.id) == 0
+    assert (await pool.claim("a")).engine is down, "ready again means it takes channels"
+
+
+async def test_a_plain_prober_leaves_an_unhealthy_engine_to_its_replacement(
+    pool: EnginePool, client: EngineClient, engine: StartEngine
+) -> None:
+    down, _ = await engine()
+    pool.set_state(down.id, EngineState.UNHEALTHY)
+    await prober(pool, client).probe_all()
+    assert down.state is EngineState.UNHEALTHY
