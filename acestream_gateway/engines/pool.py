@@ -220,6 +220,16 @@ class EnginePool:
                 self._lose(engine_id)
             self._changed()
 
+    def retire(self, engine_id: str) -> None:
+        """Take an engine out of selection and tell its claims to move (their channels fail
+        over); the fleet removes it once it carries nothing."""
+        engine = self._engines.get(engine_id)
+        if engine is not None:
+            if engine.state is not EngineState.UNHEALTHY:
+                engine.state = EngineState.DRAINING
+            self._lose(engine_id)
+            self._changed()
+
     def remove(self, engine_id: str) -> None:
         """Forget an engine whose container is gone; its claims are lost and end with their
         streams."""
