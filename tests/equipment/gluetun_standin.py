@@ -8,7 +8,8 @@ back), ``PUT /v1/portforward`` with ``{"ports": [N]}`` sets the forwarded port. 
 keeps (docs/GLUETUN.md): the control server on ``HTTP_CONTROL_SERVER_ADDRESS`` (``:8000``),
 statuses ``{"status": "running"}``, ``GET /v1/openvpn/portforwarded`` answering ``{"port": N}``
 (0: none), the newer ``GET /v1/portforward`` answering ``{"port": N, "ports": [...]}``
-(``"ports": null`` when none), no forwarded port while the tunnel is down, ``400`` with
+(``"ports": null`` when none; releases before it have only the ``/v1/openvpn/...`` routes,
+``STANDIN_LEGACY_ROUTES=1``), no forwarded port while the tunnel is down, ``400`` with
 ``<METHOD> <path> not found`` for an unknown ``/v1`` route, ``401`` for a route its auth role does
 not allow (``HTTP_CONTROL_SERVER_AUTH_DEFAULT_ROLE``, e.g. ``{"auth": "apikey", "apikey": "k"}``),
 and a health server on ``127.0.0.1:9999`` that answers 200 only while the tunnel is up, which
@@ -40,6 +41,8 @@ class Gluetun:
         forwarded = environ.get("STANDIN_FORWARDED_PORT", "")
         self.ports = [int(p) for p in forwarded.split(",") if p.strip().isdigit()]
         self.public_ip = environ.get("STANDIN_PUBLIC_IP", "203.0.113.7")
+        # Older Gluetun releases have only the /v1/openvpn/... routes.
+        self.legacy = environ.get("STANDIN_LEGACY_ROUTES", "") == "1"
         role = json.loads(environ.get("HTTP_CONTROL_SERVER_AUTH_DEFAULT_ROLE") or "{}")
         self.api_key = role.get("apikey") if role.get("auth") == "apikey" else None
 
@@ -70,6 +73,8 @@ def _route(state: Gluetun) -> Any:
         if not path.startswith("/v1/"):
             return web.Response(status=404, text="404 page not found\n")
         key = (request.method, path.removeprefix("/v1"))
+        if state.legacy and key[1] in ("/vpn/status", "/portforward"):
+            return web.Response(status=400, text=f"{request.method} {key[1]} not found\n")
         if key in (("GET", "/vpn/status"), ("GET", "/openvpn/status")):
             return _json({"status": state.status})
         if key in (("PUT", "/vpn/status"), ("PUT", "/openvpn/status")):
