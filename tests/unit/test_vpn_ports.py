@@ -182,3 +182,17 @@ def test_with_n_ports_and_every_vpn_up_n_engines_run_after_any_number_of_restart
     assert {ledger.behind(name) for name in VPNS} == {3, 4}
     ledger.create()  # full: refused, nothing counted
     assert len(ledger.ports.held) == SIZE
+
+
+def test_provisioning_is_blocked_only_when_no_vpn_can_take_an_engine() -> None:
+    ledger = VpnPortLedger()
+    assert ledger.vpns.blocked_message(ledger.ports) is None
+    ledger.tunnel("vpn-b", up=False)
+    assert ledger.vpns.blocked_message(ledger.ports) is None, "vpn-a still takes engines"
+    while ledger.vpns.place(ledger.ports, Counter()) is not None:
+        pass  # fill vpn-a's share (the reservations stand for engines being started)
+    message = ledger.vpns.blocked_message(ledger.ports)
+    assert message is not None
+    assert "vpn-b: its control server reports the tunnel stopped" in message
+    ledger.tunnel("vpn-a", up=False)
+    assert str(ledger.vpns.blocked_message(ledger.ports)).startswith("no VPN is connected")
