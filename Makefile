@@ -10,8 +10,10 @@ CACHE := .cache
 EMULATOR_IMAGE_FILE := $(CACHE)/emulator-image
 GATEWAY_IMAGE_FILE := $(CACHE)/gateway-image
 STANDIN_IMAGES_FILE := $(CACHE)/standin-images
+VPN_STANDIN_IMAGE_FILE := $(CACHE)/vpn-standin-image
 IMAGES = EMULATOR_IMAGE="$$(cat $(EMULATOR_IMAGE_FILE))" GATEWAY_IMAGE="$$(cat $(GATEWAY_IMAGE_FILE))" \
-	STANDIN_IMAGES="$$(tr '\n' ' ' < $(STANDIN_IMAGES_FILE))"
+	STANDIN_IMAGES="$$(tr '\n' ' ' < $(STANDIN_IMAGES_FILE))" \
+	VPN_STANDIN_IMAGE="$$(cat $(VPN_STANDIN_IMAGE_FILE))"
 
 .PHONY: help
 help:
@@ -56,8 +58,13 @@ standin-images: emulator-image
 	EMULATOR_IMAGE="$$(cat $(EMULATOR_IMAGE_FILE))" scripts/standin-images > $(STANDIN_IMAGES_FILE).new
 	mv $(STANDIN_IMAGES_FILE).new $(STANDIN_IMAGES_FILE)
 
+# A Gluetun look-alike (tests/equipment/gluetun_standin.py) on the same base, for VPN-mode tests.
+.PHONY: vpn-standin-image
+vpn-standin-image: emulator-image
+	scripts/vpn-standin-image | tail -n 1 > $(VPN_STANDIN_IMAGE_FILE)
+
 .PHONY: images
-images: emulator-image gateway-image standin-images
+images: emulator-image gateway-image standin-images vpn-standin-image
 
 .PHONY: lint
 lint: venv

@@ -83,6 +83,7 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
             settings=app[SETTINGS], docker=docker, pool=app[POOL], client=app[ENGINE_CLIENT]
         )
         app[RECONCILER] = reconciler
+        await reconciler.check_vpns()  # a VPN that does not publish its engines' ports: refused
         tasks = Supervisor("app")
         tasks.spawn_loop(reconciler.run, name="fleet reconciler")
         try:

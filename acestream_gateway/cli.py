@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .app import create_app
+from .fleet.vpn import VpnError
 from .logs import configure_logging, get_logger
 from .settings import Settings, describe_errors, load_settings
 
@@ -55,6 +56,10 @@ def serve(settings: Settings) -> None:
     except OSError as exc:  # the listening socket: port taken, address not available
         log.error("gateway_cannot_listen", reason=str(exc))
         raise SystemExit(1) from None
+    except VpnError as exc:  # found at start: a VPN container that cannot carry the engines
+        log.error("gateway_misconfigured", reason=str(exc))
+        print(f"acestream-gateway: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     finally:
         # Shutdown is done: a late signal must not turn a clean exit into a killed process.
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -65,7 +70,11 @@ def serve(settings: Settings) -> None:
 async def _serve(settings: Settings) -> None:
     """Startup, run, shutdown: explicit phases, and only the first signal starts the shutdown."""
     runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=_DRAIN_TIMEOUT_S)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BaseException:
+        await runner.cleanup()  # what did start (the HTTP client session) is closed again
+        raise
     try:
         await web.TCPSite(runner, settings.gateway_host, settings.gateway_port).start()
         log.info("gateway_listening", host=settings.gateway_host, port=settings.gateway_port)

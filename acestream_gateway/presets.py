@@ -31,6 +31,9 @@ class EnginePorts:
 
     port: int
     """The engine's HTTP API port, inside the container and as published on the host."""
+    p2p_port: int = 8621
+    """The engine's P2P port (``--port``). Engines sharing one network namespace (behind one VPN
+    container) each need their own; alone in its container an engine may keep the default."""
 
 
 PLACEHOLDERS = tuple(f"{{{f.name}}}" for f in dataclasses.fields(EnginePorts))
@@ -89,12 +92,33 @@ class Preset:
     """The variable whose value holds the engine's arguments, when the image reads them there."""
     takes_command: bool = True
     """Whether the image passes its container command on to the engine."""
+    p2p_args: tuple[str, ...] | None = ()
+    """Engine arguments that set its P2P port, added where engines share a network namespace;
+    None when the image offers no way to set it."""
 
-    def launch(self, extra_args: str = "", extra_env: Mapping[str, str] | None = None) -> Launch:
+    def launch(
+        self,
+        extra_args: str = "",
+        extra_env: Mapping[str, str] | None = None,
+        *,
+        shared_namespace: bool = False,
+    ) -> Launch:
         """This contract with ``ENGINE_ENV`` entries added (they win over the preset's) and
-        ``ENGINE_ARGS`` after the preset's own arguments, wherever this image reads arguments."""
+        ``ENGINE_ARGS`` after the preset's own arguments, wherever this image reads arguments.
+
+        With ``shared_namespace`` (engines behind a VPN container) the preset's P2P port
+        arguments come first among the extra ones, so every engine gets ``{p2p_port}``.
+        """
         environment = {**self.environment, **(extra_env or {})}
         args = split_args(extra_args)
+        if shared_namespace:
+            if self.p2p_args is None:
+                raise PresetError(
+                    f"images of ENGINE_PRESET={self.name} cannot be told a P2P port, and engines "
+                    "behind a VPN container (GLUETUN_CONTAINER_NAME) share one network namespace, "
+                    "so each needs its own: use another image, or ENGINE_PRESET=custom"
+                )
+            args = self.p2p_args + args
         if not args:
             return Launch(self.command, environment)
         if self.args_variable is not None:
@@ -132,6 +156,7 @@ MARTINBJELDBAK = Preset(
     ),
     command=("--http-port", "{port}"),
     environment=MappingProxyType({"ALLOW_REMOTE_ACCESS": "yes"}),
+    p2p_args=("--port", "{p2p_port}"),
 )
 KRINKUTO11 = Preset(
     name="krinkuto11",
@@ -140,6 +165,7 @@ KRINKUTO11 = Preset(
     repositories=("ghcr.io/krinkuto11/acestream-http-proxy",),
     environment=MappingProxyType({"HTTP_PORT": "{port}", "BIND_ALL": "true"}),
     takes_command=False,
+    p2p_args=None,
 )
 JOPSIS = Preset(
     name="jopsis",
@@ -149,10 +175,12 @@ JOPSIS = Preset(
         {"ACESTREAM_ARGS": "--client-console --bind-all --http-port {port}"}
     ),
     args_variable="ACESTREAM_ARGS",
+    p2p_args=("--port", "{p2p_port}"),
 )
 CUSTOM = Preset(
     name="custom",
     summary="nothing preset: ENGINE_ARGS is the container command, ENGINE_ENV the environment",
+    p2p_args=(),  # the user's templates say where {p2p_port} goes
 )
 
 PRESETS: Mapping[str, Preset] = MappingProxyType(

@@ -25,6 +25,7 @@ from . import presets
 from .engine_urls import EngineUrl, parse_engine_urls
 
 _PORT_RANGE = re.compile(r"^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$")
+_CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class PortRange(tuple[int, int]):
@@ -45,6 +46,12 @@ class PortRange(tuple[int, int]):
 
     def __str__(self) -> str:
         return f"{self.lo}-{self.hi}"
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and self.lo <= port <= self.hi
+
+    def ports(self) -> range:
+        return range(self.lo, self.hi + 1)
 
     @classmethod
     def parse(cls, text: str) -> PortRange:
@@ -115,6 +122,23 @@ class Settings(BaseSettings):
     """Seconds a host port that another program holds (Docker could not bind it) is left alone
     before it is tried again."""
 
+    # --- VPN mode (Gluetun) ----------------------------------------------------------------------
+    gluetun_container_name: Annotated[tuple[str, ...], NoDecode] = ()
+    """VPN containers (comma-separated names) whose network namespace engines join; empty: no
+    VPN, every engine in its own. PORT_RANGE_HOST is split among them in order, and each must
+    publish its share (see README, "VPN mode")."""
+    gluetun_api_url: Annotated[tuple[str, ...], NoDecode] = ()
+    """Gluetun control servers (comma-separated URLs, one per VPN container, in the same order);
+    empty: each VPN container's published GLUETUN_CONTROL_PORT."""
+    gluetun_control_port: int = Field(8000, ge=1, le=65535)
+    """The port Gluetun's control server listens on inside its container (Gluetun's
+    HTTP_CONTROL_SERVER_ADDRESS), read from the VPN container's bindings."""
+    gluetun_api_key: SecretStr | None = None
+    """API key for Gluetun's control server (sent as ``X-API-Key``), when its routes need one."""
+    p2p_port_range: Annotated[PortRange | None, NoDecode] = None
+    """Engines' P2P ports (``lo-hi``) in VPN mode: the engine on the n-th port of PORT_RANGE_HOST
+    gets the n-th port of this range. Unset: the ports right after PORT_RANGE_HOST, as many."""
+
     # --- health, failover and the provisioning breaker ------------------------------------------
     health_failure_threshold: int = Field(3, ge=1)
     """Consecutive failed probes (or failed session starts) before an engine is UNHEALTHY."""
@@ -181,6 +205,33 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_engine_urls(cls, value: object) -> object:
         return parse_engine_urls(value) if isinstance(value, str) else value
+
+    @field_validator("p2p_port_range", mode="before")
+    @classmethod
+    def _parse_p2p_range(cls, value: object) -> object:
+        if isinstance(value, str):
+            return PortRange.parse(value) if value.strip() else None
+        return value
+
+    @field_validator("gluetun_container_name", mode="before")
+    @classmethod
+    def _parse_vpn_names(cls, value: object) -> tuple[str, ...]:
+        names = _comma_list(value)
+        for name in names:
+            if not _CONTAINER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a container name")
+        if len(set(names)) != len(names):
+            raise ValueError("names a container twice")
+        return names
+
+    @field_validator("gluetun_api_url", mode="before")
+    @classmethod
+    def _parse_vpn_urls(cls, value: object) -> tuple[str, ...]:
+        urls = _comma_list(value)
+        for url in urls:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return tuple(url.rstrip("/") for url in urls)
 
     @field_validator("engine_env", mode="before")
     @classmethod
@@ -252,6 +303,59 @@ class Settings(BaseSettings):
             self.engine_launch_template()  # ENGINE_ARGS the preset's image would ignore, and such
         return self
 
+    @model_validator(mode="after")
+    def _vpn_mode_fits(self) -> Settings:
+        vpns = len(self.gluetun_container_name)
+        if not vpns:
+            return self
+        if self.gluetun_api_url and len(self.gluetun_api_url) != vpns:
+            raise ValueError(
+                f"GLUETUN_API_URL names {len(self.gluetun_api_url)} control servers for "
+                f"{vpns} containers of GLUETUN_CONTAINER_NAME: give one per container, in order"
+            )
+        if len(self.port_range_host) < vpns:
+            raise ValueError(
+                f"PORT_RANGE_HOST ({self.port_range_host}) has fewer ports than "
+                f"GLUETUN_CONTAINER_NAME has containers ({vpns})"
+            )
+        self._check_p2p_range()
+        template = self.engine_launch_template()
+        if template.render(presets.EnginePorts(1, 1)) == template.render(presets.EnginePorts(1, 2)):
+            raise ValueError(
+                "engines behind GLUETUN_CONTAINER_NAME share one network namespace, so each needs "
+                "its own P2P port: put {p2p_port} in ENGINE_ARGS or ENGINE_ENV"
+            )
+        return self
+
+    def _check_p2p_range(self) -> None:
+        ports = self.port_range_host
+        p2p = self.p2p_ports()
+        name = "P2P_PORT_RANGE" if self.p2p_port_range else "PORT_RANGE_HOST (P2P ports after it)"
+        if p2p.hi > 65535 or len(p2p) < len(ports):
+            raise ValueError(
+                f"{name}: {len(ports)} P2P ports are needed, one per port of PORT_RANGE_HOST "
+                f"({ports}); set P2P_PORT_RANGE to a range of that many ports"
+            )
+        if p2p.lo <= ports.hi and ports.lo <= p2p.hi:
+            raise ValueError(f"P2P_PORT_RANGE ({p2p}) overlaps PORT_RANGE_HOST ({ports})")
+
+    @property
+    def vpn_mode(self) -> bool:
+        """Whether engines run in VPN containers' network namespaces (GLUETUN_CONTAINER_NAME)."""
+        return bool(self.gluetun_container_name)
+
+    def p2p_ports(self) -> PortRange:
+        """The P2P port range: P2P_PORT_RANGE, else as many ports right after PORT_RANGE_HOST
+        (its upper end may pass 65535 here; validation refuses that in VPN mode)."""
+        if self.p2p_port_range is not None:
+            return self.p2p_port_range
+        size = len(self.port_range_host)
+        return PortRange((self.port_range_host.hi + 1, self.port_range_host.hi + size))
+
+    def p2p_port(self, port: int) -> int:
+        """The P2P port of the engine whose HTTP port is ``port`` (same place in its range)."""
+        return self.p2p_ports().lo + (port - self.port_range_host.lo)
+
     def engine_preset_choice(self) -> tuple[presets.Preset, str]:
         """The preset engines get, and what chose it (ENGINE_PRESET, ENGINE_IMAGE or default)."""
         return presets.choose_preset(self.engine_preset, self.engine_image)
@@ -259,11 +363,15 @@ class Settings(BaseSettings):
     def engine_launch_template(self) -> presets.Launch:
         """The engine containers' command and environment, placeholders not yet filled in."""
         preset, _ = self.engine_preset_choice()
-        return preset.launch(self.engine_args, self.engine_env)
+        return preset.launch(self.engine_args, self.engine_env, shared_namespace=self.vpn_mode)
 
-    def engine_launch(self, port: int) -> presets.Launch:
-        """The command and environment of the engine container whose HTTP port is ``port``."""
-        return self.engine_launch_template().render(presets.EnginePorts(port=port))
+    def engine_launch(self, port: int, p2p_port: int | None = None) -> presets.Launch:
+        """The command and environment of the engine container whose HTTP port is ``port``
+        (and, in VPN mode, whose P2P port is ``p2p_port``, by default its own from the range)."""
+        if p2p_port is None:
+            p2p_port = self.p2p_port(port) if self.vpn_mode else presets.EnginePorts(port).p2p_port
+        ports = presets.EnginePorts(port=port, p2p_port=p2p_port)
+        return self.engine_launch_template().render(ports)
 
     def masked(self) -> dict[str, object]:
         """The effective configuration by environment variable name, secrets masked."""
@@ -276,6 +384,8 @@ class Settings(BaseSettings):
                 value = str(value)
             elif name == "engine_urls":
                 value = ",".join(str(url) for url in value)
+            elif isinstance(value, tuple):
+                value = ",".join(value)
             shown[name.upper()] = value
         # Not variables: what the settings add up to.
         shown["FLEET (effective)"] = self._fleet_shown()
@@ -331,6 +441,14 @@ DOCKER_ONLY = (
     "circuit_breaker_recovery_timeout_s",
     "circuit_breaker_max_backoff_s",
 )
+
+
+def _comma_list(value: object) -> tuple[str, ...]:
+    """A comma-separated variable (or a sequence) as a tuple of its non-empty items."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError("must be a comma-separated list")
+    return tuple(str(item).strip() for item in items if str(item).strip())
 
 
 def load_settings() -> Settings:

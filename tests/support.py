@@ -68,6 +68,12 @@ def gateway_image() -> str:
     return _image("GATEWAY_IMAGE", "gateway-image")
 
 
+def vpn_standin_image() -> str:
+    """The stand-in VPN (Gluetun look-alike) image: from VPN_STANDIN_IMAGE, else built (or
+    found) by its script."""
+    return _image("VPN_STANDIN_IMAGE", "vpn-standin-image")
+
+
 def standin_image(preset: str) -> str:
     """The stand-in of the engine image an ENGINE_PRESET is for (deploy/standins/<preset>): from
     STANDIN_IMAGES (``preset=image`` words), else built (or found) by scripts/standin-images."""

@@ -88,6 +88,11 @@ class EngineClient:
         self._api_timeout = aiohttp.ClientTimeout(total=api_timeout_s)
         self._stop_timeout = aiohttp.ClientTimeout(total=stop_timeout_s)
 
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The shared session (the fleet asks VPN control servers over it too)."""
+        return self._http
+
     async def start_session(
         self,
         address: EngineAddress,

@@ -150,13 +150,21 @@ class EnginePool:
 
     # --- the data path -------------------------------------------------------------------------
 
-    async def claim(self, content_key: str, *, exclude: Iterable[str] = ()) -> Claim:
+    async def claim(
+        self,
+        content_key: str,
+        *,
+        exclude: Iterable[str] = (),
+        wait_for_provisioning: bool = False,
+    ) -> Claim:
         """Claim a slot on an engine, waiting for the fleet to provision one if it can.
 
         ``exclude`` names engines not to use (a failover leaving one). The lock is held only while
         choosing and registering, never while waiting, so a claim that waits for a new engine does
         not hold up one that fits on a running engine. Raises :class:`NoCapacity` at once when the
         fleet cannot grow, or after ``provision_wait_s`` when no engine became ready in time.
+        With ``wait_for_provisioning`` a provisioning block (Docker, a VPN reconnecting) is waited
+        out like a starting engine instead of refused at once.
         """
         avoid = set(exclude)
         deadline = self._clock() + self.provision_wait_s
@@ -165,7 +173,7 @@ class EnginePool:
                 engine = self._choose(content_key, avoid)
                 if engine is not None:
                     return self._register(engine, content_key)
-                self._refuse_if_cannot_grow()
+                self._refuse_if_cannot_grow(patient=wait_for_provisioning)
                 changed = self._change
             remaining = deadline - self._clock()
             try:
@@ -174,9 +182,11 @@ class EnginePool:
                 async with asyncio.timeout(remaining):
                     await changed.wait()
             except TimeoutError:
+                block = self.provisioning.current()
                 raise NoCapacity(
                     f"no engine became ready within {self.provision_wait_s:g} s",
                     retry_after_s=max(self.provision_wait_s, 5.0),
+                    code=None if block is None else block.reason,
                 ) from None
 
     def has_room(self, content_key: str | None = None) -> bool:
@@ -218,6 +228,16 @@ class EnginePool:
             engine.state = state
             if state is EngineState.UNHEALTHY:
                 self._lose(engine_id)
+            self._changed()
+
+    def retire(self, engine_id: str) -> None:
+        """Take an engine out of selection and tell its claims to move (their channels fail
+        over); the fleet removes it once it carries nothing."""
+        engine = self._engines.get(engine_id)
+        if engine is not None:
+            if engine.state is not EngineState.UNHEALTHY:
+                engine.state = EngineState.DRAINING
+            self._lose(engine_id)
             self._changed()
 
     def remove(self, engine_id: str) -> None:
@@ -299,11 +319,11 @@ class EnginePool:
         active = sum(1 for c in claims if c.state is ClaimState.ACTIVE)
         return EngineLoad(engine, len(claims) - active, active, self._idle_since.get(engine.id))
 
-    def _refuse_if_cannot_grow(self) -> None:
+    def _refuse_if_cannot_grow(self, *, patient: bool = False) -> None:
         if any(e.state is EngineState.STARTING for e in self._engines.values()):
             return  # an engine on its way may take the channel: wait for it
         block = self.provisioning.current()
-        if block is not None:
+        if block is not None and not patient:
             raise NoCapacity(block.message, self.provisioning.retry_after_s(block), block.reason)
         if len(self._engines) >= self.max_engines:
             raise NoCapacity(

@@ -124,6 +124,16 @@ class DockerEngines:
             return None
         return _record(info)
 
+    async def inspect(self, name: str) -> dict[str, Any] | None:
+        """Docker's inspect answer for the container ``name`` (or id), None when there is none."""
+        try:
+            info = await self._call(self._client.containers.container(name).show())
+        except FleetError as exc:
+            if exc.status != 404:
+                raise
+            return None
+        return dict(info)
+
     async def remove(self, container_id: str) -> None:
         """Remove a container, running or not; one already gone counts as removed."""
         try:

@@ -60,14 +60,27 @@ class PortAllocator:
         """Held ports outside the range (engines adopted from an older configuration)."""
         return {p: owner for p, owner in self._held.items() if not self.in_range(p)}
 
-    def reserve(self, owner: str, avoid: Iterable[int] = ()) -> int:
-        """The lowest port that is free and not set aside, now held by ``owner``."""
+    def reserve(self, owner: str, avoid: Iterable[int] = (), within: range | None = None) -> int:
+        """The lowest port that is free and not set aside, now held by ``owner``; ``within``
+        narrows the search to part of the range (one VPN's share)."""
+        span = self._span(within)
         skip = set(avoid) | set(self.aside)
-        for port in range(self.lo, self.hi + 1):
+        for port in span:
             if port not in self._held and port not in skip:
                 self._held[port] = owner
                 return port
-        raise PortsExhausted(f"all ports {self.lo}-{self.hi} are in use or set aside")
+        raise PortsExhausted(f"all ports {span.start}-{span.stop - 1} are in use or set aside")
+
+    def free(self, within: range | None = None, avoid: Iterable[int] = ()) -> int:
+        """How many ports (of ``within``) :meth:`reserve` could hand out now."""
+        skip = set(avoid) | set(self.aside) | set(self._held)
+        return sum(1 for port in self._span(within) if port not in skip)
+
+    def _span(self, within: range | None) -> range:
+        full = range(self.lo, self.hi + 1)
+        if within is None:
+            return full
+        return range(max(full.start, within.start), min(full.stop, within.stop))
 
     def claim(self, port: int, owner: str) -> bool:
         """Hold a known port (adoption); True when it was free or already ``owner``'s."""

@@ -11,6 +11,7 @@ in the way is removed. Docker being unreachable is neither: the pass fails and i
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 
 from ..engines.pool import EnginePool
@@ -20,7 +21,16 @@ from ..settings import Settings
 from .breaker import BreakerState, CircuitBreaker
 from .docker import UNREACHABLE, DockerEngines, FleetError
 from .ports import PortAllocator, PortsExhausted, is_bind_failure
-from .specs import LABEL_INSTANCE, LABEL_MANAGED, ContainerRecord, container_name, create_body
+from .specs import (
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_VPN,
+    ContainerRecord,
+    Namespace,
+    container_name,
+    create_body,
+)
+from .vpns import Vpns
 
 log = get_logger(__name__)
 
@@ -45,12 +55,15 @@ class Provisioner:
         pool: EnginePool,
         ports: PortAllocator,
         on_started: Started,
+        vpns: Vpns | None = None,
     ) -> None:
         self._settings = settings
         self._docker = docker
         self._pool = pool
         self._ports = ports
         self._on_started = on_started
+        self._vpns = vpns
+        self._starting: Counter[str] = Counter()  # VPN -> engines being started behind it
         self.breaker = CircuitBreaker(
             threshold=settings.circuit_breaker_failure_threshold,
             recovery_s=settings.circuit_breaker_recovery_timeout_s,
@@ -128,34 +141,69 @@ class Provisioner:
             starts = [group.create_task(start_one(), name="engine start") for _ in range(count)]
         return next((e for e in (t.result() for t in starts) if e is not None), None)
 
+    def _place(self) -> tuple[int, Namespace | None] | None:
+        """A port for a new engine (held as "starting") and, in VPN mode, the namespace it joins
+        (the same allocator in every mode, within the chosen VPN's share); None when no VPN can
+        take an engine now. Raises :class:`PortsExhausted`."""
+        if self._vpns is None:
+            return self._ports.reserve("starting"), None
+        placed = self._vpns.place(self._ports, self._starting)
+        if placed is not None:
+            self._starting[placed[1].labels[LABEL_VPN]] += 1
+        return placed
+
+    def _placed_done(self, namespace: Namespace | None) -> None:
+        if namespace is not None and self._vpns is not None:
+            self._starting[namespace.labels[LABEL_VPN]] -= 1
+            self._vpns.started(namespace)
+
     async def _start_engine(self) -> FleetError | None:
         for _ in range(_START_ATTEMPTS):
             try:
-                port = self._ports.reserve("starting")
+                placed = self._place()
             except PortsExhausted as exc:
                 self._no_port(str(exc))
                 return None
+            if placed is None:
+                self.breaker.give_back()  # no VPN can take one: the reconciler blocks and says why
+                return None
+            port, namespace = placed
             self._ports_exhausted = False
             try:
-                record = await self._docker.run(
-                    container_name(self._settings, port), create_body(self._settings, port)
-                )
-            except FleetError as exc:
-                if await self._port_or_name_problem(port, exc):
-                    continue
-                self._ports.release(port)  # no container was made (a half-made one was removed)
-                if exc.status == UNREACHABLE:
-                    self.breaker.give_back()
-                    return exc
-                log.warning("engine_create_failed", port=port, reason=exc.message)
-                self._failed(f"create on port {port}: {exc.message}")
-                return None
-            self._ports.rename(port, record.id)
-            self._attempts.add(record.id)
-            log.info("engine_started", engine=record.name, port=port)
-            self._on_started(record, port)
-            return None
+                return await self._create(port, namespace)
+            except _TryAnotherPort:
+                continue
+            finally:
+                self._placed_done(namespace)
         self.breaker.give_back()  # every port tried was someone else's: says nothing of engines
+        return None
+
+    async def _create(self, port: int, namespace: Namespace | None) -> FleetError | None:
+        """Create and start the engine on its reserved port; raises :class:`_TryAnotherPort`."""
+        try:
+            record = await self._docker.run(
+                container_name(self._settings, port),
+                create_body(self._settings, port, namespace),
+            )
+        except FleetError as exc:
+            if await self._port_or_name_problem(port, exc):
+                raise _TryAnotherPort from None
+            self._ports.release(port)  # no container was made (a half-made one was removed)
+            if namespace is not None and _namespace_gone(exc.message):
+                # The VPN container stopped or went since the pass looked: says nothing of engines.
+                log.warning("engine_vpn_namespace_gone", port=port, reason=exc.message)
+                self.breaker.give_back()
+                return None
+            if exc.status == UNREACHABLE:
+                self.breaker.give_back()
+                return exc
+            log.warning("engine_create_failed", port=port, reason=exc.message)
+            self._failed(f"create on port {port}: {exc.message}")
+            return None
+        self._ports.rename(port, record.id)
+        self._attempts.add(record.id)
+        log.info("engine_started", engine=record.name, port=port, **_placement(namespace))
+        self._on_started(record, port)
         return None
 
     async def _port_or_name_problem(self, port: int, exc: FleetError) -> bool:
@@ -220,3 +268,19 @@ class Provisioner:
                 openings=self.breaker.openings,
             )
         self.publish()
+
+
+class _TryAnotherPort(Exception):
+    """The port (or its container name) is someone else's: worth another port."""
+
+
+def _placement(namespace: Namespace | None) -> dict[str, object]:
+    if namespace is None:
+        return {}
+    return {"vpn": namespace.labels[LABEL_VPN], "p2p_port": namespace.p2p_port}
+
+
+def _namespace_gone(message: str) -> bool:
+    """Whether Docker refused to join a VPN container's namespace because it is not running."""
+    text = message.lower()
+    return "non running container" in text or "no such container" in text

@@ -31,11 +31,13 @@ from ..tasks import Backoff, Supervisor
 from .breaker import BreakerState, CircuitBreaker
 from .docker import UNREACHABLE, DockerEngines, FleetError
 from .events import EventFollower, event_filter
+from .gluetun import GluetunClient
 from .health import EngineNeverReady, HealthProber, wait_ready
 from .plan import plan_fleet
 from .ports import PortAllocator
 from .provisioner import Provisioner
-from .specs import ContainerRecord, engine_address, instance_filter
+from .specs import LABEL_VPN, ContainerRecord, engine_address, instance_filter
+from .vpns import VpnEventFollower, Vpns, VpnStatus
 
 log = get_logger(__name__)
 
@@ -54,6 +56,9 @@ class FleetStatus:
     ports_outside_range: dict[int, str]
     removal_failures: dict[str, str]
     last_error: str | None
+    vpns: tuple[
+        VpnStatus, ...
+    ] = ()  # VPN mode: each VPN container, in GLUETUN_CONTAINER_NAME order
 
 
 class Reconciler:
@@ -76,12 +81,14 @@ class Reconciler:
             settings.port_range_host.hi,
             recheck_s=settings.port_recheck_s,
         )
+        self.vpns = self._vpns(settings, docker, pool, client)
         self.provisioner = Provisioner(
             settings=settings,
             docker=docker,
             pool=pool,
             ports=self.ports,
             on_started=self._register,
+            vpns=self.vpns,
         )
         self.health = HealthProber(
             pool=pool,
@@ -103,6 +110,26 @@ class Reconciler:
         self.events = EventFollower(
             source=docker, fleet=self, filters=event_filter(instance_filter(settings))
         )
+        self._woken = asyncio.Event()
+        self.vpn_events = (
+            None
+            if self.vpns is None
+            else VpnEventFollower(source=docker, names=self.vpns.names, wake=self.wake)
+        )
+
+    @staticmethod
+    def _vpns(
+        settings: Settings, docker: DockerEngines, pool: EnginePool, client: EngineClient
+    ) -> Vpns | None:
+        if not settings.vpn_mode:
+            return None
+        key = settings.gluetun_api_key
+        gluetun = GluetunClient(
+            client.http,
+            timeout_s=settings.health_probe_timeout_s,
+            api_key=None if key is None else key.get_secret_value(),
+        )
+        return Vpns(settings=settings, docker=docker, gluetun=gluetun, pool=pool)
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -115,6 +142,8 @@ class Reconciler:
         """The reconcile loop and the health probes; cancel it to stop (engines keep running)."""
         self._tasks.spawn_loop(self.health.run, name="engine health probes")
         self._tasks.spawn_loop(self.events.run, name="docker events")
+        if self.vpn_events is not None:
+            self._tasks.spawn_loop(self.vpn_events.run, name="vpn container events")
         backoff = Backoff()
         try:
             while True:
@@ -144,9 +173,28 @@ class Reconciler:
         """Stop the probes (engines are left running for adoption)."""
         await self._tasks.close()
 
+    async def check_vpns(self) -> None:
+        """At start: raise :class:`~.vpn.VpnError` for a VPN container that does not publish its
+        share of PORT_RANGE_HOST. Docker not answering leaves the question to the passes."""
+        if self.vpns is None:
+            return
+        try:
+            await self.vpns.refresh()
+        except FleetError as exc:
+            log.warning("vpn_check_deferred", reason=exc.message)
+            return
+        self.vpns.check_published()
+
+    def wake(self) -> None:
+        """Run the next pass now (a VPN container changed)."""
+        self._woken.set()
+
     async def reconcile(self) -> None:
-        """One pass: sync with Docker, then apply the plan."""
+        """One pass: look at the VPNs, sync with Docker, then apply the plan."""
         async with self._pass:
+            if self.vpns is not None:
+                await self.vpns.refresh()
+                self._publish_vpn_block()
             records = self._with_deaths(await self._docker.list(instance_filter(self._settings)))
             await self._sync(records)
             if not self.adopted.is_set():
@@ -227,7 +275,24 @@ class Reconciler:
             },
             removal_failures=dict(self._removal_failures),
             last_error=self.last_error,
+            vpns=self.vpn_status(),
         )
+
+    def vpn_status(self) -> tuple[VpnStatus, ...]:
+        """Per VPN container: its id, whether it is connected and why not, its forwarded port,
+        its share of the ports and the engines behind it (empty outside VPN mode)."""
+        return () if self.vpns is None else self.vpns.status()
+
+    def _publish_vpn_block(self) -> None:
+        """Block provisioning while no VPN can take an engine (vpn_disconnected)."""
+        if self.vpns is None:
+            return
+        message = self.vpns.blocked_message(self.ports)
+        if message is None:
+            self._pool.unblock(BlockedReason.VPN_DISCONNECTED)
+        else:
+            eta = self._settings.health_check_interval_s
+            self._pool.block(BlockedReason.VPN_DISCONNECTED, message, eta)
 
     # --- syncing with Docker -------------------------------------------------------------------
 
@@ -240,12 +305,25 @@ class Reconciler:
             if engine.id not in listed:
                 self._free_port(engine.id)
         for record in records:
-            if not record.running:
+            stranded = self._stranded(record) if record.running else None
+            if stranded is not None:
+                log.warning("engine_stranded", engine=record.name, reason=stranded)
+            if not record.running or stranded is not None:
                 self._hold_port(record)  # until the container is gone, whatever its state
-                await self._remove_container(record.id, record.name, f"container {record.state}")
+                why = stranded or f"container {record.state}"
+                await self._remove_container(record.id, record.name, why)
             elif self._pool.get(record.id) is None:
                 await self._adopt(record)
         self._free_ports_of_gone(records)
+
+    def _stranded(self, record: ContainerRecord) -> str | None:
+        """Why an engine's network namespace is not the one engines must be in now (VPN mode:
+        the current run of its VPN container; else its own), or None."""
+        if self.vpns is not None:
+            return self.vpns.stranded(record.labels)
+        if LABEL_VPN in record.labels:
+            return "it was made behind a VPN container, and GLUETUN_CONTAINER_NAME is unset"
+        return None
 
     def _free_ports_of_gone(self, records: list[ContainerRecord]) -> None:
         """Ports of engines that left the pool earlier (their container died) and whose
@@ -324,6 +402,7 @@ class Reconciler:
 
     async def _apply_plan(self) -> None:
         now = time.monotonic()
+        self._retire_for_forwarding()
         self._track_unhealthy(now)
         plan = plan_fleet(
             self._pool.snapshot(),
@@ -344,6 +423,18 @@ class Reconciler:
                 await self._remove_container(engine_id, engine.name, engine.state.value)
         await self.provisioner.provision(plan.start)
         self.provisioner.publish()
+        self._publish_vpn_block()
+
+    def _retire_for_forwarding(self) -> None:
+        """Engines on a VPN's old forwarded port, or idle ones whose replacement is to get the
+        new one, leave selection; busy ones' channels fail over, and the plan replaces them."""
+        if self.vpns is None:
+            return
+        for engine_id in self.vpns.plan_forwarding():
+            engine = self._pool.get(engine_id)
+            if engine is not None:
+                log.info("engine_replaced_for_forwarded_port", engine=engine.name)
+                self._pool.retire(engine_id)
 
     def _track_unhealthy(self, now: float) -> None:
         unhealthy = {e.id for e in self._pool.engines() if e.state is EngineState.UNHEALTHY}
@@ -361,10 +452,11 @@ class Reconciler:
         self._probe(engine)
 
     def _engine(self, record: ContainerRecord, port: int, *, created_at: float) -> Engine:
+        address = None if self.vpns is None else self.vpns.address(record.labels, port)
         return Engine(
             id=record.id,
             name=record.name,
-            address=engine_address(self._settings, port),
+            address=address or engine_address(self._settings, port),
             created_at=created_at,
             labels=record.labels,
         )
@@ -412,15 +504,21 @@ class Reconciler:
         return delay if eta is None or eta <= 0 else min(delay, eta)
 
     async def _sleep(self, delay_s: float, *, wake_on_change: bool) -> None:
-        """Sleep ``delay_s``, or until the pool changes (a claim took a spare) when healthy."""
+        """Sleep ``delay_s``, or when healthy until the pool changes (a claim took a spare) or a
+        VPN container does (:meth:`wake`)."""
         if not wake_on_change:
             await asyncio.sleep(delay_s)
             return
+        waits = [
+            asyncio.ensure_future(self._pool.wait_changed()),
+            asyncio.ensure_future(self._woken.wait()),
+        ]
         try:
-            async with asyncio.timeout(delay_s):
-                await self._pool.wait_changed()
-        except TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            self._woken.clear()
 
     def _note_failure(self, message: str, retry_in_s: float, first: bool) -> None:
         self.last_error = message

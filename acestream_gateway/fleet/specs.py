@@ -6,6 +6,7 @@ engine after a restart is read back from them, never from the gateway's memory.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,12 @@ LABEL_MANAGED = "acestream-gateway.managed"
 LABEL_INSTANCE = "acestream-gateway.instance"
 LABEL_PORT = "acestream-gateway.port"
 LABEL_HOST = "acestream-gateway.host"
+# VPN mode: the VPN container whose namespace the engine joined (name, id and start time of that
+# run of it), and the engine's P2P port.
+LABEL_VPN = "acestream-gateway.vpn"
+LABEL_VPN_ID = "acestream-gateway.vpn-id"
+LABEL_VPN_STARTED = "acestream-gateway.vpn-started"
+LABEL_P2P_PORT = "acestream-gateway.p2p-port"
 
 _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
@@ -37,8 +44,23 @@ class ContainerRecord:
     @property
     def port(self) -> int | None:
         """The engine's port from its label, or None when the label is missing or broken."""
-        text = self.labels.get(LABEL_PORT, "")
-        return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+        return port_label(self.labels, LABEL_PORT)
+
+
+def port_label(labels: Mapping[str, str], name: str) -> int | None:
+    """A port from a label, or None when the label is missing or broken."""
+    text = labels.get(name, "")
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """Where a new engine goes in VPN mode: the VPN container's id (for ``container:<id>``), the
+    labels that tie the engine to that run of it, and the engine's P2P port."""
+
+    container_id: str
+    labels: Mapping[str, str]
+    p2p_port: int
 
 
 def instance_filter(settings: Settings) -> dict[str, list[str]]:
@@ -70,29 +92,41 @@ def labels(settings: Settings, port: int) -> dict[str, str]:
     }
 
 
-def create_body(settings: Settings, port: int) -> dict[str, Any]:
+def create_body(
+    settings: Settings, port: int, namespace: Namespace | None = None
+) -> dict[str, Any]:
     """The Docker ``POST /containers/create`` body for an engine on ``port``.
 
     The engine listens on the same port inside the container as it is published on, so one
     ``{port}`` means the same in the command line, the environment and the binding. The preset
     (ENGINE_PRESET) decides whether the engine learns it from the command or the environment.
+
+    With a ``namespace`` (VPN mode) the engine joins the VPN container's network namespace and
+    publishes nothing: the VPN container publishes ``port``. Docker refuses port options with
+    ``container:`` network mode, so there are none.
     """
     tcp = f"{port}/tcp"
-    host_config: dict[str, Any] = {
-        "PortBindings": {tcp: [{"HostIp": settings.engine_host_address, "HostPort": str(port)}]},
-        "RestartPolicy": {"Name": "no"},
-        "Init": True,
-    }
-    if settings.engine_network:
-        host_config["NetworkMode"] = settings.engine_network
-    launch = settings.engine_launch(port)
+    host_config: dict[str, Any] = {"RestartPolicy": {"Name": "no"}, "Init": True}
+    engine_labels = labels(settings, port)
+    if namespace is None:
+        host_config["PortBindings"] = {
+            tcp: [{"HostIp": settings.engine_host_address, "HostPort": str(port)}]
+        }
+        if settings.engine_network:
+            host_config["NetworkMode"] = settings.engine_network
+        launch = settings.engine_launch(port)
+    else:
+        host_config["NetworkMode"] = f"container:{namespace.container_id}"
+        engine_labels |= {**namespace.labels, LABEL_P2P_PORT: str(namespace.p2p_port)}
+        launch = settings.engine_launch(port, namespace.p2p_port)
     body: dict[str, Any] = {
         "Image": settings.engine_image,
         "Env": [f"{k}={v}" for k, v in launch.environment.items()],
-        "Labels": labels(settings, port),
-        "ExposedPorts": {tcp: {}},
+        "Labels": engine_labels,
         "HostConfig": host_config,
     }
+    if namespace is None:
+        body["ExposedPorts"] = {tcp: {}}
     if launch.command:
         body["Cmd"] = list(launch.command)
     return body

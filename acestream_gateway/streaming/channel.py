@@ -226,8 +226,13 @@ class Channel:
     # --- one session -----------------------------------------------------------------------------
 
     async def _claim(self, exclude: set[str] | tuple[()]) -> Claim:
+        # A failover (players are attached) waits out a provisioning block, such as a VPN that
+        # is reconnecting, for up to PROVISION_WAIT_S; a first start is refused at once.
+        patient = bool(exclude)
         try:
-            claim = await self._pool.claim(self.content.key, exclude=exclude)
+            claim = await self._pool.claim(
+                self.content.key, exclude=exclude, wait_for_provisioning=patient
+            )
         except NoCapacity as exc:
             code = exc.code.value if exc.code else None
             raise NoEngine(exc.reason, exc.retry_after_s, code) from None

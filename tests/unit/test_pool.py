@@ -304,3 +304,33 @@ async def test_an_engine_that_disappears_loses_its_claims() -> None:
     pool.remove(claim.engine.id)
     assert claim.lost.is_set()
     assert not other.lost.is_set()
+
+
+async def test_a_failover_claim_waits_out_a_provisioning_block_and_gets_the_new_engine() -> None:
+    pool = pool_with(max_engines=5, wait=5)
+    pool.block(BlockedReason.VPN_DISCONNECTED, "no VPN is connected", 3)
+    waiting = asyncio.create_task(pool.claim("a", exclude={"gone"}, wait_for_provisioning=True))
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "it waits instead of being refused at once"
+    pool.unblock(BlockedReason.VPN_DISCONNECTED)
+    pool.add(engine(1))
+    claim = await asyncio.wait_for(waiting, 1)
+    assert claim.engine.id == "e1"
+
+
+async def test_a_failover_claim_still_blocked_at_its_deadline_says_why() -> None:
+    pool = pool_with(max_engines=5, wait=0.05)
+    pool.block(BlockedReason.VPN_DISCONNECTED, "no VPN is connected", 3)
+    with pytest.raises(NoCapacity) as refused:
+        await pool.claim("a", wait_for_provisioning=True)
+    assert refused.value.code is BlockedReason.VPN_DISCONNECTED
+
+
+def test_a_retired_engine_takes_no_new_channel_and_its_claims_are_told_to_move() -> None:
+    pool = pool_with(engine(1))
+    claim = asyncio.run(pool.claim("a"))
+    pool.retire("e1")
+    assert claim.lost.is_set()
+    assert pool.get("e1") is not None
+    assert pool.get("e1").state is EngineState.DRAINING  # type: ignore[union-attr]
+    assert not pool.has_room()

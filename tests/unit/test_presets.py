@@ -179,7 +179,7 @@ def test_an_unknown_preset_name_lists_the_known_ones(name: str) -> None:
     "template", ["{prot}", "{0}", "{}", "{port.x}", "{port[0]}", "{port!z}", "{"]
 )
 def test_a_template_with_an_unknown_placeholder_is_refused(template: str) -> None:
-    with pytest.raises(PresetError, match=r"only \{port\} may stand in braces"):
+    with pytest.raises(PresetError, match=r"only \{port\}, \{p2p_port\} may stand in braces"):
         check_template(template)
 
 
