@@ -147,7 +147,7 @@ class Channel:
             return
         session: EngineSession | None = None
         find_pid: str | None = None  # a start that timed out may have made a session
-        attempt = 0
+        attempt, moved_at_once = 0, False
         try:
             while True:
                 started = await self._start(claim, first=not self._started.done())
@@ -163,7 +163,7 @@ class Channel:
                         # players wait for it again on engine after engine.
                         raise EngineFailed(end.reason)
                     if end.streamed_s >= self._failover.healthy_run_s:
-                        attempt = 0
+                        attempt, moved_at_once = 0, False
                     if self.players == 0:
                         log.info("channel_ended_without_players", reason=end.reason)
                         return
@@ -174,8 +174,12 @@ class Channel:
                     if attempt > self._failover.attempts:
                         raise EngineFailed(f"the channel failed {attempt} times: {end.reason}")
                     self._log_failover(claim, end, attempt)
-                    if not end.engine_fault:
-                        # Moving off an engine that failed is not hammering it: go at once.
+                    if end.engine_fault and not moved_at_once:
+                        # The first move off an engine that failed is not hammering anything:
+                        # go at once. Failures after it back off, so a fleet that is recovering
+                        # (a VPN reconnecting) gets time.
+                        moved_at_once = True
+                    else:
                         await self._until_stopped(self._pause(self._failover.delay_s(attempt)))
                     same = not end.engine_fault and self._usable(claim)
                     if same and attempt == 1 and session is not None:
