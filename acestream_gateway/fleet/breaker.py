@@ -42,22 +42,23 @@ class CircuitBreaker:
         self.failures = 0  # consecutive failures while closed
         self.openings = 0  # times it opened since it last closed
         self.open_for_s = 0.0  # how long the current (or last) opening lasts
-        self._opened_at: float | None = None
+        self._open_until: float | None = None  # when the current opening ends (clock time)
         self._trial = False  # the half-open attempt is under way
 
     @property
     def state(self) -> BreakerState:
-        if self._opened_at is None:
+        if self._open_until is None:
             return BreakerState.CLOSED
-        if self._clock() - self._opened_at < self.open_for_s:
+        # One deadline, compared as it is: the state and the ETA can never disagree.
+        if self._clock() < self._open_until:
             return BreakerState.OPEN
         return BreakerState.HALF_OPEN
 
     def eta_s(self) -> float | None:
         """Seconds until the breaker lets an attempt through (0 when half-open), None if closed."""
-        if self._opened_at is None:
+        if self._open_until is None:
             return None
-        return max(0.0, self._opened_at + self.open_for_s - self._clock())
+        return max(0.0, self._open_until - self._clock())
 
     def permits(self, wanted: int) -> int:
         """How many of ``wanted`` attempts may start now; the half-open one is taken by this."""
@@ -78,7 +79,7 @@ class CircuitBreaker:
         self.failures = 0
         self.openings = 0
         self.open_for_s = 0.0
-        self._opened_at = None
+        self._open_until = None
         self._trial = False
 
     def record_failure(self) -> bool:
@@ -98,6 +99,6 @@ class CircuitBreaker:
     def _open(self, duration_s: float) -> None:
         self.openings += 1
         self.open_for_s = duration_s
-        self._opened_at = self._clock()
+        self._open_until = self._clock() + duration_s
         self._trial = False
         self.failures = 0

@@ -90,6 +90,17 @@ def test_a_failure_of_an_attempt_started_before_the_opening_does_not_extend_it()
     assert b.eta_s() == 20
 
 
+def test_the_open_state_ends_exactly_at_its_deadline_whatever_the_float_rounding() -> None:
+    # (100.01 + 40.0) - 100.01 < 40.0 in floating point: state and ETA must still agree.
+    clock = Clock()
+    clock.now = 100.01
+    b = CircuitBreaker(threshold=1, recovery_s=40, max_backoff_s=40, clock=clock)
+    assert b.record_failure()
+    clock.now = 100.01 + 40.0
+    assert b.eta_s() == 0.0
+    assert state(b) is BreakerState.HALF_OPEN
+
+
 def test_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="threshold"):
         CircuitBreaker(threshold=0, recovery_s=1, max_backoff_s=1)
