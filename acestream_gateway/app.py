@@ -18,7 +18,7 @@ from .fleet.reconciler import Reconciler
 from .fleet.static import StaticFleet
 from .http import ops, players
 from .http.errors import error_middleware, request_context
-from .http.keys import POOL, REGISTRY, SETTINGS
+from .http.keys import ENGINE_CLIENT, POOL, RECONCILER, REGISTRY, SETTINGS, STATIC_FLEET
 from .logs import get_logger
 from .settings import Settings
 from .streaming.channel import FailoverPolicy
@@ -28,9 +28,7 @@ from .tasks import Supervisor
 
 log = get_logger(__name__)
 
-ENGINE_CLIENT = web.AppKey("engine_client", EngineClient)
-RECONCILER = web.AppKey("reconciler", Reconciler)
-STATIC_FLEET = web.AppKey("static_fleet", StaticFleet)
+__all__ = ["ENGINE_CLIENT", "RECONCILER", "STATIC_FLEET", "create_app"]
 
 
 def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Application:

@@ -232,8 +232,10 @@ class GatewayProcess:
                     raise AssertionError(f"gateway exited: {self.log_path.read_text()[-3000:]}")
                 try:
                     async with http.get(self.url + "/ready") as resp:
-                        if resp.status == 200:
-                            body: dict[str, Any] = await resp.json()
+                        body: dict[str, Any] = await resp.json()
+                        # Ready to serve, and an engine takes a channel at once (not only once
+                        # the fleet grew): what the tests start from.
+                        if resp.status == 200 and body["can_place_now"]:
                             return body
                 except aiohttp.ClientError:
                     pass

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..engines.client import EngineClient
 from ..engines.pool import EnginePool
+from ..fleet.reconciler import Reconciler
+from ..fleet.static import StaticFleet
 from ..settings import Settings
 from ..streaming.registry import StreamRegistry
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", EnginePool)
 REGISTRY = web.AppKey("registry", StreamRegistry)
+ENGINE_CLIENT = web.AppKey("engine_client", EngineClient)
+RECONCILER = web.AppKey("reconciler", Reconciler)
+STATIC_FLEET = web.AppKey("static_fleet", StaticFleet)

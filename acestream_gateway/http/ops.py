@@ -1,10 +1,13 @@
-"""What operators and orchestrators call: liveness and readiness."""
+"""What operators and orchestrators call: liveness, readiness and the orchestrator status."""
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
-from .keys import POOL
+from ..ops import status
+from .keys import POOL, RECONCILER, REGISTRY, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -17,9 +20,37 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: an engine can take a new channel now."""
-    pool = request.app[POOL]
-    ready = pool.has_room()
-    capacity = pool.capacity()
-    body = {"ready": ready, "engines": capacity.total, "engines_used": capacity.used}
-    return web.json_response(body, status=200 if ready else 503)
+    """Readiness: a new channel could be placed now, or the fleet can still grow."""
+    snapshot = take_snapshot(request.app)
+    return web.json_response(
+        status.readiness(snapshot), status=200 if status.ready(snapshot) else 503
+    )
+
+
+@routes.get("/orchestrator/status")
+async def orchestrator_status(request: web.Request) -> web.Response:
+    """acestream-orchestrator's status, with its field names."""
+    return web.json_response(status.status(take_snapshot(request.app)))
+
+
+def fleet_facts(app: web.Application) -> status.FleetFacts:
+    """What the fleet knows beyond the pool (nothing without a Docker fleet)."""
+    if RECONCILER not in app:
+        return status.FleetFacts()
+    reconciler = app[RECONCILER]
+    return status.FleetFacts(
+        breaker=reconciler.status().breaker.value, adopted=reconciler.adopted.is_set()
+    )
+
+
+def take_snapshot(app: web.Application) -> status.Snapshot:
+    settings = app[SETTINGS]
+    channels = app[REGISTRY].channels() if REGISTRY in app else []
+    return status.take_snapshot(
+        app[POOL],
+        channels,
+        fleet_facts(app),
+        # A fixed list of engines keeps no spare of its own.
+        min_replicas=0 if settings.static_fleet else settings.min_replicas,
+        wall=time.time(),
+    )
