@@ -16,10 +16,19 @@ from .engines.pool import EnginePool
 from .fleet.docker import docker_client
 from .fleet.reconciler import Reconciler
 from .fleet.static import StaticFleet
-from .http import ops, players
+from .http import listings, ops, players
 from .http.errors import error_middleware, request_context
-from .http.keys import ENGINE_CLIENT, POOL, RECONCILER, REGISTRY, SETTINGS, STATIC_FLEET
+from .http.keys import (
+    ENGINE_CLIENT,
+    POOL,
+    RECONCILER,
+    REGISTRY,
+    SETTINGS,
+    STAT_POLLER,
+    STATIC_FLEET,
+)
 from .logs import get_logger
+from .ops.stats import StatPoller
 from .settings import Settings
 from .streaming.channel import FailoverPolicy
 from .streaming.registry import StreamRegistry
@@ -50,9 +59,11 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     if with_fleet:
         app.cleanup_ctx.append(_static_fleet if settings.static_fleet else _fleet)
     app.cleanup_ctx.append(_registry)
+    app.cleanup_ctx.append(_stat_poller)
     app.on_shutdown.append(_end_players)
     app.add_routes(players.routes)
     app.add_routes(ops.routes)
+    app.add_routes(listings.routes)
     return app
 
 
@@ -129,3 +140,19 @@ async def _registry(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await registry.close()
+
+
+async def _stat_poller(app: web.Application) -> AsyncIterator[None]:
+    registry = app[REGISTRY]
+    poller = StatPoller(
+        channels=registry.channels,
+        client=app[ENGINE_CLIENT],
+        interval_s=app[SETTINGS].stat_interval_s,
+    )
+    app[STAT_POLLER] = poller
+    tasks = Supervisor("app")
+    tasks.spawn_loop(poller.run, name="engine stat poller")
+    try:
+        yield
+    finally:
+        await tasks.close()

@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     provision_wait_s: float = Field(60.0, ge=0)
     """Seconds a new channel waits for a free engine to be provisioned before getting 503."""
 
+    stat_interval_s: float = Field(5.0, gt=0)
+    """Seconds between two rounds of asking engines for their playing sessions' figures (peers,
+    speeds, ``livepos``), which ``/streams`` shows; one task asks, never a request."""
+
     allow_url_input: bool = False
     """Whether players may name content by ``url`` or ``magnet`` (the engine then fetches it)."""
 

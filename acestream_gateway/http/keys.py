@@ -8,6 +8,7 @@ from ..engines.client import EngineClient
 from ..engines.pool import EnginePool
 from ..fleet.reconciler import Reconciler
 from ..fleet.static import StaticFleet
+from ..ops.stats import StatPoller
 from ..settings import Settings
 from ..streaming.registry import StreamRegistry
 
@@ -17,3 +18,4 @@ REGISTRY = web.AppKey("registry", StreamRegistry)
 ENGINE_CLIENT = web.AppKey("engine_client", EngineClient)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 STATIC_FLEET = web.AppKey("static_fleet", StaticFleet)
+STAT_POLLER = web.AppKey("stat_poller", StatPoller)

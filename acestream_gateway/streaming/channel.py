@@ -98,6 +98,7 @@ class Channel:
         self.players = 0
         self.failovers = 0
         self.meter = Meter()
+        self.bytes_out = 0  # handed to this channel's players, over all of them
         self._pool = pool
         self._client = client
         self._retirer = retirer

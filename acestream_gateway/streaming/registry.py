@@ -39,7 +39,9 @@ class Player:
 
         Raises ``PlayerTooSlow`` or ``BroadcastEnded`` (see ``broadcast``).
         """
+        channel = self.channel
         while (data := await self._subscriber.read()) is not None:
+            channel.bytes_out += len(data)
             yield data
 
 
