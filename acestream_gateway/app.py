@@ -20,6 +20,7 @@ from .http import listings, ops, players
 from .http.errors import error_middleware, request_context
 from .http.keys import (
     ENGINE_CLIENT,
+    METRICS,
     POOL,
     RECONCILER,
     REGISTRY,
@@ -27,7 +28,10 @@ from .http.keys import (
     STAT_POLLER,
     STATIC_FLEET,
 )
+from .http.ops import fleet_facts
 from .logs import get_logger
+from .metrics import Metrics
+from .ops.scrape import GatewayCollector
 from .ops.stats import StatPoller
 from .settings import Settings
 from .streaming.channel import FailoverPolicy
@@ -49,6 +53,7 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     """
     app = web.Application(middlewares=[request_context, error_middleware])
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app[POOL] = EnginePool(
         max_streams_per_engine=settings.max_streams_per_engine,
         max_engines=len(settings.engine_urls) or settings.max_active_replicas,
@@ -60,6 +65,7 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
         app.cleanup_ctx.append(_static_fleet if settings.static_fleet else _fleet)
     app.cleanup_ctx.append(_registry)
     app.cleanup_ctx.append(_stat_poller)
+    app.cleanup_ctx.append(_scrape)
     app.on_shutdown.append(_end_players)
     app.add_routes(players.routes)
     app.add_routes(ops.routes)
@@ -89,7 +95,11 @@ async def _engine_client(app: web.Application) -> AsyncIterator[None]:
 async def _fleet(app: web.Application) -> AsyncIterator[None]:
     async with docker_client(timeout_s=app[SETTINGS].docker_timeout_s) as docker:
         reconciler = Reconciler(
-            settings=app[SETTINGS], docker=docker, pool=app[POOL], client=app[ENGINE_CLIENT]
+            settings=app[SETTINGS],
+            docker=docker,
+            pool=app[POOL],
+            client=app[ENGINE_CLIENT],
+            metrics=app[METRICS],
         )
         app[RECONCILER] = reconciler
         tasks = Supervisor("app")
@@ -134,6 +144,7 @@ async def _registry(app: web.Application) -> AsyncIterator[None]:
             attempts=settings.failover_attempts, backoff_s=settings.failover_backoff_s
         ),
         close_timeout_s=max(settings.engine_api_timeout_s, settings.engine_stop_timeout_s) + 1,
+        metrics=app[METRICS],
     )
     app[REGISTRY] = registry
     try:
@@ -156,3 +167,16 @@ async def _stat_poller(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await tasks.close()
+
+
+async def _scrape(app: web.Application) -> AsyncIterator[None]:
+    """The state half of /metrics, read from the components at scrape time."""
+    collector = GatewayCollector(
+        pool=app[POOL], registry=app[REGISTRY], fleet=lambda: fleet_facts(app)
+    )
+    registry = app[METRICS].registry
+    registry.register(collector)
+    try:
+        yield
+    finally:
+        registry.unregister(collector)

@@ -47,6 +47,13 @@ def need_ffprobe() -> str:
     return path
 
 
+def need_promtool() -> str:
+    path = shutil.which("promtool")
+    need(path is not None, "promtool (Debian package prometheus)")
+    assert path is not None
+    return path
+
+
 def docker_answers() -> bool:
     if shutil.which("docker") is None:
         return False

@@ -26,6 +26,7 @@ from ..engines.model import Engine, EngineState
 from ..engines.pool import EnginePool
 from ..engines.provisioning import BlockedReason
 from ..logs import get_logger
+from ..metrics import Metrics
 from ..settings import Settings
 from ..tasks import Backoff, Supervisor
 from .breaker import BreakerState, CircuitBreaker
@@ -66,9 +67,11 @@ class Reconciler:
         docker: DockerEngines,
         pool: EnginePool,
         client: EngineClient,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._docker = docker
+        self.metrics = metrics or Metrics()
         self._pool = pool
         self._client = client
         self.ports = PortAllocator(
@@ -82,6 +85,7 @@ class Reconciler:
             pool=pool,
             ports=self.ports,
             on_started=self._register,
+            metrics=self.metrics,
         )
         self.health = HealthProber(
             pool=pool,
@@ -382,6 +386,7 @@ class Reconciler:
 
     async def _wait_ready(self, engine: Engine) -> None:
         timeout_s = self._settings.engine_startup_timeout_s
+        started = time.monotonic()
         try:
             version = await wait_ready(
                 self._client, engine.address, timeout_s=timeout_s, interval_s=_PROBE_INTERVAL_S
@@ -396,6 +401,7 @@ class Reconciler:
             if self._pool.get(engine.id) is None:
                 return
             self._pool.set_state(engine.id, EngineState.READY)
+            self.metrics.engine_start_duration.observe(time.monotonic() - started)
             log.info("engine_ready", engine=engine.name, version=version)
             self.provisioner.attempt_done(engine.id, ok=True)
 

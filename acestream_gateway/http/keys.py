@@ -8,6 +8,7 @@ from ..engines.client import EngineClient
 from ..engines.pool import EnginePool
 from ..fleet.reconciler import Reconciler
 from ..fleet.static import StaticFleet
+from ..metrics import Metrics
 from ..ops.stats import StatPoller
 from ..settings import Settings
 from ..streaming.registry import StreamRegistry
@@ -19,3 +20,4 @@ ENGINE_CLIENT = web.AppKey("engine_client", EngineClient)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 STATIC_FLEET = web.AppKey("static_fleet", StaticFleet)
 STAT_POLLER = web.AppKey("stat_poller", StatPoller)
+METRICS = web.AppKey("metrics", Metrics)

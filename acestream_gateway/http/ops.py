@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..ops import status
-from .keys import POOL, RECONCILER, REGISTRY, SETTINGS
+from .keys import METRICS, POOL, RECONCILER, REGISTRY, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -31,6 +32,13 @@ async def ready(request: web.Request) -> web.Response:
 async def orchestrator_status(request: web.Request) -> web.Response:
     """acestream-orchestrator's status, with its field names."""
     return web.json_response(status.status(take_snapshot(request.app)))
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics of this gateway (its own registry, rendered by prometheus-client)."""
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def fleet_facts(app: web.Application) -> status.FleetFacts:
