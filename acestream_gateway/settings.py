@@ -163,7 +163,14 @@ class Settings(BaseSettings):
 
     # --- operations ----------------------------------------------------------------------------
     api_key: SecretStr | None = None
-    """Key for management endpoints (``Authorization: Bearer`` or ``X-API-Key``); unset = off."""
+    """Key for the management endpoints (``Authorization: Bearer`` or ``X-API-Key``); unset: they
+    are open to whoever reaches the gateway."""
+    protect_reads: bool = False
+    """Whether the read endpoints (status, listings, metrics) need API_KEY too; ``/health`` and
+    ``/ready`` never do (probes)."""
+    public_base_url: str | None = Field(None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    """Base of the player URLs a rewritten playlist gets (``http://host:port``); unset: the
+    request's own ``Host``."""
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias=AliasChoices("log_level", "LOG_LEVEL")
     )

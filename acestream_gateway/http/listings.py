@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..ops import listings
 from ..streaming.channel import Channel
+from .auth import read
 from .content import BadInput, parse_content
 from .errors import json_error
 from .keys import POOL, REGISTRY, STAT_POLLER
@@ -20,6 +21,7 @@ def _channels(app: web.Application) -> list[Channel]:
 
 
 @routes.get("/engines")
+@read
 async def engines(request: web.Request) -> web.Response:
     """Every engine: state, health, address, streams, players, times, VPN."""
     clocks = listings.Clocks(wall=time.time(), mono=time.monotonic())
@@ -28,6 +30,7 @@ async def engines(request: web.Request) -> web.Response:
 
 
 @routes.get("/streams")
+@read
 async def streams(request: web.Request) -> web.Response:
     """Every open channel with the engine's last figures of its session (never asked now)."""
     poller = request.app.get(STAT_POLLER)
@@ -38,6 +41,7 @@ async def streams(request: web.Request) -> web.Response:
 
 
 @routes.get("/ace/status")
+@read
 async def ace_status(request: web.Request) -> web.Response:
     """acexy's status: the number of streams, or with ``id`` / ``infohash`` that one's players."""
     query = {k: v for k, v in request.query.items() if k in ("id", "content_id", "infohash")}

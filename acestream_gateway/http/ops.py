@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..ops import status
+from .auth import read
 from .keys import METRICS, POOL, RECONCILER, REGISTRY, SETTINGS
 
 routes = web.RouteTableDef()
@@ -29,12 +30,14 @@ async def ready(request: web.Request) -> web.Response:
 
 
 @routes.get("/orchestrator/status")
+@read
 async def orchestrator_status(request: web.Request) -> web.Response:
     """acestream-orchestrator's status, with its field names."""
     return web.json_response(status.status(take_snapshot(request.app)))
 
 
 @routes.get("/metrics")
+@read
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus metrics of this gateway (its own registry, rendered by prometheus-client)."""
     body = generate_latest(request.app[METRICS].registry)
