@@ -44,7 +44,9 @@ def json_error(
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id (the caller's ``X-Request-ID`` or a new one) to every log event."""
     request_id = request.headers.get("X-Request-ID", "")[:64] or secrets.token_hex(6)
-    structlog.contextvars.bind_contextvars(request_id=request_id, path=request.path)
+    # The path as sent (percent-encoded, so no decoded line break), without the query string
+    # (which may carry a player's token).
+    structlog.contextvars.bind_contextvars(request_id=request_id, path=request.rel_url.raw_path)
     return await handler(request)
 
 
