@@ -18,7 +18,7 @@ from ..engines.pool import EnginePool
 from ..engines.provisioning import BlockedReason
 from ..metrics import PREFIX
 from ..streaming.registry import StreamRegistry
-from .status import FleetFacts
+from .status import FleetFacts, playing
 
 _BREAKER_STATES = ("closed", "open", "half_open")
 
@@ -87,7 +87,7 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily(
             f"{PREFIX}_streams_playing",
             "Channels whose engine session plays now.",
-            value=sum(1 for c in channels if c.session is not None),
+            value=sum(1 for c in channels if playing(c)),
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_players",

@@ -237,7 +237,7 @@ def take_snapshot(
     return Snapshot(
         engines=pool.snapshot(),
         capacity=pool.capacity(),
-        streams_active=sum(1 for c in channels if _playing(c)),
+        streams_active=sum(1 for c in channels if playing(c)),
         streams_total=len(channels),
         block=block,
         block_eta_s=None if block is None else pool.provisioning.eta_s(block),
@@ -249,7 +249,7 @@ def take_snapshot(
     )
 
 
-def _playing(channel: Channel) -> bool:
+def playing(channel: Channel) -> bool:
     """The channel's engine session is playing (its claim is an active stream)."""
     claim = channel.claim
     return claim is not None and claim.state is ClaimState.ACTIVE
