@@ -168,9 +168,9 @@ class Settings(BaseSettings):
     protect_reads: bool = False
     """Whether the read endpoints (status, listings, metrics) need API_KEY too; ``/health`` and
     ``/ready`` never do (probes)."""
-    public_base_url: str | None = Field(None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
-    """Base of the player URLs a rewritten playlist gets (``http://host:port``); unset: the
-    request's own ``Host``."""
+    public_base_url: str | None = Field(None, pattern=r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$")
+    """Base of the player URLs a rewritten playlist gets (``http://host:port[/path]``, no
+    credentials: they would land in every playlist); unset: the request's own ``Host``."""
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias=AliasChoices("log_level", "LOG_LEVEL")
     )
