@@ -16,10 +16,23 @@ from .engines.pool import EnginePool
 from .fleet.docker import docker_client
 from .fleet.reconciler import Reconciler
 from .fleet.static import StaticFleet
-from .http import ops, players
+from .http import listings, manage, ops, players, playlists
 from .http.errors import error_middleware, request_context
-from .http.keys import POOL, REGISTRY, SETTINGS
+from .http.keys import (
+    ENGINE_CLIENT,
+    METRICS,
+    POOL,
+    RECONCILER,
+    REGISTRY,
+    SETTINGS,
+    STAT_POLLER,
+    STATIC_FLEET,
+)
+from .http.ops import fleet_facts
 from .logs import get_logger
+from .metrics import Metrics
+from .ops.scrape import GatewayCollector
+from .ops.stats import StatPoller
 from .settings import Settings
 from .streaming.channel import FailoverPolicy
 from .streaming.registry import StreamRegistry
@@ -28,9 +41,7 @@ from .tasks import Supervisor
 
 log = get_logger(__name__)
 
-ENGINE_CLIENT = web.AppKey("engine_client", EngineClient)
-RECONCILER = web.AppKey("reconciler", Reconciler)
-STATIC_FLEET = web.AppKey("static_fleet", StaticFleet)
+__all__ = ["ENGINE_CLIENT", "RECONCILER", "STATIC_FLEET", "create_app"]
 
 
 def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Application:
@@ -42,6 +53,7 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     """
     app = web.Application(middlewares=[request_context, error_middleware])
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app[POOL] = EnginePool(
         max_streams_per_engine=settings.max_streams_per_engine,
         max_engines=len(settings.engine_urls) or settings.max_active_replicas,
@@ -52,9 +64,14 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     if with_fleet:
         app.cleanup_ctx.append(_static_fleet if settings.static_fleet else _fleet)
     app.cleanup_ctx.append(_registry)
+    app.cleanup_ctx.append(_stat_poller)
+    app.cleanup_ctx.append(_scrape)
     app.on_shutdown.append(_end_players)
     app.add_routes(players.routes)
     app.add_routes(ops.routes)
+    app.add_routes(listings.routes)
+    app.add_routes(manage.routes)
+    app.add_routes(playlists.routes)
     return app
 
 
@@ -80,7 +97,11 @@ async def _engine_client(app: web.Application) -> AsyncIterator[None]:
 async def _fleet(app: web.Application) -> AsyncIterator[None]:
     async with docker_client(timeout_s=app[SETTINGS].docker_timeout_s) as docker:
         reconciler = Reconciler(
-            settings=app[SETTINGS], docker=docker, pool=app[POOL], client=app[ENGINE_CLIENT]
+            settings=app[SETTINGS],
+            docker=docker,
+            pool=app[POOL],
+            client=app[ENGINE_CLIENT],
+            metrics=app[METRICS],
         )
         app[RECONCILER] = reconciler
         await reconciler.check_vpns()  # a VPN that does not publish its engines' ports: refused
@@ -126,9 +147,39 @@ async def _registry(app: web.Application) -> AsyncIterator[None]:
             attempts=settings.failover_attempts, backoff_s=settings.failover_backoff_s
         ),
         close_timeout_s=max(settings.engine_api_timeout_s, settings.engine_stop_timeout_s) + 1,
+        metrics=app[METRICS],
     )
     app[REGISTRY] = registry
     try:
         yield
     finally:
         await registry.close()
+
+
+async def _stat_poller(app: web.Application) -> AsyncIterator[None]:
+    registry = app[REGISTRY]
+    poller = StatPoller(
+        channels=registry.channels,
+        client=app[ENGINE_CLIENT],
+        interval_s=app[SETTINGS].stat_interval_s,
+    )
+    app[STAT_POLLER] = poller
+    tasks = Supervisor("app")
+    tasks.spawn_loop(poller.run, name="engine stat poller")
+    try:
+        yield
+    finally:
+        await tasks.close()
+
+
+async def _scrape(app: web.Application) -> AsyncIterator[None]:
+    """The state half of /metrics, read from the components at scrape time."""
+    collector = GatewayCollector(
+        pool=app[POOL], registry=app[REGISTRY], fleet=lambda: fleet_facts(app)
+    )
+    registry = app[METRICS].registry
+    registry.register(collector)
+    try:
+        yield
+    finally:
+        registry.unregister(collector)

@@ -7,6 +7,7 @@ contextvars; the standard-library loggers of aiohttp and aiodocker go through th
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -49,7 +50,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if as_json else _keep,
+            structlog.processors.format_exc_info if as_json else escape_controls,
             renderer,
         ],
     )
@@ -62,8 +63,20 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def _keep(logger: Any, name: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
-    return event
+# Control characters (line breaks, terminal escapes) and the Unicode line separators.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(text: str) -> str:
+    return _CONTROLS.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+
+
+def escape_controls(
+    logger: Any, name: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Console lines carry request paths and other text from outside: a line break or a terminal
+    escape in one must not start a forged line or repaint the terminal. (JSON escapes them.)"""
+    return {k: _escaped(v) if isinstance(v, str) else v for k, v in event.items()}
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -178,12 +178,23 @@ class Settings(BaseSettings):
     provision_wait_s: float = Field(60.0, ge=0)
     """Seconds a new channel waits for a free engine to be provisioned before getting 503."""
 
+    stat_interval_s: float = Field(5.0, gt=0)
+    """Seconds between two rounds of asking engines for their playing sessions' figures (peers,
+    speeds, ``livepos``), which ``/streams`` shows; one task asks, never a request."""
+
     allow_url_input: bool = False
     """Whether players may name content by ``url`` or ``magnet`` (the engine then fetches it)."""
 
     # --- operations ----------------------------------------------------------------------------
     api_key: SecretStr | None = None
-    """Key for management endpoints (``Authorization: Bearer`` or ``X-API-Key``); unset = off."""
+    """Key for the management endpoints (``Authorization: Bearer`` or ``X-API-Key``); unset: they
+    are open to whoever reaches the gateway."""
+    protect_reads: bool = False
+    """Whether the read endpoints (status, listings, metrics) need API_KEY too; ``/health`` and
+    ``/ready`` never do (probes)."""
+    public_base_url: str | None = Field(None, pattern=r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$")
+    """Base of the player URLs a rewritten playlist gets (``http://host:port[/path]``, no
+    credentials: they would land in every playlist); unset: the request's own ``Host``."""
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias=AliasChoices("log_level", "LOG_LEVEL")
     )

@@ -47,6 +47,13 @@ def need_ffprobe() -> str:
     return path
 
 
+def need_promtool() -> str:
+    path = shutil.which("promtool")
+    need(path is not None, "promtool (Debian package prometheus)")
+    assert path is not None
+    return path
+
+
 def docker_answers() -> bool:
     if shutil.which("docker") is None:
         return False
@@ -238,8 +245,10 @@ class GatewayProcess:
                     raise AssertionError(f"gateway exited: {self.log_path.read_text()[-3000:]}")
                 try:
                     async with http.get(self.url + "/ready") as resp:
-                        if resp.status == 200:
-                            body: dict[str, Any] = await resp.json()
+                        body: dict[str, Any] = await resp.json()
+                        # Ready to serve, and an engine takes a channel at once (not only once
+                        # the fleet grew): what the tests start from.
+                        if resp.status == 200 and body["can_place_now"]:
                             return body
                 except aiohttp.ClientError:
                     pass

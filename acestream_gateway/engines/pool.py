@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from .model import Engine, EngineState
-from .provisioning import BlockedReason, Provisioning
+from .provisioning import Blocked, BlockedReason, Provisioning
 
 
 class NoCapacity(Exception):
@@ -193,6 +193,17 @@ class EnginePool:
         """Whether a new channel would be placed on an engine right now, without waiting."""
         return self._choose(content_key, set()) is not None
 
+    def blocked(self) -> Blocked | None:
+        """Why no engine can be added now, or None: the fleet's block that matters most, else a
+        fleet at ``max_engines`` (the readiness probe and the status say the same as a refusal)."""
+        return self.provisioning.current() or self._full()
+
+    def _full(self) -> Blocked | None:
+        if len(self._engines) < self.max_engines:
+            return None
+        message = f"all {self.max_engines} engines (MAX_ACTIVE_REPLICAS) are busy"
+        return Blocked(BlockedReason.MAX_CAPACITY, message)
+
     def capacity(self) -> Capacity:
         return count_capacity(self._engines.values(), self._loads(), self.max_streams_per_engine)
 
@@ -322,15 +333,10 @@ class EnginePool:
     def _refuse_if_cannot_grow(self, *, patient: bool = False) -> None:
         if any(e.state is EngineState.STARTING for e in self._engines.values()):
             return  # an engine on its way may take the channel: wait for it
-        block = self.provisioning.current()
-        if block is not None and not patient:
+        # A patient claim (a failover) waits out a provisioning block, never a full fleet.
+        block = self._full() if patient else self.blocked()
+        if block is not None:
             raise NoCapacity(block.message, self.provisioning.retry_after_s(block), block.reason)
-        if len(self._engines) >= self.max_engines:
-            raise NoCapacity(
-                f"all {self.max_engines} engines (MAX_ACTIVE_REPLICAS) are busy",
-                retry_after_s=30.0,
-                code=BlockedReason.MAX_CAPACITY,
-            )
 
     def _changed(self) -> None:
         # Wake everyone waiting for a change, then arm a fresh event for the next one.

@@ -88,6 +88,10 @@ class Provisioning:
     def blocks(self) -> list[Blocked]:
         return [self._blocks[r] for r in _PRECEDENCE if r in self._blocks]
 
+    def eta_s(self, block: Blocked) -> float | None:
+        """Seconds until ``block`` may lift (0 when due), None when nobody knows."""
+        return block.eta_s(self._clock())
+
     def retry_after_s(self, block: Blocked) -> float:
         """A ``Retry-After`` for a refusal because of ``block``: its ETA, at least one second."""
         eta = block.eta_s(self._clock())

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from ..engines.pool import EnginePool
 from ..engines.provisioning import BlockedReason
 from ..logs import get_logger
+from ..metrics import Metrics
 from ..settings import Settings
 from .breaker import BreakerState, CircuitBreaker
 from .docker import UNREACHABLE, DockerEngines, FleetError
@@ -56,8 +57,10 @@ class Provisioner:
         ports: PortAllocator,
         on_started: Started,
         vpns: Vpns | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics or Metrics()
         self._docker = docker
         self._pool = pool
         self._ports = ports
@@ -260,6 +263,7 @@ class Provisioner:
 
     def _failed(self, reason: str) -> None:
         self._last_failure = reason
+        self._metrics.provisioning_failures.inc()
         if self.breaker.record_failure():
             log.warning(
                 "provisioning_breaker_opened",

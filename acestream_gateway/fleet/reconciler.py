@@ -26,6 +26,7 @@ from ..engines.model import Engine, EngineState
 from ..engines.pool import EnginePool
 from ..engines.provisioning import BlockedReason
 from ..logs import get_logger
+from ..metrics import Metrics
 from ..settings import Settings
 from ..tasks import Backoff, Supervisor
 from .breaker import BreakerState, CircuitBreaker
@@ -61,6 +62,16 @@ class FleetStatus:
     ] = ()  # VPN mode: each VPN container, in GLUETUN_CONTAINER_NAME order
 
 
+class ActionRefused(Exception):
+    """An operator's fleet action cannot apply; ``unknown``: no such engine (else it conflicts
+    with the engine's state or the fleet's)."""
+
+    def __init__(self, message: str, *, unknown: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.unknown = unknown
+
+
 class Reconciler:
     """Keeps the fleet of engine containers as the plan wants it; owns its probe tasks."""
 
@@ -71,9 +82,11 @@ class Reconciler:
         docker: DockerEngines,
         pool: EnginePool,
         client: EngineClient,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._docker = docker
+        self.metrics = metrics or Metrics()
         self._pool = pool
         self._client = client
         self.ports = PortAllocator(
@@ -89,6 +102,7 @@ class Reconciler:
             ports=self.ports,
             on_started=self._register,
             vpns=self.vpns,
+            metrics=self.metrics,
         )
         self.health = HealthProber(
             pool=pool,
@@ -294,6 +308,62 @@ class Reconciler:
             eta = self._settings.health_check_interval_s
             self._pool.block(BlockedReason.VPN_DISCONNECTED, message, eta)
 
+    # --- operators' actions ----------------------------------------------------------------------
+
+    async def start_engine(self) -> Engine:
+        """Start one engine now (the plan may reap it later as a surplus spare, after the grace
+        period). Raises :class:`ActionRefused` when none can be started."""
+        if len(self._pool.engines()) >= self._settings.max_active_replicas:
+            raise ActionRefused("the fleet is at MAX_ACTIVE_REPLICAS")
+        async with self._pass:
+            before = {e.id for e in self._pool.engines()}
+            await self.provisioner.provision(1)
+            new = [e for e in self._pool.engines() if e.id not in before]
+        if not new:
+            block = self._pool.blocked()
+            raise ActionRefused(block.message if block else "no engine could be started")
+        return new[0]
+
+    def drain(self, engine_id: str) -> Engine:
+        """No new channel goes to the engine; the plan removes it once it carries none."""
+        engine = self._known(engine_id)
+        if engine.state not in (EngineState.READY, EngineState.DRAINING):
+            state = engine.state.value
+            raise ActionRefused(f"engine {engine.name} is {state}: only a ready one drains")
+        self._pool.set_state(engine.id, EngineState.DRAINING)
+        return engine
+
+    async def remove_engine(self, engine_id: str) -> Engine:
+        """Remove the engine's container now; its channels move to other engines."""
+        engine = self._known(engine_id)
+        if engine.state is not EngineState.UNHEALTHY:
+            self._pool.set_state(engine.id, EngineState.DRAINING)  # out of selection at once
+        async with self._pass:
+            if not await self._remove_container(engine.id, engine.name, "removed by an operator"):
+                raise ActionRefused(f"Docker did not remove engine {engine.name}; retried later")
+        return engine
+
+    def reconcile_soon(self) -> None:
+        """Run a pass now, beside the loop (passes never overlap); a pass already asked for and
+        not yet begun covers this request too."""
+        if "requested reconcile pass" not in self._tasks.names:
+            self._tasks.spawn(self._requested_pass(), name="requested reconcile pass")
+
+    async def _requested_pass(self) -> None:
+        try:
+            await self.reconcile()
+        except FleetError as exc:
+            log.warning("fleet_reconcile_failed", reason=exc.message, requested=True)
+
+    def _known(self, engine_id: str) -> Engine:
+        """The engine by its id (the container's) or its name."""
+        engine = self._pool.get(engine_id) or next(
+            (e for e in self._pool.engines() if e.name == engine_id), None
+        )
+        if engine is None:
+            raise ActionRefused(f"no engine {engine_id!r}", unknown=True)
+        return engine
+
     # --- syncing with Docker -------------------------------------------------------------------
 
     async def _sync(self, records: list[ContainerRecord]) -> None:
@@ -474,6 +544,7 @@ class Reconciler:
 
     async def _wait_ready(self, engine: Engine) -> None:
         timeout_s = self._settings.engine_startup_timeout_s
+        started = time.monotonic()
         try:
             version = await wait_ready(
                 self._client, engine.address, timeout_s=timeout_s, interval_s=_PROBE_INTERVAL_S
@@ -488,6 +559,7 @@ class Reconciler:
             if self._pool.get(engine.id) is None:
                 return
             self._pool.set_state(engine.id, EngineState.READY)
+            self.metrics.engine_start_duration.observe(time.monotonic() - started)
             log.info("engine_ready", engine=engine.name, version=version)
             self.provisioner.attempt_done(engine.id, ok=True)
 

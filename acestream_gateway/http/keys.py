@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..engines.client import EngineClient
 from ..engines.pool import EnginePool
+from ..fleet.reconciler import Reconciler
+from ..fleet.static import StaticFleet
+from ..metrics import Metrics
+from ..ops.stats import StatPoller
 from ..settings import Settings
 from ..streaming.registry import StreamRegistry
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", EnginePool)
 REGISTRY = web.AppKey("registry", StreamRegistry)
+ENGINE_CLIENT = web.AppKey("engine_client", EngineClient)
+RECONCILER = web.AppKey("reconciler", Reconciler)
+STATIC_FLEET = web.AppKey("static_fleet", StaticFleet)
+STAT_POLLER = web.AppKey("stat_poller", StatPoller)
+METRICS = web.AppKey("metrics", Metrics)

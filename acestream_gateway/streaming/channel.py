@@ -36,6 +36,7 @@ from ..engines.client import (
 from ..engines.model import ContentRef, EngineState
 from ..engines.pool import Claim, EnginePool, NoCapacity
 from ..logs import get_logger
+from ..metrics import Metrics
 from .broadcast import Broadcast
 from .errors import ChannelClosed, ChannelError, EngineFailed, EngineRefusedChannel, NoEngine
 from .mpegts import NULL_PACKET
@@ -89,6 +90,7 @@ class Channel:
         timeouts: Timeouts,
         window_bytes: int,
         failover: FailoverPolicy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.content = content
         self.broadcast = Broadcast(window_bytes)
@@ -98,6 +100,9 @@ class Channel:
         self.players = 0
         self.failovers = 0
         self.meter = Meter()
+        self.bytes_out = 0  # handed to this channel's players, over all of them
+        self.end_cause = "channel_failed"  # why its players' streams end, for the metrics
+        self.metrics = metrics or Metrics()
         self._pool = pool
         self._client = client
         self._retirer = retirer
@@ -213,6 +218,7 @@ class Channel:
 
     def _log_failover(self, claim: Claim, end: SessionEnd, attempt: int) -> None:
         self.failovers += 1
+        self.metrics.failovers.labels(reason=end.kind.value).inc()
         log.warning(
             "channel_failover",
             engine=claim.engine.name,
@@ -255,15 +261,18 @@ class Channel:
             session = await self._client.start_session(claim.engine.address, self.content, pid)
         except EngineRefused as exc:
             log.warning("engine_session_refused", reason=exc.reason)
+            self.metrics.session_failures.labels(reason="refused").inc()
             return _Started(error=EngineRefusedChannel(exc.reason) if first else None)
         except EngineError as exc:
             log.warning("engine_session_failed", reason=exc.reason, detail=exc.detail)
+            self.metrics.session_failures.labels(reason="engine_error").inc()
             self._pool.note_failure(claim.engine.id, exc.reason)
             failure = EngineFailed(exc.reason) if first else None
             if failure is not None:
                 self._end(failure)  # players hear it now, before any clean-up
             return _Started(find_pid=pid if isinstance(exc, EngineTimeout) else None, error=failure)
         self._pool.note_success(claim.engine.id)
+        self.metrics.session_starts.inc()
         self.session = session
         log.info("engine_session_started", infohash=session.infohash, pid=session.pid)
         if not self._started.done():

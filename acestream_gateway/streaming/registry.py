@@ -11,36 +11,67 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from ..engines.client import EngineClient
 from ..engines.model import ContentRef
 from ..engines.pool import EnginePool
 from ..logs import get_logger
+from ..metrics import Metrics
 from ..tasks import Supervisor
-from .broadcast import Subscriber
+from .broadcast import BroadcastEnded, PlayerTooSlow, Subscriber
 from .channel import Channel, FailoverPolicy
 from .errors import ChannelClosed
+from .mpegts import NULL_PACKET
 from .retire import Retirer
 from .upstream import Timeouts
 
 log = get_logger(__name__)
 
 
+@dataclass(slots=True)
+class Tally:
+    """Bytes moved over the registry's life, for the metrics: counted as they move for players,
+    folded in from each channel's meter when it ends for engines."""
+
+    bytes_out: int = 0
+    bytes_in_ended: int = 0  # of channels that ended; live ones are in their meters
+
+
 class Player:
     """One player's view of a channel (keep-alive packets are in the channel's data itself)."""
 
-    def __init__(self, channel: Channel, subscriber: Subscriber) -> None:
+    def __init__(
+        self, channel: Channel, subscriber: Subscriber, tally: Tally, joined_at: float
+    ) -> None:
         self.channel = channel
         self._subscriber = subscriber
+        self._tally = tally
+        self._joined_at = joined_at
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Stream data until the channel ends.
 
         Raises ``PlayerTooSlow`` or ``BroadcastEnded`` (see ``broadcast``).
         """
-        while (data := await self._subscriber.read()) is not None:
-            yield data
+        channel, tally, metrics = self.channel, self._tally, self.channel.metrics
+        waiting_for_data = True
+        try:
+            while (data := await self._subscriber.read()) is not None:
+                channel.bytes_out += len(data)
+                tally.bytes_out += len(data)
+                if waiting_for_data and data != NULL_PACKET:
+                    waiting_for_data = False
+                    metrics.time_to_first_byte.observe(time.monotonic() - self._joined_at)
+                yield data
+        except PlayerTooSlow:
+            metrics.player_drops.labels(reason="too_slow").inc()
+            raise
+        except BroadcastEnded:
+            metrics.player_drops.labels(reason=channel.end_cause).inc()
+            raise
 
 
 class StreamRegistry:
@@ -56,6 +87,7 @@ class StreamRegistry:
         linger_s: float,
         failover: FailoverPolicy | None = None,
         close_timeout_s: float = 10.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._pool = pool
         self._client = client
@@ -70,9 +102,30 @@ class StreamRegistry:
         self._upstreams: dict[Channel, asyncio.Task[None]] = {}
         self._lingers: dict[Channel, asyncio.Task[None]] = {}
         self._closing = False
+        self.metrics = metrics or Metrics()
+        self.tally = Tally()
 
     def channels(self) -> list[Channel]:
+        """The channels players are sent to, one per content."""
         return list(self._channels.values())
+
+    def running(self) -> list[Channel]:
+        """Every channel whose task still runs, those already asked to stop included (their
+        bytes still count until they end)."""
+        return list(self._upstreams)
+
+    def stop(self, content_key: str) -> Channel | None:
+        """End a channel now, for an operator: its players' streams end, its session is stopped.
+        None when no channel plays that content."""
+        channel = self._channels.get(content_key)
+        if channel is None:
+            return None
+        channel.end_cause = "stopped"
+        self._cancel_linger(channel)
+        self._stop(channel)
+        channel.broadcast.close("the stream was stopped by an operator")
+        log.info("channel_stopped_by_operator", content=content_key, players=channel.players)
+        return channel
 
     @contextlib.asynccontextmanager
     async def play(self, content: ContentRef) -> AsyncIterator[Player]:
@@ -82,13 +135,14 @@ class StreamRegistry:
         """
         if self._closing:
             raise ChannelClosed("the gateway is shutting down")
+        joined_at = time.monotonic()
         channel = self._channel_for(content)
         channel.players += 1
         self._cancel_linger(channel)
         subscriber = channel.broadcast.subscribe()
         try:
             await channel.wait_started()
-            yield Player(channel, subscriber)
+            yield Player(channel, subscriber, self.tally, joined_at)
         finally:
             subscriber.close()
             channel.players -= 1
@@ -99,6 +153,7 @@ class StreamRegistry:
         """End every player's stream now (shutdown); engine sessions stop in :meth:`close`."""
         self._closing = True
         for channel in self._channels.values():
+            channel.end_cause = "shutdown"
             channel.broadcast.close(reason)
 
     async def close(self) -> None:
@@ -128,6 +183,7 @@ class StreamRegistry:
             timeouts=self._timeouts,
             window_bytes=self._window_bytes,
             failover=self._failover,
+            metrics=self.metrics,
         )
         self._channels[content.key] = channel
         task = self._tasks.spawn(channel.run(), name=f"channel {content.key}")
@@ -137,7 +193,8 @@ class StreamRegistry:
         return channel
 
     def _forget(self, channel: Channel) -> None:
-        self._upstreams.pop(channel, None)
+        if self._upstreams.pop(channel, None) is not None:
+            self.tally.bytes_in_ended += channel.meter.bytes_in
         if self._channels.get(channel.content.key) is channel:
             del self._channels[channel.content.key]
         log.info("channel_closed", content=channel.content.key, failovers=channel.failovers)

@@ -328,5 +328,18 @@ async def test_engines_spread_over_two_vpns_and_one_going_down_moves_only_its_ch
             assert not status[vpn_b.name].connected
             assert status[vpn_b.name].engines == ()
             assert status[vpn_a.name].connected
+            # The status endpoint shows the same facts, read from memory.
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{server.port}/orchestrator/status") as resp,
+            ):
+                shown = (await resp.json())["vpn"]
+            assert shown["enabled"] is True
+            by_name = {v["container"]: v for v in shown["vpns"]}
+            assert by_name[vpn_b.name]["connected"] is False
+            assert by_name[vpn_a.name]["connected"] is True
+            assert by_name[vpn_b.name]["engines"] == []
+            assert len(by_name[vpn_a.name]["engines"]) == len(status[vpn_a.name].engines)
+            assert by_name[vpn_a.name]["container_id"] == status[vpn_a.name].container_id
             for player in players:
                 await player.close()

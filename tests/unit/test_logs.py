@@ -49,3 +49,15 @@ def test_the_level_filters_events(capsys: pytest.CaptureFixture[str]) -> None:
     get_logger("x").warning("loud")
     lines = capsys.readouterr().err.strip().splitlines()
     assert [json.loads(x)["event"] for x in lines] == ["loud"]
+
+
+def test_console_lines_cannot_be_forged_by_text_from_outside(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info", "console")
+    forged = "/x\n2026-01-01 [info     ] engine_started\x1b[2J\u2028"
+    get_logger("acestream_gateway.test").info("player_joining", path=forged)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "\x1b" not in err
+    assert "\\n2026-01-01" in err

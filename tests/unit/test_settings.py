@@ -182,3 +182,12 @@ def test_version_is_printed() -> None:
     result = run_cli("--version", env={})
     assert result.returncode == 0
     assert result.stdout.startswith("acestream-gateway ")
+
+
+@pytest.mark.parametrize(
+    "value", ["tv.example.org", "ftp://x", "http://user:pw@tv.example.org", "http://a b"]
+)
+def test_public_base_url_must_be_a_plain_http_url(value: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(public_base_url=value)
+    assert Settings(public_base_url="https://tv.example.org:8443/gw").public_base_url
