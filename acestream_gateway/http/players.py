@@ -1,4 +1,11 @@
-"""What players call: ``/ace/getstream`` (GET streams, HEAD only probes)."""
+"""What players call: ``/ace/getstream`` (GET streams, HEAD only probes).
+
+The stream's body ends when the connection closes, exactly like the engine's own stream (no
+chunked framing), so a player's bytes are the channel's shared blocks as they are: a player at
+the live edge is handed each block by the channel itself, straight to its socket, in one pass
+over all such players (see ``streaming.broadcast``); only a player behind the live edge (joining,
+or catching up after its socket filled) runs its own loop, with flow control and a deadline.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import asyncio
 from aiohttp import web
 
 from ..logs import get_logger
-from ..streaming.broadcast import BroadcastEnded, PlayerTooSlow
+from ..streaming.broadcast import BroadcastEnded, PlayerTooSlow, Subscriber
 from ..streaming.registry import Player
 from .content import parse_content
 from .keys import REGISTRY, SETTINGS
@@ -21,6 +28,38 @@ _STREAM_HEADERS = {
     "Cache-Control": "no-cache, no-store",
     "Accept-Ranges": "none",
 }
+
+
+class LiveResponse(web.StreamResponse):
+    """A response whose body ends when the connection closes: no Content-Length and no chunked
+    framing, as the engine answers itself, so every player that plays an engine plays this."""
+
+    # aiohttp chunks an HTTP/1.1 body of unknown length unless length checks are off (as its
+    # WebSocket responses have them); the connection is closed after the body instead.
+    _length_check = False
+
+    def __init__(self) -> None:
+        super().__init__(status=200, headers=_STREAM_HEADERS)
+        self.force_close()
+
+
+class _Pusher:
+    """Hands blocks to one player's socket while it keeps up: never to a socket with bytes still
+    waiting in its transport (those go through the player's own loop, under flow control)."""
+
+    __slots__ = ("_transport", "sent")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.sent = 0
+
+    def push(self, chunk: bytes) -> bool:
+        transport = self._transport
+        if transport.get_write_buffer_size() or transport.is_closing():
+            return False
+        transport.write(chunk)
+        self.sent += len(chunk)
+        return True
 
 
 @routes.route("HEAD", "/ace/getstream")
@@ -37,7 +76,7 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
     content = parse_content(request.query, allow_url=settings.allow_url_input)
     log.info("player_joining", content=content.key, peer=request.remote)
     async with request.app[REGISTRY].play(content) as player:
-        response = web.StreamResponse(status=200, headers=_STREAM_HEADERS)
+        response = LiveResponse()
         await response.prepare(request)
         finished = await _feed(response, request.transport, player, settings.stall_timeout_s)
     # The player no longer counts for the channel; its connection still must not hang on a
@@ -53,27 +92,48 @@ async def _feed(
     write_timeout_s: float,
 ) -> bool:
     """Write the channel to the player; True when the stream ended and the player kept up."""
-    sent = 0
+    if not isinstance(transport, asyncio.Transport):
+        log.info("player_left", bytes=0)  # before its headers went out
+        return False
+    pusher = _Pusher(transport)
     try:
-        async for data in player.chunks():
-            if _fits(transport, len(data)):
-                await response.write(data)  # cannot pause the transport: no timer needed
-            else:
-                # The player's socket is backed up: this write may wait, but not forever.
-                async with asyncio.timeout(write_timeout_s):
-                    await response.write(data)
-            sent += len(data)
+        await _copy(response, transport, player.subscriber, pusher, write_timeout_s)
     except (ConnectionError, TimeoutError):
-        log.info("player_left", bytes=sent)
+        log.info("player_left", bytes=pusher.sent)
         return False
     except PlayerTooSlow as exc:
-        log.warning("player_dropped", reason="too slow", detail=str(exc), bytes=sent)
+        log.warning("player_dropped", reason="too slow", detail=str(exc), bytes=pusher.sent)
         return False
     except BroadcastEnded as exc:
-        log.warning("player_stream_ended", reason=exc.reason, bytes=sent)
+        log.warning("player_stream_ended", reason=exc.reason, bytes=pusher.sent)
     else:
-        log.info("player_stream_ended", bytes=sent)
+        log.info("player_stream_ended", bytes=pusher.sent)
     return True
+
+
+async def _copy(
+    response: web.StreamResponse,
+    transport: asyncio.Transport,
+    subscriber: Subscriber,
+    pusher: _Pusher,
+    write_timeout_s: float,
+) -> None:
+    """Catch up chunk by chunk while behind the live edge; follow the channel while on it."""
+    while (data := subscriber.take()) is not None:
+        if not data:
+            if transport.is_closing():
+                raise ConnectionResetError("the player left")
+            # At the live edge: the channel writes to this player itself, until its socket
+            # backs up (then the refused chunk is read here, under flow control) or it ends.
+            await subscriber.follow(pusher.push)
+            continue
+        if _fits(transport, len(data)):
+            await response.write(data)  # cannot pause the transport: no timer needed
+        else:
+            # The player's socket is backed up: this write may wait, but not forever.
+            async with asyncio.timeout(write_timeout_s):
+                await response.write(data)
+        pusher.sent += len(data)
 
 
 async def _finish(
@@ -93,10 +153,10 @@ async def _finish(
         transport.abort()  # a gone, stuck or dropped player: drop the connection at once
 
 
-def _fits(transport: asyncio.BaseTransport | None, size: int) -> bool:
+def _fits(transport: asyncio.WriteTransport, size: int) -> bool:
     """Whether writing ``size`` bytes keeps the transport under its high-water mark, so the write
     returns without waiting (a timer per write costs more than the copy itself)."""
-    if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
+    if transport.is_closing():
         return False
     low, high = transport.get_write_buffer_limits()
     held = transport.get_write_buffer_size()

@@ -32,14 +32,14 @@ class Player:
 
     def __init__(self, channel: Channel, subscriber: Subscriber) -> None:
         self.channel = channel
-        self._subscriber = subscriber
+        self.subscriber = subscriber
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Stream data until the channel ends.
 
         Raises ``PlayerTooSlow`` or ``BroadcastEnded`` (see ``broadcast``).
         """
-        while (data := await self._subscriber.read()) is not None:
+        while (data := await self.subscriber.read()) is not None:
             yield data
 
 

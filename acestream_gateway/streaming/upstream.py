@@ -1,10 +1,12 @@
 """Reading one engine session's stream into a channel's broadcast, and how that reading ended.
 
 This is the only reader of a session's playback URL (the engine serves it to one reader only).
-Bytes are published as whole TS packets, cut so that the latest join point starts a chunk of its
-own; after a failover the first bytes published start at a splice point (program tables, then a
-keyframe), so players already watching resynchronise at once. Reading never decides what happens
-next: it returns a :class:`SessionEnd` and the channel decides (fail over, or end).
+Bytes are published as whole TS packets, gathered into blocks (:mod:`.coalesce`: an engine's small
+pieces cost one write per player per block, not per piece) and cut so that every join point
+starts a block of its own; after a failover the first bytes published start at a splice point
+(program tables, then a keyframe), so players already watching resynchronise at once. Reading
+never decides what happens next: it returns a :class:`SessionEnd` and the channel decides (fail
+over, or end).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import aiohttp
 from ..engines.client import EngineClient, EngineError, EngineSession
 from ..logs import get_logger
 from .broadcast import Broadcast
+from .coalesce import Block, Coalescer
 from .mpegts import JoinPoints, Splicer, TsAligner
 
 log = get_logger(__name__)
@@ -111,6 +114,20 @@ async def _pump(
     splicer: Splicer | None,
     meter: Meter,
 ) -> SessionEnd:
+    gather = _Gatherer(broadcast)
+    try:
+        return await _copy(response, gather, timeouts, splicer, meter)
+    finally:
+        gather.close()  # what this session sent reaches the players before anything else
+
+
+async def _copy(
+    response: aiohttp.ClientResponse,
+    gather: _Gatherer,
+    timeouts: Timeouts,
+    splicer: Splicer | None,
+    meter: Meter,
+) -> SessionEnd:
     aligner = TsAligner()
     joins = JoinPoints()
     timeout = timeouts.first_data_s
@@ -138,23 +155,56 @@ async def _pump(
         packets = aligner.feed(data)
         if splicer is not None and not splicer.done:
             packets = splicer.feed(packets)
-            if splicer.done:
-                log.info("upstream_spliced", dropped=splicer.dropped)
-                meter.spliced_at(broadcast.bytes_published)
-                broadcast.publish(packets, join_point=True)
+            if not splicer.done:
                 continue
-        _publish(broadcast, packets, joins)
+            log.info("upstream_spliced", dropped=splicer.dropped)
+            meter.spliced_at(gather.offset)
+            gather.add(packets, join_at=0)
+            continue
+        if packets:
+            gather.add(packets, join_at=joins.last(packets))
 
 
-def _publish(broadcast: Broadcast, data: bytes, joins: JoinPoints) -> None:
-    """Publish whole packets, cut so that the last join point starts a chunk of its own."""
-    cut = joins.last(data)
-    if cut is None:
-        broadcast.publish(data)
-        return
-    if cut:
-        broadcast.publish(data[:cut])
-    broadcast.publish(data[cut:], join_point=True)
+class _Gatherer:
+    """A session's blocks on their way into the broadcast: a :class:`Coalescer` and the one timer
+    that sends what is pending when no further piece comes in time."""
+
+    __slots__ = ("_broadcast", "_coalescer", "_loop", "_timer")
+
+    def __init__(self, broadcast: Broadcast) -> None:
+        self._broadcast = broadcast
+        self._coalescer = Coalescer()
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def offset(self) -> int:
+        """Where the next byte added will be in the broadcast."""
+        return self._broadcast.bytes_published + self._coalescer.pending_bytes
+
+    def add(self, data: bytes, *, join_at: int | None) -> None:
+        self._publish(self._coalescer.add(data, self._loop.time(), join_at=join_at))
+        self._arm()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._publish(self._coalescer.flush(self._loop.time()))
+
+    def _arm(self) -> None:
+        deadline = self._coalescer.deadline
+        if deadline is not None and self._timer is None:
+            self._timer = self._loop.call_at(deadline, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        self._publish(self._coalescer.due(self._loop.time()))
+        self._arm()  # the deadline moved on: a block went out since this timer was set
+
+    def _publish(self, blocks: list[Block]) -> None:
+        for block in blocks:
+            self._broadcast.publish(block.data, join_point=block.join_point)
 
 
 def _end(
