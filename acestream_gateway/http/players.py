@@ -87,19 +87,26 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
 
 async def _feed(
     response: web.StreamResponse,
-    transport: asyncio.BaseTransport | None,
+    transport: asyncio.Transport | None,
     player: Player,
     write_timeout_s: float,
 ) -> bool:
-    """Write the channel to the player; True when the stream ended and the player kept up."""
-    if not isinstance(transport, asyncio.Transport):
+    """Write the channel to the player; True when the stream ended and the player kept up.
+
+    ``transport`` is aiohttp's, typed as asyncio's (uvloop's transports do not subclass it).
+    """
+    if transport is None:
         log.info("player_left", bytes=0)  # before its headers went out
         return False
     pusher = _Pusher(transport)
     try:
         await _copy(response, transport, player.subscriber, pusher, write_timeout_s)
-    except (ConnectionError, TimeoutError):
+    except ConnectionError:
         log.info("player_left", bytes=pusher.sent)
+        return False
+    except TimeoutError:
+        # Its socket stayed full for the whole write deadline: it stopped reading.
+        log.warning("player_dropped", reason="not reading", bytes=pusher.sent)
         return False
     except PlayerTooSlow as exc:
         log.warning("player_dropped", reason="too slow", detail=str(exc), bytes=pusher.sent)
@@ -138,7 +145,7 @@ async def _copy(
 
 async def _finish(
     response: web.StreamResponse,
-    transport: asyncio.BaseTransport | None,
+    transport: asyncio.Transport | None,
     finished: bool,
     timeout_s: float,
 ) -> None:
@@ -149,11 +156,11 @@ async def _finish(
             return
         except (ConnectionError, TimeoutError):
             log.info("player_not_reading_at_end")
-    if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+    if transport is not None and not transport.is_closing():
         transport.abort()  # a gone, stuck or dropped player: drop the connection at once
 
 
-def _fits(transport: asyncio.WriteTransport, size: int) -> bool:
+def _fits(transport: asyncio.Transport, size: int) -> bool:
     """Whether writing ``size`` bytes keeps the transport under its high-water mark, so the write
     returns without waiting (a timer per write costs more than the copy itself)."""
     if transport.is_closing():
