@@ -121,6 +121,15 @@ async def _pump(
         gather.close()  # what this session sent reaches the players before anything else
 
 
+@dataclass(slots=True)
+class _Progress:
+    """How far reading one session got (loop clock for the last data, wall clock for logs)."""
+
+    received: int = 0
+    first_at: float | None = None  # time.monotonic() of the first byte
+    last_at: float = 0.0  # loop.time() of the latest bytes, or of the start
+
+
 async def _copy(
     response: aiohttp.ClientResponse,
     gather: _Gatherer,
@@ -128,41 +137,85 @@ async def _copy(
     splicer: Splicer | None,
     meter: Meter,
 ) -> SessionEnd:
-    aligner = TsAligner()
-    joins = JoinPoints()
-    timeout = timeouts.first_data_s
-    received = 0
-    first_at: float | None = None
+    """Read until the stream ends, breaks or goes quiet for its timeout.
+
+    One timeout scope covers many reads (a timer per read would cost more than the read): when it
+    expires, the stream is quiet only if no bytes came for the whole timeout, else a new scope
+    starts from the latest bytes.
+    """
+    loop = asyncio.get_running_loop()
+    progress = _Progress(last_at=loop.time())
+    reader = _Reader(response, gather, splicer, meter, progress)
     while True:
+        timeout = timeouts.first_data_s if progress.first_at is None else timeouts.stall_s
         try:
-            async with asyncio.timeout(timeout):
-                data = await response.content.read(_READ_SIZE)
+            async with asyncio.timeout_at(progress.last_at + timeout) as scope:
+                return await reader.run(scope, timeouts.stall_s)
         except TimeoutError:
+            if loop.time() - progress.last_at < timeout:
+                continue
+            received, first_at = progress.received, progress.first_at
             log.warning("upstream_stalled", timeout_s=timeout, bytes=received)
             kind = EndKind.STALLED if first_at is not None else EndKind.NO_DATA
             return _end(kind, f"engine stalled for {timeout:g} s", "", received, first_at)
-        except aiohttp.ClientError as exc:
-            log.warning("upstream_broken", error=repr(exc), bytes=received)
-            return _end(EndKind.BROKEN, "engine stream broke", repr(exc), received, first_at)
-        if not data:
-            log.info("upstream_ended", bytes=received)
-            return _end(EndKind.EOF, "engine ended the stream", "", received, first_at)
-        received += len(data)
-        meter.bytes_in += len(data)
-        if first_at is None:
-            log.info("upstream_first_data")
-            first_at, timeout = time.monotonic(), timeouts.stall_s
-        packets = aligner.feed(data)
+
+
+class _Reader:
+    """The reading loop of one session: bytes in, whole packets on to the gatherer."""
+
+    __slots__ = ("_aligner", "_gather", "_joins", "_meter", "_progress", "_response", "_splicer")
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        gather: _Gatherer,
+        splicer: Splicer | None,
+        meter: Meter,
+        progress: _Progress,
+    ) -> None:
+        self._response = response
+        self._gather = gather
+        self._splicer = splicer
+        self._meter = meter
+        self._progress = progress
+        self._aligner = TsAligner()
+        self._joins = JoinPoints()
+
+    async def run(self, scope: asyncio.Timeout, stall_s: float) -> SessionEnd:
+        progress, loop = self._progress, asyncio.get_running_loop()
+        while True:
+            try:
+                data = await self._response.content.read(_READ_SIZE)
+            except aiohttp.ClientError as exc:
+                log.warning("upstream_broken", error=repr(exc), bytes=progress.received)
+                return _end(EndKind.BROKEN, "engine stream broke", repr(exc), *self._so_far())
+            if not data:
+                log.info("upstream_ended", bytes=progress.received)
+                return _end(EndKind.EOF, "engine ended the stream", "", *self._so_far())
+            progress.received += len(data)
+            progress.last_at = loop.time()
+            self._meter.bytes_in += len(data)
+            if progress.first_at is None:
+                log.info("upstream_first_data")
+                progress.first_at = time.monotonic()
+                scope.reschedule(progress.last_at + stall_s)  # from now on, quiet means stalled
+            self._take(self._aligner.feed(data))
+
+    def _so_far(self) -> tuple[int, float | None]:
+        return self._progress.received, self._progress.first_at
+
+    def _take(self, packets: bytes) -> None:
+        splicer = self._splicer
         if splicer is not None and not splicer.done:
             packets = splicer.feed(packets)
             if not splicer.done:
-                continue
+                return
             log.info("upstream_spliced", dropped=splicer.dropped)
-            meter.spliced_at(gather.offset)
-            gather.add(packets, join_at=0)
-            continue
+            self._meter.spliced_at(self._gather.offset)
+            self._gather.add(packets, join_at=0)
+            return
         if packets:
-            gather.add(packets, join_at=joins.last(packets))
+            self._gather.add(packets, join_at=self._joins.last(packets))
 
 
 class _Gatherer:
@@ -195,11 +248,13 @@ class _Gatherer:
     def _arm(self) -> None:
         deadline = self._coalescer.deadline
         if deadline is not None and self._timer is None:
-            self._timer = self._loop.call_at(deadline, self._on_deadline)
+            self._timer = self._loop.call_at(deadline, self._on_deadline, deadline)
 
-    def _on_deadline(self) -> None:
+    def _on_deadline(self, deadline: float) -> None:
         self._timer = None
-        self._publish(self._coalescer.due(self._loop.time()))
+        # A timer may fire a hair before its time by the loop's clock (uvloop's is cached, in
+        # milliseconds): what was due at ``deadline`` goes now, or the timer would spin until then.
+        self._publish(self._coalescer.due(max(deadline, self._loop.time())))
         self._arm()  # the deadline moved on: a block went out since this timer was set
 
     def _publish(self, blocks: list[Block]) -> None:
