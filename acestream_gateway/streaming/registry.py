@@ -28,19 +28,12 @@ log = get_logger(__name__)
 
 
 class Player:
-    """One player's view of a channel (keep-alive packets are in the channel's data itself)."""
+    """One player's view of a channel: its cursor into the channel's broadcast (keep-alive
+    packets are in the channel's data itself)."""
 
     def __init__(self, channel: Channel, subscriber: Subscriber) -> None:
         self.channel = channel
         self.subscriber = subscriber
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Stream data until the channel ends.
-
-        Raises ``PlayerTooSlow`` or ``BroadcastEnded`` (see ``broadcast``).
-        """
-        while (data := await self.subscriber.read()) is not None:
-            yield data
 
 
 class StreamRegistry:
