@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .app import create_app
+from .eventloop import EventLoopUnavailable, loop_factory
 from .fleet.vpn import VpnError
 from .logs import configure_logging, get_logger
 from .settings import Settings, describe_errors, load_settings
@@ -50,9 +51,17 @@ def main(argv: list[str] | None = None) -> None:
 def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then shut down cleanly within a deadline."""
     configure_logging(settings.log_level, settings.log_format)
-    log.info("gateway_starting", version=__version__, port=settings.gateway_port)
     try:
-        asyncio.run(_serve(settings))
+        loop_name, new_loop = loop_factory(settings.event_loop)
+    except EventLoopUnavailable as exc:
+        print(f"acestream-gateway: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    log.info(
+        "gateway_starting", version=__version__, port=settings.gateway_port, event_loop=loop_name
+    )
+    try:
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            runner.run(_serve(settings))
     except OSError as exc:  # the listening socket: port taken, address not available
         log.error("gateway_cannot_listen", reason=str(exc))
         raise SystemExit(1) from None

@@ -175,6 +175,8 @@ class Settings(BaseSettings):
     """Seconds between keep-alive TS null packets sent to players while the engine prebuffers."""
     player_buffer_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
     """How far (bytes) a player may fall behind the live edge before it is dropped."""
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    """The event loop: uvloop (faster fan-out) when installed with ``auto``, or asyncio's own."""
     provision_wait_s: float = Field(60.0, ge=0)
     """Seconds a new channel waits for a free engine to be provisioned before getting 503."""
 

@@ -48,6 +48,9 @@ class Knobs:
     burst_bytes: int = _knob(20_000_000, "count", "live window sent at link speed to a reader")
     bitrate_bps: int = _knob(4_000_000, "count", "real-time bitrate after the burst (bit/s)")
     keyframe_interval_s: float = _knob(2.0, "seconds", "distance between keyframes (and HLS segs)")
+    write_interval_s: float = _knob(
+        0.1, "seconds", "after the burst, one piece is written this often (0.02: a live engine)"
+    )
     unknown_ids: frozenset[str] = _knob(
         frozenset(), "ids", "content ids/infohashes/urls/magnets that getstream refuses (* = all)"
     )
@@ -88,6 +91,8 @@ class Knobs:
             raise KnobError(f"bitrate_bps/keyframe_interval_s: {exc}") from exc
         if not 0 < self.keyframe_interval_s < NEVER:
             raise KnobError("keyframe_interval_s must be a positive number of seconds")
+        if not 0.001 <= self.write_interval_s <= 1.0:
+            raise KnobError("write_interval_s must be between 0.001 and 1 second")
 
     def as_json(self) -> dict[str, object]:
         out: dict[str, object] = {}

@@ -2,9 +2,11 @@
 
 The TS path reproduces the engine's quirks: the playback URL redirects to a fresh /content/ URL;
 response headers wait until prebuffering is done (forever for a dead channel); the body is the
-live window at link speed, then real time at the channel's bitrate, paced by byte count in ~100 ms
-blocks; only one reader at a time, a second one gets a malformed response. Fault knobs (end,
-stall) are read on every block, so changing them at run time affects streams already playing.
+live window at link speed, then real time at the channel's bitrate, paced by byte count in one
+piece every ``write_interval_s`` (~100 ms blocks by default; a live engine writes a few KB every
+20 ms or so, which ``write_interval_s=0.02`` reproduces); only one reader at a time, a second one
+gets a malformed response. Fault knobs (end, stall) and the write interval are read on every
+piece, so changing them at run time affects streams already playing.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ class Playback:
             else:
                 rawhttp.write(transport, session.source.read(pacer.due(now)))
                 await rawhttp.drain(transport)
-            await state.wait_ended(session, TICK_S)
+            # Read on every piece: changing the knob at run time reshapes streams already playing.
+            await state.wait_ended(session, state.knobs.write_interval_s)
 
     async def _send_burst(
         self, session: Session, transport: asyncio.Transport, started: float

@@ -1,10 +1,19 @@
 """Fan-out of one upstream to many players through one shared window of chunks.
 
-Every chunk is stored once; each player keeps only a cursor into the window. A slow player never
-slows the others: when its cursor falls out of the window (it is ``window_bytes`` behind the live
-edge) it is dropped. The window is large enough to absorb the engine's initial burst, and it only
-holds what some player still has to read (plus nothing once everyone is at the live edge), so
-memory follows the slowest player, not the number of players.
+Every chunk is stored once and handed to every player as the same immutable object; each player
+keeps only a cursor into the window. Players take the window in one of two ways:
+
+- **following** (the common case): a player at the live edge whose socket has room registers a
+  *push* callable, and :meth:`Broadcast.publish` hands each new chunk to every follower in one
+  pass, with no task switch per player per chunk. A push that refuses a chunk (the player's
+  socket is backed up, or it is gone) takes the player out of that pass: it wakes to catch up.
+- **reading**: a player behind the live edge (a joiner starting at a join point, one catching up
+  after its socket filled) reads chunks one by one with :meth:`Subscriber.read` at its own pace.
+
+A slow player never slows the others: when its cursor falls out of the window (it is
+``window_bytes`` behind the live edge) it is dropped. The window is large enough to absorb the
+engine's initial burst, and it only holds what some player still has to read (plus the latest
+join point), so memory follows the slowest player, not the number of players.
 """
 
 from __future__ import annotations
@@ -12,6 +21,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
+
+Push = Callable[[bytes], bool]
+"""Hands one chunk to a following player at once: True if it took it, False if it cannot take it
+now (its socket is backed up, or it left). It never raises and never waits."""
 
 
 class PlayerTooSlow(Exception):
@@ -35,7 +49,8 @@ class Broadcast:
         self._first_seq = 0  # sequence number of self._chunks[0]
         self._held = 0  # bytes in the window
         self._published = 0  # bytes ever published
-        self._subscribers: set[Subscriber] = set()
+        self._readers: set[Subscriber] = set()  # subscribers that read at their own pace
+        self._followers: dict[Subscriber, Push] = {}  # at the live edge, fed by publish()
         self._closed = False
         self._error: str | None = None
         self._wakeup = asyncio.Event()
@@ -60,21 +75,41 @@ class Broadcast:
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        return len(self._readers) + len(self._followers)
+
+    @property
+    def follower_count(self) -> int:
+        """Subscribers fed by :meth:`publish` itself (at the live edge, socket not backed up)."""
+        return len(self._followers)
 
     def publish(self, chunk: bytes, *, join_point: bool = False) -> None:
-        """Append a chunk at the live edge and wake the readers; a ``join_point`` chunk starts
-        cleanly (program tables, then a keyframe) and is where new players begin."""
+        """Append a chunk at the live edge, hand it to every follower and wake the readers; a
+        ``join_point`` chunk starts cleanly (program tables, then a keyframe) and is where new
+        players begin."""
         if self._closed or not chunk:
             return
+        seq = self.next_seq
         if join_point:
-            self._join_seq = self.next_seq
+            self._join_seq = seq
         self._chunks.append(chunk)
         self._last_publish = time.monotonic()
         self._held += len(chunk)
         self._published += len(chunk)
+        if self._followers:
+            self._push(chunk, seq)
         self._trim()
         self._wake()
+
+    def _push(self, chunk: bytes, seq: int) -> None:
+        refused: list[Subscriber] | None = None
+        for subscriber, push in self._followers.items():
+            if not push(chunk):
+                if refused is None:
+                    refused = []
+                refused.append(subscriber)
+        if refused is not None:
+            for subscriber in refused:
+                self._stop_following(subscriber, seq)  # it reads ``chunk`` itself, when it can
 
     def quiet_for(self) -> float:
         """Seconds since the last chunk was published (or since the broadcast began)."""
@@ -85,6 +120,8 @@ class Broadcast:
         if not self._closed:
             self._closed = True
             self._error = error
+            for subscriber in list(self._followers):
+                self._stop_following(subscriber, self.next_seq)
             self._wake()
 
     def subscribe(self) -> Subscriber:
@@ -94,12 +131,32 @@ class Broadcast:
         if self._join_seq is not None and self._join_seq >= self._first_seq:
             start = self._join_seq
         subscriber = Subscriber(self, start)
-        self._subscribers.add(subscriber)
+        self._readers.add(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        self._subscribers.discard(subscriber)
+        if self._followers.pop(subscriber, None) is not None:
+            subscriber._release()
+        self._readers.discard(subscriber)
         self._trim()
+
+    def _follow(self, subscriber: Subscriber, push: Push) -> bool:
+        """Feed ``subscriber`` from :meth:`publish` from now on, if it is at the live edge."""
+        if self._closed or subscriber.position != self.next_seq:
+            return False
+        if subscriber in self._readers:
+            self._readers.discard(subscriber)
+            self._followers[subscriber] = push
+            self._trim()  # a follower holds nothing back: chunks it has are no longer needed
+            return True
+        return False
+
+    def _stop_following(self, subscriber: Subscriber, position: int) -> None:
+        if self._followers.pop(subscriber, None) is None:
+            return
+        subscriber.position = position
+        self._readers.add(subscriber)
+        subscriber._release()
 
     def _read(self, subscriber: Subscriber) -> bytes | None:
         """What ``subscriber`` can read now: data, ``b""`` when it must wait, None at the end."""
@@ -121,8 +178,9 @@ class Broadcast:
         return self._chunks[index]
 
     def _trim(self) -> None:
-        # Drop chunks every subscriber has read and no joiner needs, and anything beyond the window.
-        slowest = min((s.position for s in self._subscribers), default=self.next_seq)
+        # Drop chunks every reader has read and no joiner needs, and anything beyond the window.
+        # Followers are at the live edge: they need nothing the window holds.
+        slowest = min((s.position for s in self._readers), default=self.next_seq)
         if self._join_seq is not None:
             slowest = min(slowest, self._join_seq)
         while self._chunks and (self._first_seq < slowest or self._held > self.window_bytes):
@@ -139,11 +197,17 @@ class Broadcast:
 class Subscriber:
     """One player's cursor into a broadcast."""
 
-    __slots__ = ("_broadcast", "position")
+    __slots__ = ("_broadcast", "_following", "position")
 
     def __init__(self, broadcast: Broadcast, position: int) -> None:
         self._broadcast = broadcast
+        self._following: asyncio.Future[None] | None = None
         self.position = position
+
+    def take(self) -> bytes | None:
+        """The next chunk at once: data, ``b""`` at the live edge, None once the broadcast ended
+        cleanly (raises like :meth:`read`)."""
+        return self._broadcast._read(self)
 
     async def read(self) -> bytes | None:
         """The next data (at least one chunk), or None once the broadcast ended cleanly.
@@ -156,6 +220,23 @@ class Subscriber:
             if data is None or data:
                 return data
             await self._broadcast._wakeup.wait()
+
+    async def follow(self, push: Push) -> None:
+        """Have every chunk published from now on handed to ``push``, until it refuses one or the
+        broadcast ends; then return, and :meth:`take` goes on from the refused chunk. Returns at
+        once when this subscriber is not at the live edge (it has chunks to read first)."""
+        if not self._broadcast._follow(self, push):
+            return
+        self._following = asyncio.get_running_loop().create_future()
+        try:
+            await self._following
+        finally:
+            self._following = None
+            self._broadcast._stop_following(self, self._broadcast.next_seq)  # if cancelled
+
+    def _release(self) -> None:
+        if self._following is not None and not self._following.done():
+            self._following.set_result(None)
 
     def close(self) -> None:
         self._broadcast.unsubscribe(self)

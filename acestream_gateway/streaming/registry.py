@@ -21,10 +21,9 @@ from ..engines.pool import EnginePool
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..tasks import Supervisor
-from .broadcast import BroadcastEnded, PlayerTooSlow, Subscriber
+from .broadcast import Subscriber
 from .channel import Channel, FailoverPolicy
 from .errors import ChannelClosed
-from .mpegts import NULL_PACKET
 from .retire import Retirer
 from .upstream import Timeouts
 
@@ -41,37 +40,16 @@ class Tally:
 
 
 class Player:
-    """One player's view of a channel (keep-alive packets are in the channel's data itself)."""
+    """One player's view of a channel: its cursor into the channel's broadcast (keep-alive
+    packets are in the channel's data itself), and the tally what it is sent counts in."""
 
     def __init__(
         self, channel: Channel, subscriber: Subscriber, tally: Tally, joined_at: float
     ) -> None:
         self.channel = channel
-        self._subscriber = subscriber
-        self._tally = tally
-        self._joined_at = joined_at
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Stream data until the channel ends.
-
-        Raises ``PlayerTooSlow`` or ``BroadcastEnded`` (see ``broadcast``).
-        """
-        channel, tally, metrics = self.channel, self._tally, self.channel.metrics
-        waiting_for_data = True
-        try:
-            while (data := await self._subscriber.read()) is not None:
-                channel.bytes_out += len(data)
-                tally.bytes_out += len(data)
-                if waiting_for_data and data != NULL_PACKET:
-                    waiting_for_data = False
-                    metrics.time_to_first_byte.observe(time.monotonic() - self._joined_at)
-                yield data
-        except PlayerTooSlow:
-            metrics.player_drops.labels(reason="too_slow").inc()
-            raise
-        except BroadcastEnded:
-            metrics.player_drops.labels(reason=channel.end_cause).inc()
-            raise
+        self.subscriber = subscriber
+        self.tally = tally
+        self.joined_at = joined_at
 
 
 class StreamRegistry:

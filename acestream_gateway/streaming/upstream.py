@@ -1,10 +1,12 @@
 """Reading one engine session's stream into a channel's broadcast, and how that reading ended.
 
 This is the only reader of a session's playback URL (the engine serves it to one reader only).
-Bytes are published as whole TS packets, cut so that the latest join point starts a chunk of its
-own; after a failover the first bytes published start at a splice point (program tables, then a
-keyframe), so players already watching resynchronise at once. Reading never decides what happens
-next: it returns a :class:`SessionEnd` and the channel decides (fail over, or end).
+Bytes are published as whole TS packets, gathered into blocks (:mod:`.coalesce`: an engine's small
+pieces cost one write per player per block, not per piece) and cut so that every join point
+starts a block of its own; after a failover the first bytes published start at a splice point
+(program tables, then a keyframe), so players already watching resynchronise at once. Reading
+never decides what happens next: it returns a :class:`SessionEnd` and the channel decides (fail
+over, or end).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import aiohttp
 from ..engines.client import EngineClient, EngineError, EngineSession
 from ..logs import get_logger
 from .broadcast import Broadcast
+from .coalesce import Block, Coalescer
 from .mpegts import JoinPoints, Splicer, TsAligner
 
 log = get_logger(__name__)
@@ -111,50 +114,152 @@ async def _pump(
     splicer: Splicer | None,
     meter: Meter,
 ) -> SessionEnd:
-    aligner = TsAligner()
-    joins = JoinPoints()
-    timeout = timeouts.first_data_s
-    received = 0
-    first_at: float | None = None
+    gather = _Gatherer(broadcast)
+    try:
+        return await _copy(response, gather, timeouts, splicer, meter)
+    finally:
+        gather.close()  # what this session sent reaches the players before anything else
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far reading one session got (loop clock for the last data, wall clock for logs)."""
+
+    received: int = 0
+    first_at: float | None = None  # time.monotonic() of the first byte
+    last_at: float = 0.0  # loop.time() of the latest bytes, or of the start
+
+
+async def _copy(
+    response: aiohttp.ClientResponse,
+    gather: _Gatherer,
+    timeouts: Timeouts,
+    splicer: Splicer | None,
+    meter: Meter,
+) -> SessionEnd:
+    """Read until the stream ends, breaks or goes quiet for its timeout.
+
+    One timeout scope covers many reads (a timer per read would cost more than the read): when it
+    expires, the stream is quiet only if no bytes came for the whole timeout, else a new scope
+    starts from the latest bytes.
+    """
+    loop = asyncio.get_running_loop()
+    progress = _Progress(last_at=loop.time())
+    reader = _Reader(response, gather, splicer, meter, progress)
     while True:
+        timeout = timeouts.first_data_s if progress.first_at is None else timeouts.stall_s
         try:
-            async with asyncio.timeout(timeout):
-                data = await response.content.read(_READ_SIZE)
+            async with asyncio.timeout_at(progress.last_at + timeout) as scope:
+                return await reader.run(scope, timeouts.stall_s)
         except TimeoutError:
+            if loop.time() - progress.last_at < timeout:
+                continue
+            received, first_at = progress.received, progress.first_at
             log.warning("upstream_stalled", timeout_s=timeout, bytes=received)
             kind = EndKind.STALLED if first_at is not None else EndKind.NO_DATA
             return _end(kind, f"engine stalled for {timeout:g} s", "", received, first_at)
-        except aiohttp.ClientError as exc:
-            log.warning("upstream_broken", error=repr(exc), bytes=received)
-            return _end(EndKind.BROKEN, "engine stream broke", repr(exc), received, first_at)
-        if not data:
-            log.info("upstream_ended", bytes=received)
-            return _end(EndKind.EOF, "engine ended the stream", "", received, first_at)
-        received += len(data)
-        meter.bytes_in += len(data)
-        if first_at is None:
-            log.info("upstream_first_data")
-            first_at, timeout = time.monotonic(), timeouts.stall_s
-        packets = aligner.feed(data)
+
+
+class _Reader:
+    """The reading loop of one session: bytes in, whole packets on to the gatherer."""
+
+    __slots__ = ("_aligner", "_gather", "_joins", "_meter", "_progress", "_response", "_splicer")
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        gather: _Gatherer,
+        splicer: Splicer | None,
+        meter: Meter,
+        progress: _Progress,
+    ) -> None:
+        self._response = response
+        self._gather = gather
+        self._splicer = splicer
+        self._meter = meter
+        self._progress = progress
+        self._aligner = TsAligner()
+        self._joins = JoinPoints()
+
+    async def run(self, scope: asyncio.Timeout, stall_s: float) -> SessionEnd:
+        progress, loop = self._progress, asyncio.get_running_loop()
+        while True:
+            try:
+                data = await self._response.content.read(_READ_SIZE)
+            except aiohttp.ClientError as exc:
+                log.warning("upstream_broken", error=repr(exc), bytes=progress.received)
+                return _end(EndKind.BROKEN, "engine stream broke", repr(exc), *self._so_far())
+            if not data:
+                log.info("upstream_ended", bytes=progress.received)
+                return _end(EndKind.EOF, "engine ended the stream", "", *self._so_far())
+            progress.received += len(data)
+            progress.last_at = loop.time()
+            self._meter.bytes_in += len(data)
+            if progress.first_at is None:
+                log.info("upstream_first_data")
+                progress.first_at = time.monotonic()
+                scope.reschedule(progress.last_at + stall_s)  # from now on, quiet means stalled
+            self._take(self._aligner.feed(data))
+
+    def _so_far(self) -> tuple[int, float | None]:
+        return self._progress.received, self._progress.first_at
+
+    def _take(self, packets: bytes) -> None:
+        splicer = self._splicer
         if splicer is not None and not splicer.done:
             packets = splicer.feed(packets)
-            if splicer.done:
-                log.info("upstream_spliced", dropped=splicer.dropped)
-                meter.spliced_at(broadcast.bytes_published)
-                broadcast.publish(packets, join_point=True)
-                continue
-        _publish(broadcast, packets, joins)
+            if not splicer.done:
+                return
+            log.info("upstream_spliced", dropped=splicer.dropped)
+            self._meter.spliced_at(self._gather.offset)
+            self._gather.add(packets, join_at=0)
+            return
+        if packets:
+            self._gather.add(packets, join_at=self._joins.last(packets))
 
 
-def _publish(broadcast: Broadcast, data: bytes, joins: JoinPoints) -> None:
-    """Publish whole packets, cut so that the last join point starts a chunk of its own."""
-    cut = joins.last(data)
-    if cut is None:
-        broadcast.publish(data)
-        return
-    if cut:
-        broadcast.publish(data[:cut])
-    broadcast.publish(data[cut:], join_point=True)
+class _Gatherer:
+    """A session's blocks on their way into the broadcast: a :class:`Coalescer` and the one timer
+    that sends what is pending when no further piece comes in time."""
+
+    __slots__ = ("_broadcast", "_coalescer", "_loop", "_timer")
+
+    def __init__(self, broadcast: Broadcast) -> None:
+        self._broadcast = broadcast
+        self._coalescer = Coalescer()
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def offset(self) -> int:
+        """Where the next byte added will be in the broadcast."""
+        return self._broadcast.bytes_published + self._coalescer.pending_bytes
+
+    def add(self, data: bytes, *, join_at: int | None) -> None:
+        self._publish(self._coalescer.add(data, self._loop.time(), join_at=join_at))
+        self._arm()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._publish(self._coalescer.flush(self._loop.time()))
+
+    def _arm(self) -> None:
+        deadline = self._coalescer.deadline
+        if deadline is not None and self._timer is None:
+            self._timer = self._loop.call_at(deadline, self._on_deadline, deadline)
+
+    def _on_deadline(self, deadline: float) -> None:
+        self._timer = None
+        # A timer may fire a hair before its time by the loop's clock (uvloop's is cached, in
+        # milliseconds): what was due at ``deadline`` goes now, or the timer would spin until then.
+        self._publish(self._coalescer.due(max(deadline, self._loop.time())))
+        self._arm()  # the deadline moved on: a block went out since this timer was set
+
+    def _publish(self, blocks: list[Block]) -> None:
+        for block in blocks:
+            self._broadcast.publish(block.data, join_point=block.join_point)
 
 
 def _end(

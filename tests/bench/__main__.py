@@ -2,8 +2,9 @@
 figures, the Markdown page and a summary. Options exist to try a shorter plan by hand, or one
 phase alone; ``make bench`` uses the defaults.
 
-    python -m tests.bench [--only fanout|failover] [--players 50,200,500] [--window-s 10]
-                          [--failover-runs 10]
+    python -m tests.bench [--only fanout|failover] [--shapes blocks,pieces]
+                          [--players 50,200,500,1000] [--channels 1,10,50] [--no-large]
+                          [--extras burst,isolation,memory] [--window-s 10] [--failover-runs 10]
 
 The failover phase needs Docker and the engine emulator image (``EMULATOR_IMAGE``, which
 ``make bench`` sets).
@@ -26,7 +27,8 @@ from typing import Any
 
 from tests.support import docker_answers
 
-from . import failover, procfs, report, scenario
+from . import failover, procfs, report, report_fanout, scenario
+from .cases import SHAPES, default_cases
 from .engine import Stream
 from .floor import FloorUnavailable
 
@@ -35,11 +37,19 @@ PHASES = ("fanout", "failover")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
-    parser.add_argument("--players", default="50,200,500", help="player counts, comma-separated")
-    parser.add_argument("--bitrate-bps", type=int, default=4_000_000, help="stream bitrate")
+    parser.add_argument("--shapes", default="blocks,pieces", help="upstream shapes")
+    parser.add_argument("--players", default="50,200,500,1000", help="players on one channel")
+    parser.add_argument("--channels", default="1,10,50", help="channels of 10 players each")
+    parser.add_argument("--no-large", action="store_true", help="skip 1,000 x 8 Mbit/s")
+    parser.add_argument("--extras", default=",".join(scenario.EXTRAS), help="gateway-only phases")
+    parser.add_argument("--bitrate-bps", type=int, default=4_000_000, help="failover bitrate")
     parser.add_argument("--burst-bytes", type=int, default=4_000_000, help="engine's first burst")
     parser.add_argument("--window-s", type=float, default=10.0, help="steady-state window")
-    parser.add_argument("--joins", type=int, default=9, help="timed joins per phase")
+    parser.add_argument("--joins", type=int, default=30, help="timed joins per gateway case")
+    parser.add_argument("--floor-joins", type=int, default=5, help="timed joins per floor case")
+    parser.add_argument("--burst-players", type=int, default=500, help="players of the burst")
+    parser.add_argument("--memory-players", type=int, default=1000, help="players per cycle")
+    parser.add_argument("--memory-cycles", type=int, default=10, help="join/leave cycles")
     parser.add_argument("--server-core", type=int, default=0, help="core of gateway/cfanout")
     parser.add_argument("--load-core", type=int, default=1, help="core of players/emulator")
     parser.add_argument("--failover-runs", type=int, default=10, help="engine kills")
@@ -70,16 +80,36 @@ def failover_plan_from(args: argparse.Namespace, image: str) -> failover.Failove
     )
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in text.split(",") if n.strip())
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in text.split(",") if w.strip())
+
+
 def plan_from(args: argparse.Namespace) -> scenario.Plan:
+    cases = default_cases(
+        shapes=_words(args.shapes),
+        players=_ints(args.players),
+        channels=_ints(args.channels),
+        large=not args.no_large,
+    )
     return scenario.Plan(
-        player_counts=tuple(int(n) for n in args.players.split(",") if n.strip()),
-        stream=Stream(bitrate_bps=args.bitrate_bps, burst_bytes=args.burst_bytes, prebuffer_s=1.0),
+        cases=tuple(cases),
+        burst_bytes=args.burst_bytes,
+        prebuffer_s=1.0,
         window_s=args.window_s,
         settle_max_s=30.0,
         joins=args.joins,
-        join_gap_s=0.23,  # not a multiple of the stream's 100 ms blocks: joins land all over them
+        floor_joins=args.floor_joins,
+        join_gap_s=0.23,  # not a multiple of the stream's blocks: joins land all over them
         server_core=args.server_core,
         load_core=args.load_core,
+        extras=_words(args.extras),
+        burst_players=args.burst_players,
+        memory_players=args.memory_players,
+        memory_cycles=args.memory_cycles,
     )
 
 
@@ -131,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _equipment_problem(args: argparse.Namespace, phases: list[str]) -> str | None:
     if "fanout" in phases:
+        unknown = set(_words(args.shapes)) - set(SHAPES) or set(_words(args.extras)) - set(
+            scenario.EXTRAS
+        )
+        if unknown:
+            return f"unknown shapes or extras: {sorted(unknown)}"
         missing = {args.server_core, args.load_core} - os.sched_getaffinity(0)
         if missing or args.server_core == args.load_core:
             return (
@@ -159,7 +194,7 @@ def _fanout(
     plan = plan_from(args)
     started, date = time.monotonic(), _now()
     figures = scenario.run(plan, workdir)
-    return report.assemble(
+    return report_fanout.assemble(
         plan,
         figures,
         date=date,

@@ -95,7 +95,24 @@ def stop(port: int, session: DirectSession) -> None:
 
 
 def active_sessions(port: int) -> int:
-    return int(get_json(port, "/emulator/stats")["sessions_active"])
+    return int(stats(port)["sessions_active"])
+
+
+def stats(port: int) -> dict[str, Any]:
+    return get_json(port, "/emulator/stats")
+
+
+def set_knobs(port: int, knobs: dict[str, object]) -> None:
+    """Change the emulator's knobs (sessions opened from now on stream with them)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("POST", "/emulator/control", body=json.dumps(knobs))
+        response = conn.getresponse()
+        response.read()
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise EngineError(f"the emulator refused the knobs {knobs}: {response.status}")
 
 
 def get_json(port: int, path: str) -> dict[str, Any]:

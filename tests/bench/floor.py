@@ -2,11 +2,13 @@
 
 The gateway's CPU cost only means something next to the cheapest possible copy of one stream to
 many sockets measured on the same machine in the same run; ``shared/bench/cfanout.c`` is that
-yardstick. It lives next to the repository (``../shared``), not in it.
+yardstick. It lives next to the repository (``../shared``), not in it; ``BENCH_FLOOR_SOURCE``
+names it elsewhere (a git worktree, say).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,12 +21,14 @@ class FloorUnavailable(RuntimeError):
 
 
 def find_source(repo_root: Path) -> Path:
-    """``cfanout.c`` in the shared directory beside the repository."""
-    source = repo_root.resolve().parent / SOURCE
+    """``cfanout.c``: ``BENCH_FLOOR_SOURCE``, else in the shared directory beside the repository."""
+    named = os.environ.get("BENCH_FLOOR_SOURCE", "").strip()
+    source = Path(named) if named else repo_root.resolve().parent / SOURCE
     if not source.is_file():
         raise FloorUnavailable(
             f"the fan-out floor's source is missing: expected {source} "
-            f"(the shared/ directory next to the repository {repo_root.resolve()})"
+            f"(the shared/ directory next to the repository {repo_root.resolve()}, or "
+            "BENCH_FLOOR_SOURCE)"
         )
     return source
 

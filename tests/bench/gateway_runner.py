@@ -15,7 +15,8 @@ from aiohttp import web
 
 from acestream_gateway.app import create_app
 from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
-from acestream_gateway.http.keys import POOL
+from acestream_gateway.eventloop import loop_factory
+from acestream_gateway.http.keys import POOL, SETTINGS
 from acestream_gateway.logs import configure_logging
 from acestream_gateway.settings import Settings
 
@@ -30,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build(args: argparse.Namespace) -> web.Application:
-    settings = Settings(
+    settings = Settings(  # the rest from the environment, as the product reads it
         gateway_host="127.0.0.1",
         gateway_port=args.port,
         stream_linger_s=args.linger_s,
@@ -52,8 +53,12 @@ def build(args: argparse.Namespace) -> web.Application:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    app = build(args)
+    # The product's loop choice (EVENT_LOOP, default auto: uvloop when installed).
+    _, new_loop = loop_factory(app[SETTINGS].event_loop)
     web.run_app(
-        build(args),
+        app,
+        loop=new_loop(),
         host="127.0.0.1",
         port=args.port,
         print=None,

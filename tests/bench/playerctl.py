@@ -38,8 +38,14 @@ class Players:
     def pid(self) -> int:
         return self._proc.pid
 
-    def open(self, port: int, path: str, count: int) -> dict[str, Any]:
-        return self._ask({"cmd": "open", "port": port, "path": path, "count": count}, 60)
+    def open(self, port: int, path: str, count: int, stalled: int = 0) -> dict[str, Any]:
+        command = {"cmd": "open", "port": port, "path": path, "count": count, "stalled": stalled}
+        return self._ask(command, 60)
+
+    def open_at_once(self, port: int, path: str, count: int, wait_s: float) -> dict[str, Any]:
+        """``count`` players at the same instant, each timed to its first 64 KiB."""
+        command = {"cmd": "open", "port": port, "path": path, "count": count}
+        return self._ask({**command, "at_once": True, "wait_s": wait_s}, wait_s + 60)
 
     def counts(self) -> dict[str, Any]:
         return self._ask({"cmd": "counts"}, 10)

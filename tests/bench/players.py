@@ -5,8 +5,12 @@ client library, so the reading side costs little and keeps up with N x bitrate o
 benchmark driver talks to this process over stdin/stdout, one JSON object per line:
 
 - ``{"cmd": "open", "port": P, "path": "/...", "count": N}``: N players join, answer once every
-  one has its response headers (or failed);
-- ``{"cmd": "counts"}``: body bytes received so far by each player, and which ones were closed;
+  one has its response headers (or failed); with ``"stalled": K`` K more join that never read a
+  byte; with ``"at_once": true`` all connect at the same instant (no batches) and the answer
+  waits until each has 64 KiB of body (or ``wait_s`` passed), giving each one's time to it;
+- ``{"cmd": "counts"}``: body bytes received so far by each player, which ones were closed, the
+  longest wait between two receptions of each since the last counts, and which stalled players
+  were disconnected;
 - ``{"cmd": "joins", "port": P, "path": "/...", "count": K, "gap_s": G}``: K players join one
   after another, each timed to its first body bytes, then leaves;
 - ``{"cmd": "close"}``: every player leaves; ``{"cmd": "quit"}``: the process ends.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 import time
 from typing import Any
@@ -27,6 +32,43 @@ _HEAD_LIMIT = 64 * 1024
 _KEEP_BYTES = 4096
 _CONNECT_BATCH = 50
 _HEADERS_TIMEOUT_S = 20.0
+_DATA_BYTES = 64 * 1024  # more than keep-alive packets: the stream itself is flowing
+_STALLED_RCVBUF = 4096
+_TCP_ESTABLISHED = 1
+
+
+class Stalled(asyncio.Protocol):
+    """A player that sends its request and then never reads a byte (its socket fills)."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.closed = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.pause_reading()
+        transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the server closed the connection: with reading paused the loop never looks,
+        so ask the kernel for the TCP state (the first byte of ``TCP_INFO``; 1 is established)."""
+        if self.closed or self.transport is None:
+            return True
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return True
+        info: bytes = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+        return info[0] != _TCP_ESTABLISHED
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 class Reader(asyncio.Protocol):
@@ -43,9 +85,13 @@ class Reader(asyncio.Protocol):
         self.body = 0
         self.kept = bytearray()
         self.closed = False
+        self.last_at = self.started
+        self.max_gap = 0.0  # the longest wait between two receptions since the last reset
+        self.data_at: float | None = None  # when the body reached _DATA_BYTES
         self.transport: asyncio.Transport | None = None
         self.headers = loop.create_future()  # done when the head is parsed or the link is gone
         self.enough = loop.create_future()  # done when ``keep`` body bytes arrived (or gone)
+        self.has_data = loop.create_future()  # done when _DATA_BYTES arrived (or gone)
         self._keep = keep
         self._head = bytearray()
 
@@ -59,9 +105,16 @@ class Reader(asyncio.Protocol):
             data = self._head_part(data)
             if not data:
                 return
+        now = time.monotonic()
         if self.first_body_at is None:
-            self.first_body_at = time.monotonic()
+            self.first_body_at = now
+        elif now - self.last_at > self.max_gap:
+            self.max_gap = now - self.last_at
+        self.last_at = now
         self.body += len(data)
+        if self.data_at is None and self.body >= _DATA_BYTES:
+            self.data_at = now
+            _resolve(self.has_data)
         if len(self.kept) < self._keep:
             self.kept += data[: self._keep - len(self.kept)]
             if len(self.kept) >= self._keep:
@@ -89,6 +142,7 @@ class Reader(asyncio.Protocol):
         self.closed = True
         _resolve(self.headers)
         _resolve(self.enough)
+        _resolve(self.has_data)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -130,18 +184,33 @@ async def connect(port: int, path: str, keep: int = 0) -> Reader:
     return reader
 
 
+async def connect_stalled(port: int, path: str) -> Stalled:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _STALLED_RCVBUF)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, (HOST, port))
+    _, stalled = await loop.create_connection(lambda: Stalled(request_bytes(port, path)), sock=sock)
+    return stalled
+
+
 class LoadGenerator:
     """The players of one phase, and the commands the driver sends."""
 
     def __init__(self) -> None:
         self.readers: list[Reader] = []
+        self.stalled: list[Stalled] = []
 
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         name = command.get("cmd")
         if name == "open":
-            return await self.open(
-                int(command["port"]), str(command["path"]), int(command["count"])
-            )
+            port, path, count = int(command["port"]), str(command["path"]), int(command["count"])
+            if command.get("at_once"):
+                return await self.open_at_once(port, path, count, float(command["wait_s"]))
+            answer = await self.open(port, path, count)
+            for _ in range(int(command.get("stalled", 0))):
+                self.stalled.append(await connect_stalled(port, path))
+            return answer
         if name == "counts":
             return self.counts()
         if name == "joins":
@@ -176,11 +245,34 @@ class LoadGenerator:
             statuses[key] = statuses.get(key, 0) + 1
         return {"opened": len(self.readers), "errors": errors[:5], "statuses": statuses}
 
+    async def open_at_once(self, port: int, path: str, count: int, wait_s: float) -> dict[str, Any]:
+        """``count`` players at the same instant; each one's seconds to its first 64 KiB."""
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(connect(port, path) for _ in range(count)), return_exceptions=True
+        )
+        readers = [r for r in results if isinstance(r, Reader)]
+        self.readers += readers
+        if readers:
+            await asyncio.wait([r.has_data for r in readers], timeout=wait_s)
+        return {
+            "opened": len(readers),
+            "errors": [repr(r) for r in results if not isinstance(r, Reader)][:5],
+            "data_s": [_since(started, r.data_at) for r in readers],
+            "headers_s": [_since(started, r.headers_at) for r in readers],
+        }
+
     def counts(self) -> dict[str, Any]:
+        gaps = [r.max_gap for r in self.readers]
+        for reader in self.readers:
+            reader.max_gap = 0.0
         return {
             "at": time.monotonic(),
             "bytes": [r.body for r in self.readers],
             "closed": [i for i, r in enumerate(self.readers) if r.closed],
+            "max_gap_s": gaps,
+            "stalled": len(self.stalled),
+            "stalled_closed": sum(1 for s in self.stalled if s.dropped),
         }
 
     async def joins(self, port: int, path: str, count: int, gap_s: float) -> dict[str, Any]:
@@ -210,8 +302,10 @@ class LoadGenerator:
     async def close(self) -> dict[str, Any]:
         for reader in self.readers:
             reader.close()
+        for stalled in self.stalled:
+            stalled.close()
         await asyncio.sleep(0.2)
-        closed, self.readers = len(self.readers), []
+        closed, self.readers, self.stalled = len(self.readers), [], []
         return {"closed": closed}
 
 

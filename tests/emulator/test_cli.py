@@ -110,6 +110,8 @@ def test_help_documents_every_knob_with_its_flag_and_environment_name() -> None:
 def test_knob_updates_are_validated_as_a_whole() -> None:
     with pytest.raises(KnobError):
         Knobs().updated({"keyframe_interval_s": 0})
+    with pytest.raises(KnobError):
+        Knobs().updated({"write_interval_s": 0})
     assert Knobs().updated({"end_after_s": None}).end_after_s == math.inf
 
 

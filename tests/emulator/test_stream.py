@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 
 import aiohttp
@@ -96,6 +97,37 @@ async def test_burst_arrives_at_link_speed_then_the_stream_runs_at_the_bitrate(
     assert burst_s < 1.5
     expected = bitrate / 8 * 2.0
     assert 0.75 * expected < real_time < 1.25 * expected
+
+
+@pytest.mark.parametrize("interval_s", [0.1, 0.02])
+async def test_after_the_burst_the_stream_is_written_in_one_piece_per_write_interval(
+    start_emulator: StartEmulator, http: aiohttp.ClientSession, interval_s: float
+) -> None:
+    bitrate = 4_000_000
+    emulator = await start_emulator(bitrate_bps=bitrate, write_interval_s=interval_s)
+    session = await start_session(http, emulator)
+    pieces = await _pieces(await content_url(http, session["playback_url"]), skip=188_000)
+    # A reader as fast as loopback sees each write as one piece: bitrate x interval bytes.
+    piece = bitrate / 8 * interval_s
+    assert 0.5 * piece < statistics.median(pieces) < 1.5 * piece
+    assert all(size % TS_PACKET_SIZE == 0 for size in pieces[:-1])
+
+
+async def _pieces(location: str, *, skip: int, seconds: float = 1.0) -> list[int]:
+    """The sizes of what one raw reader receives in ``seconds`` after the first ``skip`` bytes."""
+    url = URL(location)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(f"GET {url.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(skip)
+        sizes: list[int] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            sizes.append(len(await reader.read(1 << 20)))
+        return sizes
+    finally:
+        writer.close()
 
 
 async def test_a_second_concurrent_reader_gets_a_response_aiohttp_rejects(

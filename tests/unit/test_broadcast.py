@@ -152,3 +152,102 @@ async def test_a_join_point_beyond_the_window_is_forgotten() -> None:
     broadcast.publish(b"live")
     broadcast.close()
     assert await drain(player) == b"live"
+
+
+class _Socket:
+    """A follower's push that takes chunks while it has room, like a player's socket."""
+
+    def __init__(self, room: int = 1 << 30) -> None:
+        self.room = room
+        self.got = bytearray()
+
+    def push(self, chunk: bytes) -> bool:
+        if len(chunk) > self.room:
+            return False
+        self.room -= len(chunk)
+        self.got += chunk
+        return True
+
+
+async def _player(subscriber: Subscriber, sock: _Socket, refill: int) -> bytes:
+    """A player as the HTTP layer runs one: read while behind, follow at the live edge; each time
+    its socket refuses a chunk it gets ``refill`` more room once it caught up by reading."""
+    while (data := subscriber.take()) is not None:
+        if data:
+            sock.got += data
+            await asyncio.sleep(0)
+            continue
+        sock.room += refill
+        await subscriber.follow(sock.push)
+    return bytes(sock.got)
+
+
+async def test_followers_get_each_published_chunk_without_reading() -> None:
+    broadcast = Broadcast(window_bytes=1 << 20)
+    sockets = [_Socket() for _ in range(3)]
+    players = [asyncio.create_task(_player(broadcast.subscribe(), s, 0)) for s in sockets]
+    await asyncio.sleep(0)
+    assert broadcast.follower_count == 3
+    broadcast.publish(b"one")
+    broadcast.publish(b"two")
+    assert all(bytes(s.got) == b"onetwo" for s in sockets)  # handed over by publish itself
+    broadcast.close()
+    assert await asyncio.gather(*players) == [b"onetwo"] * 3
+
+
+async def test_a_follower_whose_socket_is_full_reads_the_refused_chunk_later() -> None:
+    broadcast = Broadcast(window_bytes=1 << 20)
+    sock = _Socket(room=4)
+    subscriber = broadcast.subscribe()
+    following = asyncio.create_task(subscriber.follow(sock.push))
+    await asyncio.sleep(0)
+    broadcast.publish(b"abcd")
+    broadcast.publish(b"efgh")  # refused: no room
+    await asyncio.wait_for(following, 1)
+    assert broadcast.follower_count == 0
+    assert subscriber.take() == b"efgh"
+    assert subscriber.take() == b""
+
+
+async def test_a_follower_that_leaves_is_released_and_holds_nothing() -> None:
+    broadcast = Broadcast(window_bytes=1 << 20)
+    subscriber = broadcast.subscribe()
+    following = asyncio.create_task(subscriber.follow(_Socket().push))
+    await asyncio.sleep(0)
+    subscriber.close()
+    await asyncio.wait_for(following, 1)
+    assert broadcast.subscriber_count == 0
+    broadcast.publish(b"x" * 10)
+    broadcast.publish(b"y" * 10)
+    assert broadcast.held_bytes <= 10
+
+
+async def test_a_subscriber_behind_the_live_edge_cannot_follow_yet() -> None:
+    broadcast = Broadcast(window_bytes=1 << 20)
+    broadcast.publish(b"gop", join_point=True)
+    subscriber = broadcast.subscribe()
+    await asyncio.wait_for(subscriber.follow(_Socket().push), 1)  # returns at once
+    assert subscriber.take() == b"gop"
+
+
+@settings(deadline=None)
+@given(
+    st.lists(st.binary(min_size=1, max_size=300), max_size=40),
+    st.lists(st.tuples(st.integers(0, 600), st.integers(0, 600)), min_size=1, max_size=6),
+)
+def test_followers_and_readers_mixed_get_the_exact_byte_sequence(
+    chunks: list[bytes], rooms: list[tuple[int, int]]
+) -> None:
+    async def scenario() -> None:
+        broadcast = Broadcast(window_bytes=1 << 20)
+        players = [
+            asyncio.create_task(_player(broadcast.subscribe(), _Socket(room), refill))
+            for room, refill in rooms
+        ]
+        for chunk in chunks:
+            broadcast.publish(chunk)
+            await asyncio.sleep(0)
+        broadcast.close()
+        assert await asyncio.gather(*players) == [b"".join(chunks)] * len(rooms)
+
+    asyncio.run(scenario())
