@@ -146,21 +146,27 @@ def start_gateway(
 ) -> tuple[subprocess.Popen[bytes], int]:
     """A fresh gateway process fed by the emulator, pinned to the server core; its port.
 
-    The seam for measuring the product as it ships: once the gateway can be given engines it
-    does not manage (``ENGINE_URLS``), this starts ``acestream-gateway serve`` with
-    ``ENGINE_URLS=http://127.0.0.1:<emulator port>`` instead of the fleetless runner.
+    It is the product as it ships, ``acestream-gateway serve``, given the emulator as an engine
+    it does not manage (``ENGINE_URLS``): no Docker, nothing test-only in the process measured.
     """
     port = free_port()
     gateway = state.procs.start(
         name,
-        [
-            *(sys.executable, "-m", "tests.bench.gateway_runner"),
-            *("--port", str(port), "--engine-port", str(state.emulator_port)),
-        ],
+        [sys.executable, "-m", "acestream_gateway", "serve"],
         core=state.plan.server_core,
         cwd=ROOT,
-        # One emulator carries every channel of a case (the floor's sessions are on it too).
-        env={**os.environ, "MAX_STREAMS_PER_ENGINE": "200", **state.plan.extra_env, **(env or {})},
+        env={
+            **os.environ,
+            "ENGINE_URLS": f"http://127.0.0.1:{state.emulator_port}",
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": str(port),
+            "STREAM_LINGER_S": "1",
+            "LOG_FORMAT": "json",
+            # One emulator carries every channel of a case (the floor's sessions are on it too).
+            "MAX_STREAMS_PER_ENGINE": "200",
+            **state.plan.extra_env,
+            **(env or {}),
+        },
     )
     wait_http(port, "/health")
     return gateway, port
