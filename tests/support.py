@@ -54,6 +54,13 @@ def need_promtool() -> str:
     return path
 
 
+def need_docker_compose() -> str:
+    path = shutil.which("docker-compose")
+    need(path is not None, "docker-compose (Debian package docker-compose)")
+    assert path is not None
+    return path
+
+
 def docker_answers() -> bool:
     if shutil.which("docker") is None:
         return False
