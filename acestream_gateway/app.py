@@ -25,12 +25,14 @@ from .http.keys import (
     RECONCILER,
     REGISTRY,
     SETTINGS,
+    START_LIMITER,
     STAT_POLLER,
     STATIC_FLEET,
 )
 from .http.ops import fleet_facts
 from .logs import get_logger
 from .metrics import Metrics
+from .ops.players import StartLimiter
 from .ops.scrape import GatewayCollector
 from .ops.stats import StatPoller
 from .settings import Settings
@@ -54,6 +56,7 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     app = web.Application(middlewares=[request_context, error_middleware])
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[START_LIMITER] = StartLimiter(settings.player_channel_starts_per_minute)
     app[POOL] = EnginePool(
         max_streams_per_engine=settings.max_streams_per_engine,
         max_engines=len(settings.engine_urls) or settings.max_active_replicas,

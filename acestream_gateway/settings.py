@@ -194,6 +194,12 @@ class Settings(BaseSettings):
     protect_reads: bool = False
     """Whether the read endpoints (status, listings, metrics) need API_KEY too; ``/health`` and
     ``/ready`` never do (probes)."""
+    player_token: SecretStr | None = None
+    """Token players must give as the ``token`` query parameter of ``/ace/getstream`` (players
+    cannot set headers); unset: any player may play. Never logged."""
+    player_channel_starts_per_minute: int = Field(0, ge=0)
+    """Most distinct channels one client address may start within a minute (joining a channel
+    that already plays is free); 0: no limit. For gateways reachable from beyond a LAN."""
     public_base_url: str | None = Field(None, pattern=r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$")
     """Base of the player URLs a rewritten playlist gets (``http://host:port[/path]``, no
     credentials: they would land in every playlist); unset: the request's own ``Host``."""

@@ -9,6 +9,7 @@ from ..engines.pool import EnginePool
 from ..fleet.reconciler import Reconciler
 from ..fleet.static import StaticFleet
 from ..metrics import Metrics
+from ..ops.players import StartLimiter
 from ..ops.stats import StatPoller
 from ..settings import Settings
 from ..streaming.registry import StreamRegistry
@@ -21,3 +22,4 @@ RECONCILER = web.AppKey("reconciler", Reconciler)
 STATIC_FLEET = web.AppKey("static_fleet", StaticFleet)
 STAT_POLLER = web.AppKey("stat_poller", StatPoller)
 METRICS = web.AppKey("metrics", Metrics)
+START_LIMITER = web.AppKey("start_limiter", StartLimiter)

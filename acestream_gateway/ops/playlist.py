@@ -18,11 +18,12 @@ _HEX40 = re.compile(r"^[0-9a-fA-F]{40}$")
 _FILE_INDEXES = re.compile(r"^\d{1,4}(,\d{1,4}){0,63}$")
 
 
-def player_url(base: str, link: bytes) -> bytes | None:
-    """The gateway URL for one link, or None when it is not an AceStream link."""
+def player_url(base: str, link: bytes, token: str | None = None) -> bytes | None:
+    """The gateway URL for one link (carrying the player ``token`` when given), or None when it
+    is not an AceStream link."""
     match = _ACESTREAM.match(link)
     if match is not None:
-        return _gateway(base, {"id": match[1].decode().lower()})
+        return _gateway(base, {"id": match[1].decode().lower()}, token)
     if _ENGINE.match(link) is None:
         return None
     query = dict(parse_qsl(urlsplit(link.decode("ascii", "replace")).query))
@@ -33,22 +34,25 @@ def player_url(base: str, link: bytes) -> bytes | None:
             indexes = query.get("file_indexes", "")
             if _FILE_INDEXES.match(indexes) and indexes != "0":
                 params["file_indexes"] = indexes
-            return _gateway(base, params)
+            return _gateway(base, params, token)
     return None
 
 
-def _gateway(base: str, params: dict[str, str]) -> bytes:
+def _gateway(base: str, params: dict[str, str], token: str | None) -> bytes:
+    if token:
+        params = {**params, "token": token}
     return f"{base.rstrip('/')}/ace/getstream?{urlencode(params)}".encode()
 
 
-def rewrite(playlist: bytes, base: str) -> bytes:
-    """The playlist with its AceStream link lines pointing at ``base``; see the module docstring."""
+def rewrite(playlist: bytes, base: str, token: str | None = None) -> bytes:
+    """The playlist with its AceStream link lines pointing at ``base`` (with the player
+    ``token`` when given); see the module docstring."""
     out = []
     for line in playlist.splitlines(keepends=True):
         body = line.rstrip(b"\r\n")
         ending = line[len(body) :]
         stripped = body.strip()
-        url = None if stripped.startswith(b"#") else player_url(base, stripped)
+        url = None if stripped.startswith(b"#") else player_url(base, stripped, token)
         if url is None:
             out.append(line)
             continue

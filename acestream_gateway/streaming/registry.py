@@ -87,6 +87,11 @@ class StreamRegistry:
         """The channels players are sent to, one per content."""
         return list(self._channels.values())
 
+    def is_playing(self, content: ContentRef) -> bool:
+        """Whether a player of ``content`` would join a channel that plays (not start one)."""
+        channel = self._channels.get(content.key)
+        return channel is not None and not channel.broadcast.closed and not channel.stopping
+
     def running(self) -> list[Channel]:
         """Every channel whose task still runs, those already asked to stop included (their
         bytes still count until they end)."""
