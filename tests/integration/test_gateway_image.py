@@ -72,6 +72,11 @@ async def test_the_gateway_container_runs_engines_through_the_mounted_docker_soc
     assert len(containers_of(instance)) == 1
     streams = await ffprobe_streams(f"{url}/ace/getstream?id={CHANNEL}")
     assert any(s["codec_name"] == "h264" for s in streams)
+    # The dashboard's files are package data: the image carries them.
+    async with aiohttp.ClientSession() as http:
+        for path in ("/dashboard", "/dashboard/dashboard.js", "/dashboard/dashboard.css"):
+            async with http.get(url + path) as resp:
+                assert resp.status == 200, path
 
     started = time.monotonic()
     docker("stop", "--time=20", f"gateway-{instance}")
