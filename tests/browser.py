@@ -11,6 +11,7 @@ stays free to answer the page.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -57,6 +59,13 @@ FLAGS = [
 
 T = TypeVar("T")
 
+# A table's rows in one script run, so no row changes halfway through the reading.
+ROWS = """
+return [...document.querySelectorAll(arguments[0] + ' tbody tr')].map((row) =>
+  Object.fromEntries([...row.querySelectorAll('[data-field]')].map(
+    (cell) => [cell.dataset.field, cell.textContent.trim()])));
+"""
+
 
 def need_chromium() -> None:
     need(CHROMIUM.exists(), "chromium (Debian package chromium)")
@@ -91,7 +100,13 @@ class Browser:
         self, condition: Callable[[webdriver.Chrome], T | None], timeout_s: float = 15
     ) -> T:
         """Wait for ``condition`` (given the driver) to return something truthy, and return it."""
-        wait = WebDriverWait(self.driver, timeout_s, poll_frequency=0.1)
+        # The page rewrites cells every poll: an element found a moment ago may be gone.
+        wait = WebDriverWait(
+            self.driver,
+            timeout_s,
+            poll_frequency=0.1,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+        )
         result: T | None = await self.call(wait.until, condition)
         assert result is not None
         return result
@@ -110,6 +125,11 @@ class Browser:
             return None
 
         return (await self.until(matching, timeout_s)).strip()
+
+    async def rows(self, table: str) -> list[dict[str, str]]:
+        """The table's body rows as the page shows them, field name to text, read at once."""
+        rows: list[dict[str, str]] = await self.call(self.driver.execute_script, ROWS, table)
+        return rows
 
     async def element(self, css: str, timeout_s: float = 15) -> WebElement:
         def found(driver: webdriver.Chrome) -> WebElement | None:
@@ -132,8 +152,18 @@ class Browser:
         return entries
 
     async def screenshot(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        assert await self.call(self.driver.save_screenshot, str(path)), path
+        """The whole page as PNG, below the window's fold too."""
+        shot = await self.call(
+            self.driver.execute_cdp_cmd,
+            "Page.captureScreenshot",
+            {"format": "png", "captureBeyondViewport": True},
+        )
+        await self.call(_write, path, base64.b64decode(shot["data"]))
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 @asynccontextmanager

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import pytest
 from aiohttp.test_utils import TestServer
-from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from acestream_gateway.app import create_app
 from acestream_gateway.settings import Settings
-from tests.browser import Browser, chromium, severe
+from tests.browser import ROWS, Browser, chromium, severe
 from tests.support import CHANNEL, Player, emulator_image, free_port, free_port_range
 
 pytestmark = pytest.mark.docker
@@ -39,20 +38,15 @@ def fleet_settings(instance: str) -> Settings:
     )
 
 
-def engine_rows(driver: WebDriver) -> dict[str, str]:
-    """Each engine row's name and state as the page shows them."""
-    rows = driver.find_elements(By.CSS_SELECTOR, "#engines tbody tr")
-    return {
-        row.find_element(By.CSS_SELECTOR, '[data-field="name"]').text: row.find_element(
-            By.CSS_SELECTOR, '[data-field="state"]'
-        ).text
-        for row in rows
-    }
+def engine_states(driver: WebDriver) -> dict[str, str]:
+    """Each engine's name and state as the page shows them."""
+    rows: list[dict[str, str]] = driver.execute_script(ROWS, "#engines")
+    return {row["name"]: row["state"] for row in rows}
 
 
 async def engine_state(browser: Browser, name: str, state: str | None) -> None:
     """Wait until the page shows the engine in ``state`` (None: not at all)."""
-    await browser.until(lambda d: engine_rows(d).get(name) == state or None, timeout_s=60)
+    await browser.until(lambda d: engine_states(d).get(name) == state or None, timeout_s=60)
 
 
 async def test_an_operator_drains_the_engine_of_a_playing_stream_from_the_dashboard(
@@ -75,7 +69,7 @@ async def test_an_operator_drains_the_engine_of_a_playing_stream_from_the_dashbo
             await browser.click("#key-save")
             await browser.click("#start-engine")
             await browser.text_of("#log li:first-child", lambda t: "start an engine: done" in t)
-            await browser.until(lambda d: len(engine_rows(d)) == 2 or None, timeout_s=60)
+            await browser.until(lambda d: len(engine_states(d)) == 2 or None, timeout_s=60)
 
             await browser.click(f'button[aria-label="Drain engine {name}"]')
             await browser.text_of("#log li:first-child", lambda t: f"drain {name}: done" in t)
