@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import aiohttp
+
 from tests.browser import Browser, chromium, severe
 from tests.integration.local import FAST, Emulator, gateway, settings, stream_url
 from tests.support import CHANNEL, Player, wait_until
@@ -22,6 +24,32 @@ def field(row: str, name: str) -> str:
 
 async def last_action(browser: Browser, wanted: str) -> str:
     return await browser.text_of("#log li:first-child", lambda t: wanted in t)
+
+
+async def test_the_page_and_its_files_are_served_from_the_package_and_allow_nothing_else() -> None:
+    async with gateway(settings(api_key=KEY, protect_reads=True)) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/", allow_redirects=False) as resp:
+                assert (resp.status, resp.headers["Location"]) == (302, "dashboard")
+            for path, kind in [
+                ("/dashboard", "text/html"),
+                ("/dashboard/dashboard.js", "text/javascript"),
+                ("/dashboard/dashboard.css", "text/css"),
+            ]:
+                # Never behind the key: the page holds no data, it asks for the key itself.
+                async with http.get(base + path) as resp:
+                    assert (resp.status, resp.content_type) == (200, kind), path
+                    policy = resp.headers["Content-Security-Policy"]
+                    assert "default-src 'none'" in policy
+                    assert "script-src 'self'" in policy
+                    assert "connect-src 'self'" in policy
+                    body = await resp.text()
+                    assert "http://" not in body
+                    assert "https://" not in body
+            async with http.get(base + "/dashboard/other.js") as resp:
+                assert resp.status == 404
+                assert (await resp.json())["error"] == "not_found"
 
 
 async def test_the_dashboard_shows_a_playing_stream_and_stops_it_with_the_key(
