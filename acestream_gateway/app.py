@@ -16,7 +16,7 @@ from .engines.pool import EnginePool
 from .fleet.docker import docker_client
 from .fleet.reconciler import Reconciler
 from .fleet.static import StaticFleet
-from .http import listings, manage, ops, players, playlists
+from .http import dashboard, listings, manage, ops, players, playlists
 from .http.errors import error_middleware, request_context
 from .http.keys import (
     ENGINE_CLIENT,
@@ -75,6 +75,7 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     app.add_routes(listings.routes)
     app.add_routes(manage.routes)
     app.add_routes(playlists.routes)
+    app.add_routes(dashboard.routes)
     return app
 
 

@@ -138,6 +138,11 @@ async def test_the_gateway_container_plays_answers_operators_and_reports_healthy
 
     streams = await ffprobe_streams(f"{url}/ace/getstream?id={CHANNEL}")
     assert any(s["codec_name"] == "h264" for s in streams)
+    # The dashboard's files are package data: the image carries them.
+    async with aiohttp.ClientSession() as http:
+        for path in ("/dashboard", "/dashboard/dashboard.js", "/dashboard/dashboard.css"):
+            async with http.get(url + path) as resp:
+                assert resp.status == 200, path
 
     answers = await scrape_operator_endpoints(
         url, "/health", "/ready", "/orchestrator/status", "/metrics"
