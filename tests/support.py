@@ -40,25 +40,28 @@ def need(condition: bool, what: str) -> None:
     pytest.skip(f"{what} is not available")
 
 
-def need_ffprobe() -> str:
-    path = shutil.which("ffprobe")
-    need(path is not None, "ffprobe (Debian package ffmpeg)")
+def need_tool(command: str, package: str) -> str:
+    """The path of ``command`` (from the Debian ``package``), or a skip / a CI failure."""
+    path = shutil.which(command)
+    need(path is not None, f"{command} (Debian package {package})")
     assert path is not None
     return path
+
+
+def need_ffprobe() -> str:
+    return need_tool("ffprobe", "ffmpeg")
+
+
+def need_ffmpeg() -> str:
+    return need_tool("ffmpeg", "ffmpeg")
 
 
 def need_promtool() -> str:
-    path = shutil.which("promtool")
-    need(path is not None, "promtool (Debian package prometheus)")
-    assert path is not None
-    return path
+    return need_tool("promtool", "prometheus")
 
 
 def need_docker_compose() -> str:
-    path = shutil.which("docker-compose")
-    need(path is not None, "docker-compose (Debian package docker-compose)")
-    assert path is not None
-    return path
+    return need_tool("docker-compose", "docker-compose")
 
 
 def docker_answers() -> bool:

@@ -5,17 +5,14 @@ player toolchains decode it."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import struct
 import subprocess
 from collections.abc import Callable
 
-import pytest
-
 from acestream_gateway.http.keys import REGISTRY
 from tests.integration.local import Emulator, gateway, settings, stream_url
-from tests.support import CHANNEL, wait_until
+from tests.support import CHANNEL, need_ffmpeg, wait_until
 
 # The first player starts the session; the others join while the engine prebuffers, so every
 # player starts at the same byte. Small pieces every 20 ms, as a live engine writes them.
@@ -134,9 +131,7 @@ async def test_a_player_that_leaves_mid_write_is_let_go_and_the_others_play_on(
 async def test_ffmpeg_decodes_the_close_delimited_stream(
     emulators: Callable[..., Emulator],
 ) -> None:
-    path = shutil.which("ffmpeg")  # what VLC, mpv and Kodi read HTTP streams with (libavformat)
-    if path is None:
-        pytest.skip("ffmpeg (Debian package ffmpeg) is not installed")
+    path = need_ffmpeg()  # what VLC, mpv and Kodi read HTTP streams with (libavformat)
     engine = emulators(**{**LIVE, "prebuffer_s": "0"})
     async with gateway(settings(), engine) as server:
         proc = await asyncio.create_subprocess_exec(
