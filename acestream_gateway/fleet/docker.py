@@ -116,13 +116,8 @@ class DockerEngines:
 
     async def find(self, name: str) -> ContainerRecord | None:
         """The container called ``name`` (any state), or None when there is none."""
-        try:
-            info = await self._call(self._client.containers.container(name).show())
-        except FleetError as exc:
-            if exc.status != 404:
-                raise
-            return None
-        return _record(info)
+        info = await self.inspect(name)
+        return None if info is None else _record(info)
 
     async def inspect(self, name: str) -> dict[str, Any] | None:
         """Docker's inspect answer for the container ``name`` (or id), None when there is none."""

@@ -19,6 +19,7 @@ from ..engines.client import EngineClient, EngineError
 from ..engines.model import Engine, EngineAddress, EngineState
 from ..engines.pool import EnginePool
 from ..logs import get_logger
+from ..settings import Settings
 
 log = get_logger(__name__)
 
@@ -69,6 +70,20 @@ class HealthProber:
         self.timeout_s = timeout_s
         self._revive = revive
         self._limit = asyncio.Semaphore(concurrency)
+
+    @classmethod
+    def configured(
+        cls, settings: Settings, *, pool: EnginePool, client: EngineClient, revive: bool = False
+    ) -> HealthProber:
+        """A prober with the HEALTH_* settings (interval, probe timeout, concurrency)."""
+        return cls(
+            pool=pool,
+            client=client,
+            interval_s=settings.health_check_interval_s,
+            timeout_s=settings.health_probe_timeout_s,
+            concurrency=settings.health_probe_concurrency,
+            revive=revive,
+        )
 
     async def run(self) -> None:
         """Probe rounds, one every ``interval_s`` (start to start), until cancelled."""

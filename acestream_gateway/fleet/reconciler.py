@@ -104,13 +104,7 @@ class Reconciler:
             vpns=self.vpns,
             metrics=self.metrics,
         )
-        self.health = HealthProber(
-            pool=pool,
-            client=client,
-            interval_s=settings.health_check_interval_s,
-            timeout_s=settings.health_probe_timeout_s,
-            concurrency=settings.health_probe_concurrency,
-        )
+        self.health = HealthProber.configured(settings, pool=pool, client=client)
         self._tasks = Supervisor("fleet reconciler")
         self._pass = asyncio.Lock()
         self._ports_by_container: dict[str, int] = {}

@@ -49,14 +49,7 @@ class StaticFleet:
         self._client = client
         self.engines = [static_engine(url) for url in settings.engine_urls]
         self._ready_timeout_s = settings.health_probe_timeout_s
-        self.health = HealthProber(
-            pool=pool,
-            client=client,
-            interval_s=settings.health_check_interval_s,
-            timeout_s=settings.health_probe_timeout_s,
-            concurrency=settings.health_probe_concurrency,
-            revive=True,
-        )
+        self.health = HealthProber.configured(settings, pool=pool, client=client, revive=True)
         self._tasks = Supervisor("static fleet")
 
     def start(self) -> None:
