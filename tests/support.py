@@ -23,6 +23,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from acestream_gateway.streaming.mpegts import PACKET_SIZE, is_random_access
+
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "dd1e67078381739d14beca697356ab76d49d1a2d"
 
@@ -359,3 +361,27 @@ class Player:
     async def close(self) -> None:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
+
+
+def pid_of(packet: bytes | bytearray) -> int:
+    return (packet[1] & 0x1F) << 8 | packet[2]
+
+
+def assert_resumes_cleanly(data: bytes, splices: list[int]) -> int:
+    """Whole packets throughout, and at every splice (a broadcast offset, the player having read
+    the broadcast from offset 0) the stream resumes with the PAT and then a keyframe; returns
+    the number of splices checked."""
+    packets = [
+        data[i : i + PACKET_SIZE] for i in range(0, len(data) - PACKET_SIZE + 1, PACKET_SIZE)
+    ]
+    assert all(p[0] == 0x47 for p in packets), "the stream stays on packet boundaries"
+    checked = 0
+    for offset in splices:
+        if offset < 0 or offset + 8 * PACKET_SIZE > len(data):
+            continue
+        assert offset % PACKET_SIZE == 0
+        first = offset // PACKET_SIZE
+        assert pid_of(packets[first]) == 0, "the new session starts with the PAT"
+        assert any(is_random_access(p) for p in packets[first : first + 8]), "then a keyframe"
+        checked += 1
+    return checked

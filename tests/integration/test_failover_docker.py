@@ -20,10 +20,11 @@ from acestream_gateway.app import create_app
 from acestream_gateway.engines.model import EngineState
 from acestream_gateway.http.keys import POOL, REGISTRY
 from acestream_gateway.settings import Settings
-from acestream_gateway.streaming.mpegts import PACKET_SIZE, is_random_access
+from acestream_gateway.streaming.mpegts import PACKET_SIZE
 from tests.support import (
     CHANNEL,
     Player,
+    assert_resumes_cleanly,
     containers_of,
     emulator_image,
     free_port,
@@ -108,28 +109,6 @@ def running_ports(instance: str) -> list[int]:
         for c in containers_of(instance)
         if c["State"]["Running"]
     )
-
-
-def pid_of(packet: bytes | bytearray) -> int:
-    return (packet[1] & 0x1F) << 8 | packet[2]
-
-
-def assert_resumes_cleanly(data: bytes, splices: list[int]) -> int:
-    """Whole packets throughout, and at every splice (a broadcast offset, the player having read
-    the broadcast from offset 0) the stream resumes with the PAT and then a keyframe; returns
-    the number of splices checked."""
-    packets = [data[i : i + PACKET_SIZE] for i in range(0, len(data) - PACKET_SIZE + 1, 188)]
-    assert all(p[0] == 0x47 for p in packets), "the stream stays on packet boundaries"
-    checked = 0
-    for offset in splices:
-        if offset < 0 or offset + 8 * PACKET_SIZE > len(data):
-            continue
-        assert offset % PACKET_SIZE == 0
-        first = offset // PACKET_SIZE
-        assert pid_of(packets[first]) == 0, "the new session starts with the PAT"
-        assert any(is_random_access(p) for p in packets[first : first + 8]), "then a keyframe"
-        checked += 1
-    return checked
 
 
 def start_in_broadcast(first_player: bytes, player: bytes) -> int:

@@ -24,7 +24,6 @@ from acestream_gateway.engines.pool import EnginePool
 from acestream_gateway.http.keys import POOL, REGISTRY
 from acestream_gateway.streaming.channel import Channel
 from acestream_gateway.streaming.errors import ChannelError
-from acestream_gateway.streaming.mpegts import PACKET_SIZE, is_random_access
 from acestream_gateway.streaming.registry import StreamRegistry
 from acestream_gateway.streaming.upstream import Timeouts
 from tests.integration.local import (
@@ -35,36 +34,14 @@ from tests.integration.local import (
     settings,
     stream_url,
 )
-from tests.support import CHANNEL, Player, wait_until
+from tests.support import CHANNEL, Player, assert_resumes_cleanly, wait_until
 
 FAILOVER = {"failover_backoff_s": 0.1, "stall_timeout_s": 1.0, "keepalive_interval_s": 0.2}
-
-
-def pid_of(packet: bytes) -> int:
-    return (packet[1] & 0x1F) << 8 | packet[2]
 
 
 def the_channel(server: TestServer) -> Channel:
     (channel,) = server.app[REGISTRY].channels()
     return channel
-
-
-def assert_clean_splices(channel: Channel, data: bytes) -> int:
-    """For a player that read the channel from its first byte: the stream stays on packet
-    boundaries and every session after the first starts, for that player, with the program
-    tables followed by a keyframe. Returns the number of splices checked."""
-    packets = [data[i : i + PACKET_SIZE] for i in range(0, len(data) - PACKET_SIZE + 1, 188)]
-    assert all(p[0] == 0x47 for p in packets), "the stream stays on packet boundaries"
-    checked = 0
-    for offset in channel.meter.splices:
-        if offset + 8 * PACKET_SIZE > len(data):
-            continue
-        assert offset % PACKET_SIZE == 0
-        first = offset // PACKET_SIZE
-        assert pid_of(packets[first]) == 0, "the new session starts with the PAT"
-        assert any(is_random_access(p) for p in packets[first : first + 8]), "then a keyframe"
-        checked += 1
-    return checked
 
 
 async def test_a_stalled_upstream_fails_over_on_the_same_engine_and_the_player_keeps_playing(
@@ -79,7 +56,7 @@ async def test_a_stalled_upstream_fails_over_on_the_same_engine_and_the_player_k
         await player.receives(500_000)  # two seconds of the new session at 2 Mbit/s
         assert not player.ended.is_set(), "the player kept its connection"
         assert player.status == 200
-        assert assert_clean_splices(the_channel(server), bytes(player.data)) >= 1
+        assert assert_resumes_cleanly(bytes(player.data), the_channel(server).meter.splices) >= 1
         stats = await engine.stats()
         assert stats["sessions_active"] == 1
         assert stats["max_concurrent_sessions"] == 1, "the old session ended before the new one"
@@ -97,7 +74,7 @@ async def test_an_upstream_that_ends_fails_over_and_the_player_keeps_playing(
         await engine.control(end_after_s="never")
         await player.receives(500_000)
         assert not player.ended.is_set()
-        assert assert_clean_splices(the_channel(server), bytes(player.data)) >= 1
+        assert assert_resumes_cleanly(bytes(player.data), the_channel(server).meter.splices) >= 1
         await player.close()
         await wait_until(lambda: app_capacity(server)["used"] == 0, timeout_s=10)
         stats = await engine.stats()
@@ -126,7 +103,7 @@ async def test_an_engine_turning_unhealthy_moves_its_channel_to_another_engine(
         await wait_until(old_session_stopped, timeout_s=10)
         loads = {x.engine.id: x.streams for x in server.app[POOL].snapshot()}
         assert loads[claim.engine.id] == 0, "the old claim is released once its session stopped"
-        assert assert_clean_splices(the_channel(server), bytes(player.data)) >= 1
+        assert assert_resumes_cleanly(bytes(player.data), the_channel(server).meter.splices) >= 1
         await player.close()
 
 
