@@ -89,8 +89,7 @@ class StreamRegistry:
 
     def is_playing(self, content: ContentRef) -> bool:
         """Whether a player of ``content`` would join a channel that plays (not start one)."""
-        channel = self._channels.get(content.key)
-        return channel is not None and not channel.broadcast.closed and not channel.stopping
+        return self._joinable(content) is not None
 
     def running(self) -> list[Channel]:
         """Every channel whose task still runs, those already asked to stop included (their
@@ -154,10 +153,17 @@ class StreamRegistry:
         await self._tasks.close()  # whatever did not end in time
         await self.retirer.close(max(0.0, deadline - loop.time()))
 
-    def _channel_for(self, content: ContentRef) -> Channel:
+    def _joinable(self, content: ContentRef) -> Channel | None:
+        """The channel of ``content`` a new player joins, if one plays and is not ending."""
         channel = self._channels.get(content.key)
-        if channel is not None and not channel.broadcast.closed and not channel.stopping:
-            return channel
+        if channel is None or channel.broadcast.closed or channel.stopping:
+            return None
+        return channel
+
+    def _channel_for(self, content: ContentRef) -> Channel:
+        joinable = self._joinable(content)
+        if joinable is not None:
+            return joinable
         channel = Channel(
             content,
             pool=self._pool,
