@@ -6,7 +6,8 @@ reverse, so channels stop their engine sessions before the HTTP client they use 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import aiohttp
 from aiohttp import web
@@ -109,12 +110,20 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
         )
         app[RECONCILER] = reconciler
         await reconciler.check_vpns()  # a VPN that does not publish its engines' ports: refused
-        tasks = Supervisor("app")
-        tasks.spawn_loop(reconciler.run, name="fleet reconciler")
-        try:
+        async with _looping(reconciler.run, "fleet reconciler"):
             yield
-        finally:
-            await tasks.close()
+
+
+@asynccontextmanager
+async def _looping(body: Callable[[], Awaitable[None]], name: str) -> AsyncIterator[None]:
+    """Run a long-lived loop of the app under a supervisor for as long as the block runs (a
+    resource's cleanup context: it stops before what the loop uses is torn down)."""
+    tasks = Supervisor("app")
+    tasks.spawn_loop(body, name=name)
+    try:
+        yield
+    finally:
+        await tasks.close()
 
 
 async def _static_fleet(app: web.Application) -> AsyncIterator[None]:
@@ -168,12 +177,8 @@ async def _stat_poller(app: web.Application) -> AsyncIterator[None]:
         interval_s=app[SETTINGS].stat_interval_s,
     )
     app[STAT_POLLER] = poller
-    tasks = Supervisor("app")
-    tasks.spawn_loop(poller.run, name="engine stat poller")
-    try:
+    async with _looping(poller.run, "engine stat poller"):
         yield
-    finally:
-        await tasks.close()
 
 
 async def _scrape(app: web.Application) -> AsyncIterator[None]:
