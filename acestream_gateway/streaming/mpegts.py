@@ -6,6 +6,8 @@ chunks starts on a packet boundary and null packets can be slipped in between ch
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 PACKET_SIZE = 188
 SYNC_BYTE = 0x47
 NULL_PID = 0x1FFF
@@ -45,8 +47,26 @@ class TsAligner:
         return skip
 
 
-_PAT_HEADER = bytes([SYNC_BYTE, 0x40, 0x00])  # payload unit start, PID 0
+_PAT_FLAGS_PID_HI = 0x40  # a header's second byte: payload unit start, PID high bits 0
 _RAP_LOOKAHEAD = 8  # packets after a PAT within which its keyframe must start (PAT, PMT, video)
+
+
+def pat_offsets(data: bytes) -> Iterator[int]:
+    """The offsets of the packets in packet-aligned ``data`` that start a PAT (sync byte, PID 0,
+    payload unit start).
+
+    Only packet headers are looked at: their second and third bytes are gathered with one stride
+    slice each, so a piece of a few hundred packets costs two slices and a ``find`` or two, never
+    a search through the payloads (where sync bytes and zeros abound).
+    """
+    second = data[1::PACKET_SIZE]
+    third = data[2::PACKET_SIZE]
+    index = second.find(_PAT_FLAGS_PID_HI)
+    while index != -1:
+        offset = index * PACKET_SIZE
+        if index < len(third) and third[index] == 0 and data[offset] == SYNC_BYTE:
+            yield offset
+        index = second.find(_PAT_FLAGS_PID_HI, index + 1)
 
 
 def is_random_access(packet: bytes | memoryview, offset: int = 0) -> bool:
@@ -70,15 +90,12 @@ class JoinPoints:
     def last(self, data: bytes) -> int | None:
         """The offset of the last join point in packet-aligned ``data``, or None."""
         best: int | None = None
-        offset = data.find(_PAT_HEADER)
-        while offset != -1:
-            if offset % PACKET_SIZE == 0:
-                if self._keyframe_follows(data, offset):
-                    self.keyframes_flagged = True
-                    best = offset
-                elif not self.keyframes_flagged:
-                    best = offset
-            offset = data.find(_PAT_HEADER, offset + 1)
+        for offset in pat_offsets(data):
+            if self._keyframe_follows(data, offset):
+                self.keyframes_flagged = True
+                best = offset
+            elif not self.keyframes_flagged:
+                best = offset
         return best
 
     @staticmethod
@@ -131,13 +148,12 @@ class Splicer:
         # The first packet boundary at or past 2 x patience, as an offset in buf: from there on
         # the stream passes as it is.
         give_up = max(0, -(-(2 * self._patience - self.dropped) // PACKET_SIZE) * PACKET_SIZE)
-        offset = buf.find(_PAT_HEADER)
-        while offset != -1 and offset < give_up:
-            if offset % PACKET_SIZE == 0:
-                patient = self.dropped + offset < self._patience
-                if not patient or JoinPoints._keyframe_follows(buf, offset):
-                    return offset
-                if offset + _RAP_LOOKAHEAD * PACKET_SIZE > len(buf):
-                    return None  # its keyframe may start in the next read
-            offset = buf.find(_PAT_HEADER, offset + 1)
+        for offset in pat_offsets(buf):
+            if offset >= give_up:
+                break
+            patient = self.dropped + offset < self._patience
+            if not patient or JoinPoints._keyframe_follows(buf, offset):
+                return offset
+            if offset + _RAP_LOOKAHEAD * PACKET_SIZE > len(buf):
+                return None  # its keyframe may start in the next read
         return give_up if give_up <= len(buf) else None

@@ -12,6 +12,7 @@ from acestream_gateway.streaming.mpegts import (
     JoinPoints,
     TsAligner,
     is_random_access,
+    pat_offsets,
 )
 
 
@@ -79,3 +80,34 @@ def test_a_stream_that_never_flags_keyframes_joins_at_the_last_pat() -> None:
 def test_a_pat_header_pattern_inside_a_payload_is_not_a_join_point() -> None:
     fake = bytes([SYNC_BYTE, 0x01, 0x00, 0x10]) + PAT[:3] + b"\xaa" * (PACKET_SIZE - 7)
     assert JoinPoints().last(fake + FRAME) is None
+
+
+_HEADERS = st.sampled_from(
+    [
+        bytes([SYNC_BYTE, 0x40, 0x00]),  # a PAT
+        bytes([SYNC_BYTE, 0x00, 0x00]),  # PID 0 without payload unit start
+        bytes([SYNC_BYTE, 0x40, 0x01]),  # another PID with payload unit start
+        bytes([SYNC_BYTE, 0x60, 0x00]),  # a PAT header with the priority bit: not what we match
+        bytes([0x00, 0x40, 0x00]),  # garbage where a sync byte should be
+    ]
+)
+
+
+@given(
+    st.lists(
+        st.tuples(_HEADERS, st.sampled_from([b"\x00", b"\x47\x40\x00", b"\xaa"])), max_size=30
+    ),
+    st.integers(0, PACKET_SIZE - 1),
+)
+def test_pat_offsets_are_the_packets_whose_headers_start_a_pat(
+    packets_: list[tuple[bytes, bytes]], tail: int
+) -> None:
+    # Payloads made of the PAT header's own bytes must never be taken for one.
+    data = b"".join(h + (fill * PACKET_SIZE)[: PACKET_SIZE - 3] for h, fill in packets_)
+    data += bytes([SYNC_BYTE, 0x40, 0x00])[:tail] + bytes(max(0, tail - 3))  # a ragged tail
+    expected = [
+        i * PACKET_SIZE
+        for i in range(len(data) // PACKET_SIZE + 1)
+        if data[i * PACKET_SIZE : i * PACKET_SIZE + 3] == bytes([SYNC_BYTE, 0x40, 0x00])
+    ]
+    assert list(pat_offsets(data)) == expected
