@@ -55,7 +55,7 @@ class Broadcast:
         self._error: str | None = None
         self._wakeup = asyncio.Event()
         self._last_publish = time.monotonic()
-        self._join_seq: int | None = None  # the latest chunk a new player can start with
+        self._join: tuple[int, int] | None = None  # the latest join point: chunk, offset in it
 
     @property
     def next_seq(self) -> int:
@@ -82,15 +82,15 @@ class Broadcast:
         """Subscribers fed by :meth:`publish` itself (at the live edge, socket not backed up)."""
         return len(self._followers)
 
-    def publish(self, chunk: bytes, *, join_point: bool = False) -> None:
-        """Append a chunk at the live edge, hand it to every follower and wake the readers; a
-        ``join_point`` chunk starts cleanly (program tables, then a keyframe) and is where new
-        players begin."""
+    def publish(self, chunk: bytes, *, join_at: int | None = None) -> None:
+        """Append a chunk at the live edge, hand it to every follower and wake the readers;
+        ``join_at`` is where in the chunk the stream starts cleanly (program tables, then a
+        keyframe): new players begin there."""
         if self._closed or not chunk:
             return
         seq = self.next_seq
-        if join_point:
-            self._join_seq = seq
+        if join_at is not None:
+            self._join = (seq, join_at)
         self._chunks.append(chunk)
         self._last_publish = time.monotonic()
         self._held += len(chunk)
@@ -127,10 +127,9 @@ class Broadcast:
     def subscribe(self) -> Subscriber:
         """A new reader, starting at the latest join point still held (so it starts cleanly and
         at once with a keyframe), else at the live edge."""
-        start = self.next_seq
-        if self._join_seq is not None and self._join_seq >= self._first_seq:
-            start = self._join_seq
-        subscriber = Subscriber(self, start)
+        subscriber = Subscriber(self, self.next_seq)
+        if self._join is not None and self._join[0] >= self._first_seq:
+            subscriber.position, subscriber.skip = self._join
         self._readers.add(subscriber)
         return subscriber
 
@@ -174,15 +173,19 @@ class Broadcast:
     def _take(self, subscriber: Subscriber, index: int) -> bytes:
         # One stored chunk per read, never a joined copy: a player catching up on the burst must
         # not hold a private copy of it (memory follows the window, not the number of players).
+        # Only a new player's first chunk is cut, to start at its join point.
         subscriber.position += 1
-        return self._chunks[index]
+        chunk = self._chunks[index]
+        if subscriber.skip:
+            chunk, subscriber.skip = chunk[subscriber.skip :], 0
+        return chunk
 
     def _trim(self) -> None:
         # Drop chunks every reader has read and no joiner needs, and anything beyond the window.
         # Followers are at the live edge: they need nothing the window holds.
         slowest = min((s.position for s in self._readers), default=self.next_seq)
-        if self._join_seq is not None:
-            slowest = min(slowest, self._join_seq)
+        if self._join is not None:
+            slowest = min(slowest, self._join[0])
         while self._chunks and (self._first_seq < slowest or self._held > self.window_bytes):
             if len(self._chunks) == 1 and self._first_seq >= slowest:
                 break  # keep the live edge itself readable by whoever is on it
@@ -197,12 +200,13 @@ class Broadcast:
 class Subscriber:
     """One player's cursor into a broadcast."""
 
-    __slots__ = ("_broadcast", "_following", "position")
+    __slots__ = ("_broadcast", "_following", "position", "skip")
 
     def __init__(self, broadcast: Broadcast, position: int) -> None:
         self._broadcast = broadcast
         self._following: asyncio.Future[None] | None = None
-        self.position = position
+        self.position = position  # the next chunk to read
+        self.skip = 0  # bytes of that chunk before the player's join point
 
     def take(self) -> bytes | None:
         """The next chunk at once: data, ``b""`` at the live edge, None once the broadcast ended

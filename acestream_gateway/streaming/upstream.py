@@ -2,8 +2,8 @@
 
 This is the only reader of a session's playback URL (the engine serves it to one reader only).
 Bytes are published as whole TS packets, gathered into blocks (:mod:`.coalesce`: an engine's small
-pieces cost one write per player per block, not per piece) and cut so that every join point
-starts a block of its own; after a failover the first bytes published start at a splice point
+pieces cost one write per player per block, not per piece) that say where their latest join point
+is; after a failover the first bytes published start at a splice point
 (program tables, then a keyframe), so players already watching resynchronise at once. Reading
 never decides what happens next: it returns a :class:`SessionEnd` and the channel decides (fail
 over, or end).
@@ -12,6 +12,7 @@ over, or end).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import time
 from collections.abc import Callable
@@ -24,10 +25,9 @@ from ..logs import get_logger
 from .broadcast import Broadcast
 from .coalesce import Block, Coalescer
 from .mpegts import JoinPoints, Splicer, TsAligner
+from .source import open_source
 
 log = get_logger(__name__)
-
-_READ_SIZE = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +145,14 @@ async def _copy(
     """
     loop = asyncio.get_running_loop()
     progress = _Progress(last_at=loop.time())
-    reader = _Reader(response, gather, splicer, meter, progress)
+    reader = _Reader(gather, splicer, meter, progress, timeouts.stall_s)
+    source = open_source(response, reader.feed)
     while True:
         timeout = timeouts.first_data_s if progress.first_at is None else timeouts.stall_s
         try:
             async with asyncio.timeout_at(progress.last_at + timeout) as scope:
-                return await reader.run(scope, timeouts.stall_s)
+                reader.scope = scope
+                error = await source.ended()
         except TimeoutError:
             if loop.time() - progress.last_at < timeout:
                 continue
@@ -158,50 +160,64 @@ async def _copy(
             log.warning("upstream_stalled", timeout_s=timeout, bytes=received)
             kind = EndKind.STALLED if first_at is not None else EndKind.NO_DATA
             return _end(kind, f"engine stalled for {timeout:g} s", "", received, first_at)
+        finally:
+            reader.scope = None
+        if error is not None:
+            log.warning("upstream_broken", error=repr(error), bytes=progress.received)
+            return _end(EndKind.BROKEN, "engine stream broke", repr(error), *reader.so_far())
+        log.info("upstream_ended", bytes=progress.received)
+        return _end(EndKind.EOF, "engine ended the stream", "", *reader.so_far())
 
 
 class _Reader:
-    """The reading loop of one session: bytes in, whole packets on to the gatherer."""
+    """What one session's bytes go through: whole packets on to the gatherer, and the progress
+    the stall timeout is judged by. Fed from the loop (see :mod:`.source`), so it never waits."""
 
-    __slots__ = ("_aligner", "_gather", "_joins", "_meter", "_progress", "_response", "_splicer")
+    __slots__ = (
+        "_aligner",
+        "_context",
+        "_gather",
+        "_joins",
+        "_loop",
+        "_meter",
+        "_progress",
+        "_splicer",
+        "_stall_s",
+        "scope",
+    )
 
     def __init__(
         self,
-        response: aiohttp.ClientResponse,
         gather: _Gatherer,
         splicer: Splicer | None,
         meter: Meter,
         progress: _Progress,
+        stall_s: float,
     ) -> None:
-        self._response = response
         self._gather = gather
         self._splicer = splicer
         self._meter = meter
         self._progress = progress
+        self._stall_s = stall_s
         self._aligner = TsAligner()
         self._joins = JoinPoints()
+        self._loop = asyncio.get_running_loop()
+        self._context = contextvars.copy_context()  # the channel's log context, for callbacks
+        self.scope: asyncio.Timeout | None = None  # the timeout the reading task waits under
 
-    async def run(self, scope: asyncio.Timeout, stall_s: float) -> SessionEnd:
-        progress, loop = self._progress, asyncio.get_running_loop()
-        while True:
-            try:
-                data = await self._response.content.read(_READ_SIZE)
-            except aiohttp.ClientError as exc:
-                log.warning("upstream_broken", error=repr(exc), bytes=progress.received)
-                return _end(EndKind.BROKEN, "engine stream broke", repr(exc), *self._so_far())
-            if not data:
-                log.info("upstream_ended", bytes=progress.received)
-                return _end(EndKind.EOF, "engine ended the stream", "", *self._so_far())
-            progress.received += len(data)
-            progress.last_at = loop.time()
-            self._meter.bytes_in += len(data)
-            if progress.first_at is None:
-                log.info("upstream_first_data")
-                progress.first_at = time.monotonic()
-                scope.reschedule(progress.last_at + stall_s)  # from now on, quiet means stalled
-            self._take(self._aligner.feed(data))
+    def feed(self, data: bytes) -> None:
+        progress = self._progress
+        progress.received += len(data)
+        progress.last_at = self._loop.time()
+        self._meter.bytes_in += len(data)
+        if progress.first_at is None:
+            self._context.run(log.info, "upstream_first_data")
+            progress.first_at = time.monotonic()
+            if self.scope is not None:  # from now on, quiet means stalled
+                self.scope.reschedule(progress.last_at + self._stall_s)
+        self._take(self._aligner.feed(data))
 
-    def _so_far(self) -> tuple[int, float | None]:
+    def so_far(self) -> tuple[int, float | None]:
         return self._progress.received, self._progress.first_at
 
     def _take(self, packets: bytes) -> None:
@@ -210,7 +226,7 @@ class _Reader:
             packets = splicer.feed(packets)
             if not splicer.done:
                 return
-            log.info("upstream_spliced", dropped=splicer.dropped)
+            self._context.run(log.info, "upstream_spliced", dropped=splicer.dropped)
             self._meter.spliced_at(self._gather.offset)
             self._gather.add(packets, join_at=0)
             return
@@ -222,13 +238,14 @@ class _Gatherer:
     """A session's blocks on their way into the broadcast: a :class:`Coalescer` and the one timer
     that sends what is pending when no further piece comes in time."""
 
-    __slots__ = ("_broadcast", "_coalescer", "_loop", "_timer")
+    __slots__ = ("_broadcast", "_closed", "_coalescer", "_loop", "_timer")
 
     def __init__(self, broadcast: Broadcast) -> None:
         self._broadcast = broadcast
         self._coalescer = Coalescer()
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
 
     @property
     def offset(self) -> int:
@@ -236,14 +253,17 @@ class _Gatherer:
         return self._broadcast.bytes_published + self._coalescer.pending_bytes
 
     def add(self, data: bytes, *, join_at: int | None) -> None:
+        if self._closed:
+            return  # the session is over: nothing of it may follow what it sent
         self._publish(self._coalescer.add(data, self._loop.time(), join_at=join_at))
         self._arm()
 
     def close(self) -> None:
+        self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._publish(self._coalescer.flush(self._loop.time()))
+        self._publish(self._coalescer.flush())
 
     def _arm(self) -> None:
         deadline = self._coalescer.deadline
@@ -255,11 +275,11 @@ class _Gatherer:
         # A timer may fire a hair before its time by the loop's clock (uvloop's is cached, in
         # milliseconds): what was due at ``deadline`` goes now, or the timer would spin until then.
         self._publish(self._coalescer.due(max(deadline, self._loop.time())))
-        self._arm()  # the deadline moved on: a block went out since this timer was set
+        self._arm()  # pieces that came after the block this timer was set for have their own
 
-    def _publish(self, blocks: list[Block]) -> None:
-        for block in blocks:
-            self._broadcast.publish(block.data, join_point=block.join_point)
+    def _publish(self, block: Block | None) -> None:
+        if block is not None:
+            self._broadcast.publish(block.data, join_at=block.join_at)
 
 
 def _end(

@@ -122,19 +122,35 @@ def test_every_subscriber_reads_the_exact_byte_sequence(
 
 async def test_a_new_player_starts_at_the_latest_join_point_still_held() -> None:
     broadcast = Broadcast(window_bytes=1 << 20)
-    broadcast.publish(b"old-gop", join_point=True)
+    broadcast.publish(b"old-gop", join_at=0)
     broadcast.publish(b"frames")
-    broadcast.publish(b"new-gop", join_point=True)
+    broadcast.publish(b"new-gop", join_at=0)
     broadcast.publish(b"more")
     player = broadcast.subscribe()
     broadcast.close()
     assert await drain(player) == b"new-gopmore"
 
 
+async def test_a_new_player_starts_inside_a_chunk_at_its_join_point_and_others_get_it_whole() -> (
+    None
+):
+    broadcast = Broadcast(window_bytes=1 << 20)
+    watching = broadcast.subscribe()
+    broadcast.publish(b"tail-of-gop|new-gop", join_at=12)
+    broadcast.publish(b"more")
+    joiner = broadcast.subscribe()
+    assert await joiner.read() == b"new-gop"
+    assert await joiner.read() == b"more"
+    assert await watching.read() == b"tail-of-gop|new-gop"  # the stored chunk, not a copy
+    broadcast.close()
+    assert await drain(watching) == b"more"
+    assert await drain(joiner) == b""
+
+
 async def test_the_join_point_is_held_even_when_every_player_has_read_it() -> None:
     broadcast = Broadcast(window_bytes=1 << 20)
     first = broadcast.subscribe()
-    broadcast.publish(b"gop", join_point=True)
+    broadcast.publish(b"gop", join_at=0)
     broadcast.publish(b"frames")
     assert await first.read() == b"gop"
     assert await first.read() == b"frames"
@@ -146,7 +162,7 @@ async def test_the_join_point_is_held_even_when_every_player_has_read_it() -> No
 
 async def test_a_join_point_beyond_the_window_is_forgotten() -> None:
     broadcast = Broadcast(window_bytes=10)
-    broadcast.publish(b"gop", join_point=True)
+    broadcast.publish(b"gop", join_at=0)
     broadcast.publish(b"x" * 20)
     player = broadcast.subscribe()
     broadcast.publish(b"live")
@@ -224,7 +240,7 @@ async def test_a_follower_that_leaves_is_released_and_holds_nothing() -> None:
 
 async def test_a_subscriber_behind_the_live_edge_cannot_follow_yet() -> None:
     broadcast = Broadcast(window_bytes=1 << 20)
-    broadcast.publish(b"gop", join_point=True)
+    broadcast.publish(b"gop", join_at=0)
     subscriber = broadcast.subscribe()
     await asyncio.wait_for(subscriber.follow(_Socket().push), 1)  # returns at once
     assert subscriber.take() == b"gop"

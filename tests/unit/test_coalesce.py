@@ -1,5 +1,5 @@
-"""Gathering an engine's pieces into blocks: nothing lost or reordered, join points start blocks,
-and no byte is held back longer than the delay."""
+"""Gathering an engine's pieces into blocks: nothing lost or reordered, the latest join point of
+each block found where it was, and no byte held back longer than the delay."""
 
 from __future__ import annotations
 
@@ -20,16 +20,19 @@ pieces_in_time = st.lists(
 
 def _run(pieces: list[tuple[bytes, float, int | None]], coalescer: Coalescer) -> list[Block]:
     """Feed the pieces at their times, firing the deadline whenever it passes in between."""
-    out: list[Block] = []
+    out: list[Block | None] = []
     now = 0.0
     for data, gap, join_at in pieces:
         arrival = now + gap
         deadline = coalescer.deadline
         if deadline is not None and deadline <= arrival:
-            out += coalescer.due(deadline)
+            out.append(coalescer.due(deadline))
         now = arrival
-        out += coalescer.add(data, now, join_at=None if join_at is None else join_at % len(data))
-    return out + coalescer.flush(now)
+        out.append(
+            coalescer.add(data, now, join_at=None if join_at is None else join_at % len(data))
+        )
+    out.append(coalescer.flush())
+    return [b for b in out if b is not None]
 
 
 @given(pieces_in_time)
@@ -40,21 +43,21 @@ def test_blocks_carry_every_byte_in_order(pieces: list[tuple[bytes, float, int |
 
 
 @given(pieces_in_time)
-def test_every_join_point_starts_a_block_of_its_own(
+def test_each_block_knows_its_latest_join_point(
     pieces: list[tuple[bytes, float, int | None]],
 ) -> None:
     blocks = _run(pieces, Coalescer(max_bytes=4096, max_delay_s=0.09))
-    starts, offset = set(), 0
-    for block in blocks:
-        if block.join_point:
-            starts.add(offset)
-        offset += len(block.data)
-    expected, offset = set(), 0
+    joins, offset = [], 0
     for data, _, join_at in pieces:
         if join_at is not None:
-            expected.add(offset + join_at % len(data))
+            joins.append(offset + join_at % len(data))
         offset += len(data)
-    assert starts == expected
+    start = 0
+    for block in blocks:
+        end = start + len(block.data)
+        inside = [j for j in joins if start <= j < end]
+        assert block.join_at == (inside[-1] - start if inside else None)
+        start = end
 
 
 @given(pieces_in_time)
@@ -64,23 +67,36 @@ def test_no_byte_waits_longer_than_the_delay(pieces: list[tuple[bytes, float, in
     for data, gap, _ in pieces:
         deadline = coalescer.deadline
         if deadline is not None and deadline <= now + gap:
-            assert coalescer.due(deadline)
+            assert coalescer.due(deadline) is not None
             assert waiting_since is not None
             assert deadline - waiting_since <= 0.09 + 1e-9
             waiting_since = None
         now += gap
-        if coalescer.add(data, now):
+        if coalescer.add(data, now) is not None:
             waiting_since = None
         elif waiting_since is None:
             waiting_since = now
 
 
+@given(st.lists(st.binary(min_size=1, max_size=3000), max_size=60))
+def test_pieces_that_come_together_go_out_as_blocks_of_at_least_the_size(
+    pieces: list[bytes],
+) -> None:
+    coalescer = Coalescer(max_bytes=4096, max_delay_s=0.09)
+    blocks = [b for p in pieces if (b := coalescer.add(p, 0.0)) is not None]
+    assert all(len(b.data) >= 4096 for b in blocks)
+    assert coalescer.pending_bytes < 4096
+
+
 def test_a_full_block_goes_out_at_once_and_small_pieces_wait_for_the_delay() -> None:
     coalescer = Coalescer(max_bytes=1000, max_delay_s=0.09)
-    assert coalescer.add(b"a" * 10, 0.0) == [Block(b"a" * 10)]  # nothing went out lately
-    assert coalescer.add(b"b" * 10, 0.02) == []
-    assert coalescer.deadline == 0.09
-    assert coalescer.add(b"c" * 990, 0.04) == [Block(b"b" * 10 + b"c" * 990)]
-    assert coalescer.add(b"d" * 10, 0.06) == []
-    assert coalescer.due(0.1) == []  # the deadline moved with the last block
-    assert coalescer.due(0.13) == [Block(b"d" * 10)]
+    assert coalescer.add(b"a" * 10, 0.0) is None
+    assert coalescer.deadline == 0.09  # from the oldest pending byte
+    assert coalescer.add(b"b" * 10, 0.02, join_at=4) is None
+    assert coalescer.add(b"c" * 990, 0.04) == Block(b"a" * 10 + b"b" * 10 + b"c" * 990, join_at=14)
+    assert coalescer.deadline is None
+    assert coalescer.add(b"d" * 10, 0.06) is None
+    assert coalescer.due(0.1) is None  # the next deadline counts from "d"
+    assert coalescer.add(b"e" * 10, 0.12) is None
+    assert coalescer.due(0.15) == Block(b"d" * 10 + b"e" * 10)
+    assert coalescer.flush() is None
