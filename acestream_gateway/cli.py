@@ -27,6 +27,11 @@ log = get_logger(__name__)
 # Players' streams are ended first on shutdown, so open requests drain quickly; engine sessions
 # are then stopped with their own timeout. The deadline bounds the whole shutdown.
 _DRAIN_TIMEOUT_S = 5.0
+_LISTEN_BACKLOG = 1024
+"""Connections the kernel queues before the gateway accepts them. Players come in crowds (a
+playlist opened on every screen, everyone back after a restart): with aiohttp's 128, a crowd of
+hundreds overflows the queue and the connections left out retry a second later, which a player
+sees as a stream starting a second late. The kernel caps it at ``net.core.somaxconn``."""
 _SHUTDOWN_DEADLINE_S = 20.0
 
 
@@ -85,7 +90,10 @@ async def _serve(settings: Settings) -> None:
         await runner.cleanup()  # what did start (the HTTP client session) is closed again
         raise
     try:
-        await web.TCPSite(runner, settings.gateway_host, settings.gateway_port).start()
+        site = web.TCPSite(
+            runner, settings.gateway_host, settings.gateway_port, backlog=_LISTEN_BACKLOG
+        )
+        await site.start()
         log.info("gateway_listening", host=settings.gateway_host, port=settings.gateway_port)
         await _wait_for_signal()
     finally:

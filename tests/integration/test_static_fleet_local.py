@@ -6,6 +6,8 @@ engine is busy."""
 from __future__ import annotations
 
 import json
+import selectors
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -166,3 +168,36 @@ async def test_an_engine_silent_at_start_is_unhealthy_and_ready_once_it_answers(
         await silent.control(api_delay_s=0)
         await wait_until(lambda: logged(gateway, "engine_recovered", silent), 10)
         assert (await ready(gateway))["engines"] == 2
+
+
+async def test_a_crowd_of_players_connecting_while_the_gateway_is_busy_is_queued_not_dropped(
+    emulators: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    # While the gateway cannot accept (here: stopped), the kernel completes the handshakes of up
+    # to its listen backlog; connections beyond it are left to retry a second later, a stream
+    # starting late for those players.
+    crowd = 600
+    engines = await started(emulators, 1)
+    async with running_gateway(gateway_env(*engines), tmp_path / "gateway.log") as gateway:
+        assert gateway.proc is not None
+        sockets = [socket.socket() for _ in range(crowd)]
+        waiting = selectors.DefaultSelector()
+        connected = 0
+        gateway.proc.send_signal(signal.SIGSTOP)
+        try:
+            for sock in sockets:
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", gateway.port))
+                waiting.register(sock, selectors.EVENT_WRITE, sock)
+            deadline = time.monotonic() + 0.5
+            while connected < crowd and (left := deadline - time.monotonic()) > 0:
+                for key, _ in waiting.select(left):
+                    waiting.unregister(key.fileobj)
+                    done: socket.socket = key.data
+                    connected += not done.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        finally:
+            gateway.proc.send_signal(signal.SIGCONT)
+            waiting.close()
+            for sock in sockets:
+                sock.close()
+        assert connected == crowd
