@@ -5,6 +5,7 @@ phase alone; ``make bench`` uses the defaults.
     python -m tests.bench [--only fanout|failover] [--shapes blocks,pieces]
                           [--players 50,200,500,1000] [--channels 1,10,50] [--no-large]
                           [--extras burst,isolation,memory] [--window-s 10] [--failover-runs 10]
+                          [--rounds 3] [--rounds-other 1]
 
 The failover phase needs Docker and the engine emulator image (``EMULATOR_IMAGE``, which
 ``make bench`` sets).
@@ -45,6 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bitrate-bps", type=int, default=4_000_000, help="failover bitrate")
     parser.add_argument("--burst-bytes", type=int, default=4_000_000, help="engine's first burst")
     parser.add_argument("--window-s", type=float, default=10.0, help="steady-state window")
+    parser.add_argument("--rounds", type=int, default=3, help="pairs per case with a target")
+    parser.add_argument("--rounds-other", type=int, default=1, help="pairs per other case")
     parser.add_argument("--joins", type=int, default=30, help="timed joins per gateway case")
     parser.add_argument("--floor-joins", type=int, default=5, help="timed joins per floor case")
     parser.add_argument("--burst-players", type=int, default=500, help="players of the burst")
@@ -110,6 +113,8 @@ def plan_from(args: argparse.Namespace) -> scenario.Plan:
         burst_players=args.burst_players,
         memory_players=args.memory_players,
         memory_cycles=args.memory_cycles,
+        rounds=args.rounds,
+        rounds_other=args.rounds_other,
     )
 
 

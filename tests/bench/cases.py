@@ -13,6 +13,10 @@ from typing import Any
 SHAPES = {"blocks": 0.1, "pieces": 0.02}
 """Upstream shape name -> the emulator's ``write_interval_s``."""
 
+TARGETS = {(1, 1000, 8_000_000): 1.25, (1, 200, 4_000_000): 1.5, (50, 10, 4_000_000): 1.5}
+"""(channels, players per channel, bitrate) -> the gateway/floor CPU ratio it must stay within,
+for every upstream shape."""
+
 
 @dataclass(frozen=True, slots=True)
 class Case:
@@ -26,6 +30,10 @@ class Case:
     @property
     def name(self) -> str:
         return f"{self.shape}-{self.channels}x{self.players}-{self.bitrate_bps // 1_000_000}M"
+
+    @property
+    def target_ratio(self) -> float | None:
+        return TARGETS.get((self.channels, self.players, self.bitrate_bps))
 
     @property
     def total_players(self) -> int:

@@ -47,6 +47,8 @@ class Plan:
     server_core: int
     load_core: int
     extras: tuple[str, ...] = EXTRAS
+    rounds: int = 3  # floor-then-gateway pairs per case with a target (the machine is noisy)
+    rounds_other: int = 1  # and per other case
     burst_players: int = 500
     isolation_players: int = 200
     isolation_stalled_share: float = 0.1
@@ -55,9 +57,14 @@ class Plan:
     memory_cycles: int = 10
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
+    def rounds_of(self, case: Case) -> int:
+        return self.rounds if case.target_ratio is not None else self.rounds_other
+
     def as_json(self) -> dict[str, Any]:
         return {
             "cases": [c.as_json() for c in self.cases],
+            "rounds": self.rounds,
+            "rounds_other": self.rounds_other,
             "burst_bytes": self.burst_bytes,
             "prebuffer_s": self.prebuffer_s,
             "window_s": self.window_s,
@@ -120,9 +127,10 @@ def _run(plan: Plan, workdir: Path, procs: Processes) -> dict[str, Any]:
     phases: list[dict[str, Any]] = []
     for case in plan.cases:
         _shape(state, case)
-        phases.append(_floor_phase(state, case))
-        wait_no_sessions(emulator_port)
-        phases.append(_gateway_phase(state, case))
+        for round_ in range(plan.rounds_of(case)):
+            phases.append({**_floor_phase(state, case), "round": round_})
+            wait_no_sessions(emulator_port)
+            phases.append({**_gateway_phase(state, case, round_), "round": round_})
     extras: dict[str, Any] = {}
     if "burst" in plan.extras:
         extras["burst"] = _burst_phase(state)
@@ -172,9 +180,9 @@ def start_gateway(
     return gateway, port
 
 
-def _gateway_phase(state: _Run, case: Case) -> dict[str, Any]:
+def _gateway_phase(state: _Run, case: Case, round_: int) -> dict[str, Any]:
     """A fresh gateway per phase, so its memory figures owe nothing to an earlier phase."""
-    name = f"gateway-{case.name}"
+    name = f"gateway-{case.name}-{round_}"
     gateway, port = start_gateway(state, name)
     try:
         endpoints = tuple(

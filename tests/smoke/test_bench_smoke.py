@@ -35,7 +35,8 @@ def test_a_short_benchmark_runs_and_its_figures_make_sense(tmp_path: Path) -> No
     args = [
         *("--only", "fanout", "--shapes", "pieces", "--players", "5", "--channels", ""),
         *("--no-large", "--extras", "", "--window-s", "1.5", "--joins", "3"),
-        *("--floor-joins", "1", "--server-core", str(cpus[0]), "--load-core", str(cpus[1])),
+        *("--floor-joins", "1", "--rounds-other", "2"),
+        *("--server-core", str(cpus[0]), "--load-core", str(cpus[1])),
         *("--out", str(out), "--doc", str(doc)),
     ]
     result = subprocess.run(
@@ -53,10 +54,11 @@ def test_a_short_benchmark_runs_and_its_figures_make_sense(tmp_path: Path) -> No
     assert 0.8 < case["gateway_delivered_share"] < 1.2
     assert 0.8 < case["cfanout_delivered_share"] < 1.2
     assert case["ratio"] is not None
-    assert case["ratio"] > 0
+    assert case["rounds"] == 2
+    assert 0 < case["ratio_min"] <= case["ratio"] <= case["ratio_max"]
     joins = fanout["joins"]
-    assert joins["ok"] == 3
-    assert joins["starts_with_pat"] == 3
+    assert joins["ok"] == 3 * 2  # per gateway phase: one a round
+    assert joins["starts_with_pat"] == 3 * 2
     page = doc.read_text()
     assert "gateway / cfanout" in page
     assert "bench-fanout-cost.png" in page
