@@ -3,14 +3,23 @@
 Engines write a live stream in pieces of a few KB every 20 ms or so; handing every piece to every
 player as a write of its own costs the gateway a system call per piece per player. Pieces are
 gathered instead into blocks of at least ``max_bytes``, or of whatever came since the oldest
-pending byte arrived ``max_delay_s`` ago (so no byte waits longer than that). A block remembers
-where in it the latest join point is, so new players can start there without the block being cut
-in two (which would cost every player a write more). Pure: the caller supplies the time and
-publishes the blocks.
+pending byte arrived ``max_delay_s`` ago (so no byte waits longer than that).
+
+A block goes out with the piece after which waiting is pointless: when the next piece, due after
+the usual gap between pieces, would come after the deadline anyway. An engine writing every 20 ms
+thus gets blocks of the pieces of the last 95 ms, sent as the last of them arrives, and one
+writing a large block every 100 ms has each sent at once; neither waits for a timer (a wake-up of
+its own, with the bytes gone cold in the cache meanwhile). The timer is only the bound, for
+pieces that stop coming.
+
+A block remembers where in it the latest join point is, so new players can start there without
+the block being cut in two (which would cost every player a write more). Pure: the caller
+supplies the time and publishes the blocks.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 MAX_BLOCK_BYTES = 256 * 1024
@@ -33,7 +42,16 @@ class Block:
 class Coalescer:
     """Pieces in, blocks out: at least ``max_bytes`` each, or all that waited ``max_delay_s``."""
 
-    __slots__ = ("_first_at", "_join_at", "_pieces", "_size", "max_bytes", "max_delay_s")
+    __slots__ = (
+        "_first_at",
+        "_gap",
+        "_join_at",
+        "_last_at",
+        "_pieces",
+        "_size",
+        "max_bytes",
+        "max_delay_s",
+    )
 
     def __init__(self, max_bytes: int = MAX_BLOCK_BYTES, max_delay_s: float = MAX_DELAY_S) -> None:
         self.max_bytes = max_bytes
@@ -42,6 +60,8 @@ class Coalescer:
         self._size = 0
         self._join_at: int | None = None
         self._first_at = 0.0  # when the oldest pending byte arrived
+        self._last_at: float | None = None  # when the latest piece arrived
+        self._gap = math.inf  # the usual time between pieces (a moving average)
 
     @property
     def pending_bytes(self) -> int:
@@ -56,13 +76,19 @@ class Coalescer:
         """Take one piece; ``join_at`` is the offset in it of a join point. The block due now."""
         if not data:
             return self.due(now)
+        if self._last_at is not None:
+            gap = now - self._last_at
+            self._gap = gap if self._gap == math.inf else self._gap + (gap - self._gap) / 4
+        self._last_at = now
         if not self._size:
             self._first_at = now
         if join_at is not None:
             self._join_at = self._size + join_at
         self._pieces.append(data)
         self._size += len(data)
-        if self._size >= self.max_bytes or now >= self._first_at + self.max_delay_s:
+        # The next piece is expected a usual gap from now: if that is past the deadline, this
+        # block can gather nothing more before it must go.
+        if self._size >= self.max_bytes or now + self._gap >= self._first_at + self.max_delay_s:
             return self._emit()
         return None
 

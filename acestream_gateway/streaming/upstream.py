@@ -255,7 +255,12 @@ class _Gatherer:
     def add(self, data: bytes, *, join_at: int | None) -> None:
         if self._closed:
             return  # the session is over: nothing of it may follow what it sent
-        self._publish(self._coalescer.add(data, self._loop.time(), join_at=join_at))
+        block = self._coalescer.add(data, self._loop.time(), join_at=join_at)
+        if block is not None:
+            self._publish(block)
+            if self._timer is not None:  # set for the bytes just sent: not needed any more
+                self._timer.cancel()
+                self._timer = None
         self._arm()
 
     def close(self) -> None:
@@ -275,7 +280,7 @@ class _Gatherer:
         # A timer may fire a hair before its time by the loop's clock (uvloop's is cached, in
         # milliseconds): what was due at ``deadline`` goes now, or the timer would spin until then.
         self._publish(self._coalescer.due(max(deadline, self._loop.time())))
-        self._arm()  # pieces that came after the block this timer was set for have their own
+        self._arm()
 
     def _publish(self, block: Block | None) -> None:
         if block is not None:

@@ -84,19 +84,30 @@ def test_pieces_that_come_together_go_out_as_blocks_of_at_least_the_size(
 ) -> None:
     coalescer = Coalescer(max_bytes=4096, max_delay_s=0.09)
     blocks = [b for p in pieces if (b := coalescer.add(p, 0.0)) is not None]
-    assert all(len(b.data) >= 4096 for b in blocks)
+    # The very first piece goes out alone: nothing is known yet of how often pieces come.
+    assert all(len(b.data) >= 4096 for b in blocks[1:])
     assert coalescer.pending_bytes < 4096
 
 
 def test_a_full_block_goes_out_at_once_and_small_pieces_wait_for_the_delay() -> None:
     coalescer = Coalescer(max_bytes=1000, max_delay_s=0.09)
-    assert coalescer.add(b"a" * 10, 0.0) is None
-    assert coalescer.deadline == 0.09  # from the oldest pending byte
+    assert coalescer.add(b"a" * 10, 0.0) == Block(b"a" * 10)  # no gap known: nothing to wait for
     assert coalescer.add(b"b" * 10, 0.02, join_at=4) is None
-    assert coalescer.add(b"c" * 990, 0.04) == Block(b"a" * 10 + b"b" * 10 + b"c" * 990, join_at=14)
+    assert coalescer.deadline == 0.11  # from the oldest pending byte
+    assert coalescer.add(b"c" * 990, 0.04) == Block(b"b" * 10 + b"c" * 990, join_at=4)
     assert coalescer.deadline is None
-    assert coalescer.add(b"d" * 10, 0.06) is None
-    assert coalescer.due(0.1) is None  # the next deadline counts from "d"
-    assert coalescer.add(b"e" * 10, 0.12) is None
-    assert coalescer.due(0.15) == Block(b"d" * 10 + b"e" * 10)
+    # Regular pieces every 20 ms: the block goes with the last piece that can make its deadline.
+    for at in (0.06, 0.08, 0.10, 0.12):
+        assert coalescer.add(b"d", at) is None
+    assert coalescer.add(b"e", 0.14) == Block(b"dddde")
+    # The pieces stop: the deadline sends what is pending.
+    assert coalescer.add(b"f", 0.16) is None
+    assert coalescer.due(0.2) is None
+    assert coalescer.due(0.25) == Block(b"f")
     assert coalescer.flush() is None
+
+
+def test_an_engine_writing_a_block_every_100_ms_has_each_sent_as_it_comes() -> None:
+    coalescer = Coalescer(max_bytes=256 * 1024, max_delay_s=0.095)
+    sent = [coalescer.add(bytes([i]) * 50_000, i * 0.1) for i in range(10)]
+    assert sent == [Block(bytes([i]) * 50_000) for i in range(10)]
