@@ -143,6 +143,10 @@ def _window(setup: Setup, target: Target, case: Case) -> dict[str, Any]:
         "player_share_min": round(min(got) / per_player, 3),
         "player_share_median": round(statistics.median(got) / per_player, 3),
         "players_keeping_up": sum(1 for g in got if g >= _KEEPS_UP * per_player),
+        # Players that got a packet without its sync byte, from their first byte to the window's
+        # end (meaningful for the gateway, which starts every player on a packet: cfanout starts
+        # a player wherever its next block starts).
+        "players_out_of_sync": sum(1 for n in last["out_of_sync"] if n),
         "received_before_window_median": round(statistics.median(first["bytes"])),
         "behind": [b for b in behind if b["share"] < _BEHIND],
         "dropped": sorted(set(last["closed"])),

@@ -27,6 +27,9 @@ import sys
 import time
 from typing import Any
 
+PACKET_SIZE = 188
+SYNC_BYTE = 0x47
+
 HOST = "127.0.0.1"
 _HEAD_LIMIT = 64 * 1024
 _KEEP_BYTES = 4096
@@ -83,6 +86,7 @@ class Reader(asyncio.Protocol):
         self.status = 0
         self.chunked = False
         self.body = 0
+        self.out_of_sync = 0  # packets, since the first body byte, without their sync byte
         self.kept = bytearray()
         self.closed = False
         self.last_at = self.started
@@ -111,6 +115,9 @@ class Reader(asyncio.Protocol):
         elif now - self.last_at > self.max_gap:
             self.max_gap = now - self.last_at
         self.last_at = now
+        # Valid TS: a sync byte every 188 bytes from the body's first byte on (one stride slice).
+        starts = data[-self.body % PACKET_SIZE :: PACKET_SIZE]
+        self.out_of_sync += len(starts) - starts.count(SYNC_BYTE)
         self.body += len(data)
         if self.data_at is None and self.body >= _DATA_BYTES:
             self.data_at = now
@@ -269,6 +276,7 @@ class LoadGenerator:
         return {
             "at": time.monotonic(),
             "bytes": [r.body for r in self.readers],
+            "out_of_sync": [r.out_of_sync for r in self.readers],
             "closed": [i for i, r in enumerate(self.readers) if r.closed],
             "max_gap_s": gaps,
             "stalled": len(self.stalled),

@@ -55,6 +55,7 @@ def test_a_short_benchmark_runs_and_its_figures_make_sense(tmp_path: Path) -> No
     assert 0.8 < case["cfanout_delivered_share"] < 1.2
     assert case["ratio"] is not None
     assert case["rounds"] == 2
+    assert case["gateway_out_of_sync"] == 0  # every player's TS kept its sync bytes
     assert 0 < case["ratio_min"] <= case["ratio"] <= case["ratio_max"]
     joins = fanout["joins"]
     assert joins["ok"] == 3 * 2  # per gateway phase: one a round
