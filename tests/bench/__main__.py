@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--burst-players", type=int, default=500, help="players of the burst")
     parser.add_argument("--memory-players", type=int, default=1000, help="players per cycle")
     parser.add_argument("--memory-cycles", type=int, default=10, help="join/leave cycles")
+    parser.add_argument(
+        "--memory-warmup", type=int, default=3, help="join/leave cycles before those measured"
+    )
     parser.add_argument("--server-core", type=int, default=0, help="core of gateway/cfanout")
     parser.add_argument("--load-core", type=int, default=1, help="core of players/emulator")
     parser.add_argument("--failover-runs", type=int, default=10, help="engine kills")
@@ -113,6 +116,7 @@ def plan_from(args: argparse.Namespace) -> scenario.Plan:
         burst_players=args.burst_players,
         memory_players=args.memory_players,
         memory_cycles=args.memory_cycles,
+        memory_warmup=args.memory_warmup,
         rounds=args.rounds,
         rounds_other=args.rounds_other,
     )

@@ -55,6 +55,7 @@ class Plan:
     isolation_allowance_s: float = 5.0  # STALL_TIMEOUT_S of that gateway: a write's deadline
     memory_players: int = 1000
     memory_cycles: int = 10
+    memory_warmup: int = 3  # cycles first, while the heap grows to its working size
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def rounds_of(self, case: Case) -> int:
@@ -79,6 +80,7 @@ class Plan:
             "isolation_allowance_s": self.isolation_allowance_s,
             "memory_players": self.memory_players,
             "memory_cycles": self.memory_cycles,
+            "memory_warmup": self.memory_warmup,
         }
 
 
@@ -311,7 +313,7 @@ def _memory_phase(state: _Run) -> dict[str, Any]:
     cycles: list[dict[str, int]] = []
     try:
         idle = procfs.memory(gateway.pid).rss_kib
-        for cycle in range(plan.memory_cycles):
+        for cycle in range(plan.memory_warmup + plan.memory_cycles):
             case = Case("blocks", 4_000_000, 1, plan.memory_players)
             _shape(state, case)
             players.open(port, _path("memory", case, cycle % 2), case.players)
@@ -322,7 +324,12 @@ def _memory_phase(state: _Run) -> dict[str, Any]:
             cycles.append({"joined": joined, "left": procfs.memory(gateway.pid).rss_kib})
     finally:
         state.procs.stop(gateway)
-    return {"players": plan.memory_players, "rss_kib_idle": idle, "cycles": cycles}
+    return {
+        "players": plan.memory_players,
+        "rss_kib_idle": idle,
+        "warmup": cycles[: plan.memory_warmup],
+        "cycles": cycles[plan.memory_warmup :],
+    }
 
 
 def _path(kind: str, case: Case, channel: int) -> str:
