@@ -51,16 +51,23 @@ async def engine(script: Script) -> AsyncIterator[str]:
         await server.wait_closed()
 
 
-async def _collect(url: str) -> tuple[type[Source], bytes, BaseException | None]:
-    received = bytearray()
-    async with aiohttp.ClientSession() as http:
-        response = await http.get(url)
-        try:
-            src = open_source(response, received.extend)
-            error = await asyncio.wait_for(src.ended(), 10)
-        finally:
-            response.close()
-    return type(src), bytes(received), error
+def collect(loop: str, script: Script) -> tuple[type[Source], bytes, BaseException | None]:
+    """Play ``script`` as the engine and read its body through a source, to its end."""
+    outcome: list[tuple[type[Source], bytes, BaseException | None]] = []
+
+    async def main() -> None:
+        received = bytearray()
+        async with engine(script) as url, aiohttp.ClientSession() as http:
+            response = await http.get(url)
+            try:
+                src = open_source(response, received.extend)
+                error = await asyncio.wait_for(src.ended(), 10)
+            finally:
+                response.close()
+        outcome.append((type(src), bytes(received), error))
+
+    run(loop, main)
+    return outcome[0]
 
 
 BODY = [bytes([i]) * 5000 for i in range(1, 30)]
@@ -75,14 +82,7 @@ def test_an_unframed_body_is_read_from_the_socket_every_byte_once_in_order(loop:
             writer.write(piece)
             await writer.drain()
 
-    async def main() -> None:
-        async with engine(script) as url:
-            kind, data, error = await _collect(url)
-        assert kind is source._Socket
-        assert data == b"".join(BODY)
-        assert error is None
-
-    run(loop, main)
+    assert collect(loop, script) == (source._Socket, b"".join(BODY), None)
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -113,14 +113,7 @@ def test_a_framed_body_is_read_through_aiohttp(
             writer.write(b"0\r\n\r\n")
         await writer.drain()
 
-    async def main() -> None:
-        async with engine(script) as url:
-            kind, data, error = await _collect(url)
-        assert kind is source._Pulled
-        assert data == b"".join(BODY)
-        assert error is None
-
-    run(loop, main)
+    assert collect(loop, script) == (source._Pulled, b"".join(BODY), None)
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -133,14 +126,10 @@ def test_a_connection_reset_mid_body_is_an_error_not_an_end(loop: str) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()  # RST
 
-    async def main() -> None:
-        async with engine(script) as url:
-            kind, data, error = await _collect(url)
-        assert kind is source._Socket
-        assert data == BODY[0]
-        assert isinstance(error, ConnectionError)
-
-    run(loop, main)
+    kind, data, error = collect(loop, script)
+    assert kind is source._Socket
+    assert data == BODY[0]
+    assert isinstance(error, ConnectionError)
 
 
 @pytest.mark.parametrize("loop", LOOPS)
