@@ -42,6 +42,8 @@ from tests.support import (
 pytestmark = pytest.mark.docker
 
 ENGINE_ARGS = "--client-console --http-port {port} --port {p2p_port} --bind-all"
+# Below where free_port_range() draws the published ports from, so the two never overlap.
+P2P_RANGE = range(10000, 11000)
 
 
 def vpn_settings(instance: str, vpns: list[VpnStandin], **overrides: Any) -> Settings:
@@ -51,7 +53,7 @@ def vpn_settings(instance: str, vpns: list[VpnStandin], **overrides: Any) -> Set
         "gluetun_container_name": ",".join(v.name for v in vpns),
         "port_range_host": f"{lo}-{hi}",
         "engine_args": ENGINE_ARGS,
-        "p2p_port_range": "40000-40999",
+        "p2p_port_range": f"{P2P_RANGE[0]}-{P2P_RANGE[-1]}",
         "health_probe_timeout_s": 1,
         **overrides,
     }
@@ -105,7 +107,7 @@ async def test_five_published_ports_run_five_engines_in_the_vpn_namespace_also_a
         "GATEWAY_INSTANCE_NAME": instance,
         "GLUETUN_CONTAINER_NAME": vpn.name,
         "PORT_RANGE_HOST": f"{lo}-{hi}",
-        "P2P_PORT_RANGE": "41000-41004",
+        "P2P_PORT_RANGE": f"{P2P_RANGE[0]}-{P2P_RANGE[4]}",
         "MAX_ACTIVE_REPLICAS": "5",
         "MAX_STREAMS_PER_ENGINE": "1",
         "MIN_REPLICAS": "1",
@@ -275,7 +277,7 @@ async def test_exactly_one_engine_has_the_forwarded_port_and_it_follows_a_change
         (holder,) = on_port(45000)
         assert label(holder, "p2p-port") == "45000"
         others = [c for c in engines_of(instance) if c["Id"] != holder["Id"]]
-        assert all(p2p_argument(c) in range(40000, 41000) for c in others)
+        assert all(p2p_argument(c) in P2P_RANGE for c in others)
 
         await vpn.forward(46000)
         await wait_until(lambda: len(on_port(46000)) == 1 and not on_port(45000), timeout_s=30)
