@@ -20,18 +20,20 @@ GATEWAY = "acestream-gateway"
 REAL_ENGINE_IMAGE = "ghcr.io/martinbjeldbak/acestream-http-proxy:latest"
 
 
-def compose_config(path: Path) -> dict[str, Any]:
-    """The file as docker-compose reads it (``config`` validates it and prints it normalised)."""
+def _output(argv: list[str], env: dict[str, str] | None = None) -> str:
+    """What ``argv`` prints, run from the repository; it must succeed."""
     result = subprocess.run(
-        [need_docker_compose(), "--file", str(path), "config"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
+        argv, env=env, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT
     )
     assert result.returncode == 0, result.stderr
-    config: dict[str, Any] = yaml.safe_load(result.stdout)
+    return result.stdout
+
+
+def compose_config(path: Path) -> dict[str, Any]:
+    """The file as docker-compose reads it (``config`` validates it and prints it normalised)."""
+    config: dict[str, Any] = yaml.safe_load(
+        _output([need_docker_compose(), "--file", str(path), "config"])
+    )
     return config
 
 
@@ -42,17 +44,12 @@ def gateway_service(path: Path) -> dict[str, Any]:
 
 def check_config(environment: dict[str, str]) -> dict[str, Any]:
     """``acestream-gateway check-config`` with exactly a service's environment."""
-    result = subprocess.run(
-        [sys.executable, "-m", "acestream_gateway", "check-config"],
-        env={"PATH": "/usr/bin:/bin", **environment},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
+    effective: dict[str, Any] = json.loads(
+        _output(
+            [sys.executable, "-m", "acestream_gateway", "check-config"],
+            env={"PATH": "/usr/bin:/bin", **environment},
+        )
     )
-    assert result.returncode == 0, result.stderr
-    effective: dict[str, Any] = json.loads(result.stdout)
     return effective
 
 
