@@ -22,7 +22,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pydantic import ValidationError
 
+from acestream_gateway.settings import Settings, describe_errors
 from acestream_gateway.streaming.mpegts import PACKET_SIZE, is_random_access
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,6 +151,31 @@ def free_port_range(size: int) -> tuple[int, int]:
         if all(_is_free(p) for p in range(lo, lo + size)):
             return lo, lo + size - 1
     raise RuntimeError("no free port range")
+
+
+def emulator_fleet_settings(instance: str, ports: int, **values: Any) -> Settings:
+    """Settings of a Docker fleet of engine emulators (the emulator image takes the engine's
+    command line itself) on a run of ``ports`` free host ports; ``values`` set the rest."""
+    lo, hi = free_port_range(ports)
+    return Settings(
+        **{
+            "gateway_instance_name": instance,
+            "engine_image": emulator_image(),
+            "engine_preset": "custom",
+            "engine_args": "--client-console --http-port {port} --bind-all",
+            "port_range_host": f"{lo}-{hi}",
+            **values,
+        }
+    )
+
+
+def settings_errors(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
+    """The one-line errors that loading the settings from ``env`` gives."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    return describe_errors(caught.value)
 
 
 def _is_free(port: int) -> bool:

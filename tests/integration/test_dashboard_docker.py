@@ -11,7 +11,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from acestream_gateway.app import create_app
 from acestream_gateway.settings import Settings
 from tests.browser import ROWS, Browser, chromium, severe
-from tests.support import CHANNEL, Player, emulator_image, free_port, free_port_range
+from tests.support import CHANNEL, Player, emulator_fleet_settings, free_port
 
 pytestmark = pytest.mark.docker
 
@@ -21,14 +21,10 @@ NOTHING = "\N{EN DASH}"  # what the page shows for a value it does not have
 
 
 def fleet_settings(instance: str) -> Settings:
-    lo, hi = free_port_range(4)
-    return Settings(
-        gateway_instance_name=instance,
-        engine_image=emulator_image(),
-        engine_preset="custom",
-        engine_args="--client-console --http-port {port} --bind-all",
+    return emulator_fleet_settings(
+        instance,
+        4,
         engine_env={"EMULATOR_PREBUFFER_S": "0", "EMULATOR_BURST_BYTES": "376000"},
-        port_range_host=f"{lo}-{hi}",
         min_replicas=1,
         max_active_replicas=3,
         max_streams_per_engine=1,

@@ -26,9 +26,8 @@ from tests.support import (
     Player,
     assert_resumes_cleanly,
     containers_of,
-    emulator_image,
+    emulator_fleet_settings,
     free_port,
-    free_port_range,
     wait_until,
 )
 
@@ -40,19 +39,13 @@ def channel_id(n: int) -> str:
 
 
 def fleet_settings(instance: str, size: int, **overrides: Any) -> Settings:
-    lo, hi = free_port_range(size)
     values: dict[str, Any] = {
-        "gateway_instance_name": instance,
-        "engine_image": emulator_image(),
-        "engine_preset": "custom",
-        "engine_args": "--client-console --http-port {port} --bind-all",
         "engine_env": {
             "EMULATOR_PREBUFFER_S": "0.3",
             "EMULATOR_BURST_BYTES": "500000",
             "EMULATOR_BITRATE_BPS": "2000000",
             "EMULATOR_KEYFRAME_INTERVAL_S": "1",
         },
-        "port_range_host": f"{lo}-{hi}",
         "max_active_replicas": size,
         "min_replicas": 1,
         "max_streams_per_engine": 1,
@@ -67,7 +60,7 @@ def fleet_settings(instance: str, size: int, **overrides: Any) -> Settings:
         "docker_timeout_s": 20,
         **overrides,
     }
-    return Settings(**values)
+    return emulator_fleet_settings(instance, size, **values)
 
 
 @asynccontextmanager

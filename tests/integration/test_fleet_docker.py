@@ -17,27 +17,23 @@ from acestream_gateway.engines.provisioning import BlockedReason
 from acestream_gateway.fleet.docker import UNREACHABLE, FleetError, docker_client
 from acestream_gateway.fleet.reconciler import Reconciler
 from acestream_gateway.settings import Settings
-from tests.support import containers_of, emulator_image, free_port_range, wait_until
+from tests.support import containers_of, emulator_fleet_settings, wait_until
 
 pytestmark = pytest.mark.docker
 
 
 def fleet_settings(instance: str, **overrides: Any) -> Settings:
-    lo, hi = free_port_range(4)
-    values: dict[str, Any] = {
-        "gateway_instance_name": instance,
-        "engine_image": emulator_image(),
-        # The emulator image takes the engine command line itself.
-        "engine_preset": "custom",
-        "engine_args": "--client-console --http-port {port} --bind-all",
-        "engine_env": {"EMULATOR_PREBUFFER_S": "0"},
-        "port_range_host": f"{lo}-{hi}",
-        "max_active_replicas": 4,
-        "provision_wait_s": 0.2,
-        "docker_timeout_s": 20,
-        **overrides,
-    }
-    return Settings(**values)
+    return emulator_fleet_settings(
+        instance,
+        4,
+        **{
+            "engine_env": {"EMULATOR_PREBUFFER_S": "0"},
+            "max_active_replicas": 4,
+            "provision_wait_s": 0.2,
+            "docker_timeout_s": 20,
+            **overrides,
+        },
+    )
 
 
 @asynccontextmanager

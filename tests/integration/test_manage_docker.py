@@ -16,9 +16,8 @@ from tests.support import (
     CHANNEL,
     Player,
     containers_of,
-    emulator_image,
+    emulator_fleet_settings,
     free_port,
-    free_port_range,
     wait_until,
 )
 
@@ -30,14 +29,10 @@ OTHER = "0123456789abcdef0123456789abcdef01234567"
 
 
 def fleet_settings(instance: str) -> Settings:
-    lo, hi = free_port_range(6)
-    return Settings(
-        gateway_instance_name=instance,
-        engine_image=emulator_image(),
-        engine_preset="custom",
-        engine_args="--client-console --http-port {port} --bind-all",
+    return emulator_fleet_settings(
+        instance,
+        6,
         engine_env={"EMULATOR_PREBUFFER_S": "0", "EMULATOR_BURST_BYTES": "376000"},
-        port_range_host=f"{lo}-{hi}",
         min_replicas=1,
         max_active_replicas=4,
         max_streams_per_engine=1,

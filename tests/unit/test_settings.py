@@ -9,15 +9,8 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from acestream_gateway.settings import PortRange, Settings, describe_errors
-
-
-def errors_for(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with pytest.raises(ValidationError) as caught:
-        Settings()
-    return describe_errors(caught.value)
+from acestream_gateway.settings import PortRange, Settings
+from tests.support import settings_errors
 
 
 def test_defaults_work_out_of_the_box() -> None:
@@ -70,7 +63,7 @@ def test_engine_preset_is_read_in_any_case_and_empty_means_unset(
 def test_an_unknown_preset_is_refused_naming_engine_preset(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (line,) = errors_for(monkeypatch, ENGINE_PRESET="gluetun")
+    (line,) = settings_errors(monkeypatch, ENGINE_PRESET="gluetun")
     assert line == (
         "ENGINE_PRESET: must be one of martinbjeldbak, krinkuto11, jopsis, custom (got 'gluetun')"
     )
@@ -79,29 +72,29 @@ def test_an_unknown_preset_is_refused_naming_engine_preset(
 def test_engine_args_for_a_preset_whose_image_ignores_them_are_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (line,) = errors_for(monkeypatch, ENGINE_PRESET="krinkuto11", ENGINE_ARGS="--bind-all")
+    (line,) = settings_errors(monkeypatch, ENGINE_PRESET="krinkuto11", ENGINE_ARGS="--bind-all")
     assert line.startswith("ENGINE_ARGS is ignored by images of ENGINE_PRESET=krinkuto11")
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_min_replicas_below_one_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    (line,) = errors_for(monkeypatch, MIN_REPLICAS=value)
+    (line,) = settings_errors(monkeypatch, MIN_REPLICAS=value)
     assert line.startswith("MIN_REPLICAS: must be >= 1")
 
 
 def test_min_replicas_above_max_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    (line,) = errors_for(monkeypatch, MIN_REPLICAS="5", MAX_ACTIVE_REPLICAS="4")
+    (line,) = settings_errors(monkeypatch, MIN_REPLICAS="5", MAX_ACTIVE_REPLICAS="4")
     assert "MIN_REPLICAS (5) must not exceed MAX_ACTIVE_REPLICAS (4)" in line
 
 
 @pytest.mark.parametrize("value", ["19000", "a-b", "20000-19000", "0-10", "1-70000", "1--2"])
 def test_malformed_port_range_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    (line,) = errors_for(monkeypatch, PORT_RANGE_HOST=value)
+    (line,) = settings_errors(monkeypatch, PORT_RANGE_HOST=value)
     assert line.startswith("PORT_RANGE_HOST:")
 
 
 def test_port_range_smaller_than_the_fleet_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    (line,) = errors_for(monkeypatch, PORT_RANGE_HOST="19000-19004", MAX_ACTIVE_REPLICAS="6")
+    (line,) = settings_errors(monkeypatch, PORT_RANGE_HOST="19000-19004", MAX_ACTIVE_REPLICAS="6")
     assert "has 5 ports, fewer than MAX_ACTIVE_REPLICAS (6)" in line
 
 
@@ -124,7 +117,7 @@ def test_port_range_smaller_than_the_fleet_is_refused(monkeypatch: pytest.Monkey
 def test_each_bad_value_names_its_variable(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
-    lines = errors_for(monkeypatch, **{name: value})
+    lines = settings_errors(monkeypatch, **{name: value})
     assert any(line.startswith(f"{name}:") for line in lines), lines
 
 

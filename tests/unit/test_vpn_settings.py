@@ -6,18 +6,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from acestream_gateway.presets import EnginePorts
-from acestream_gateway.settings import PortRange, Settings, describe_errors
-
-
-def errors_for(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with pytest.raises(ValidationError) as caught:
-        Settings()
-    return describe_errors(caught.value)
+from acestream_gateway.settings import PortRange, Settings
+from tests.support import settings_errors
 
 
 def test_without_a_vpn_engines_keep_the_commands_they_had() -> None:
@@ -76,7 +68,9 @@ def test_every_engine_of_the_range_gets_a_p2p_port_of_its_own(size: int, index: 
 def test_an_image_that_cannot_be_told_a_p2p_port_is_refused_behind_a_vpn(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (line,) = errors_for(monkeypatch, GLUETUN_CONTAINER_NAME="gluetun", ENGINE_PRESET="krinkuto11")
+    (line,) = settings_errors(
+        monkeypatch, GLUETUN_CONTAINER_NAME="gluetun", ENGINE_PRESET="krinkuto11"
+    )
     assert "ENGINE_PRESET=krinkuto11" in line
     assert "GLUETUN_CONTAINER_NAME" in line
 
@@ -84,7 +78,7 @@ def test_an_image_that_cannot_be_told_a_p2p_port_is_refused_behind_a_vpn(
 def test_custom_engine_args_without_a_p2p_port_are_refused_behind_a_vpn(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (line,) = errors_for(
+    (line,) = settings_errors(
         monkeypatch,
         GLUETUN_CONTAINER_NAME="gluetun",
         ENGINE_PRESET="custom",
@@ -124,7 +118,7 @@ def test_bad_vpn_settings_are_refused_with_a_line_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
 ) -> None:
     monkeypatch.setenv("MAX_ACTIVE_REPLICAS", "2")
-    lines = errors_for(monkeypatch, **env)
+    lines = settings_errors(monkeypatch, **env)
     assert any(named in line for line in lines), lines
 
 
