@@ -156,17 +156,16 @@ async def _copy(
         except TimeoutError:
             if loop.time() - progress.last_at < timeout:
                 continue
-            received, first_at = progress.received, progress.first_at
-            log.warning("upstream_stalled", timeout_s=timeout, bytes=received)
-            kind = EndKind.STALLED if first_at is not None else EndKind.NO_DATA
-            return _end(kind, f"engine stalled for {timeout:g} s", "", received, first_at)
+            log.warning("upstream_stalled", timeout_s=timeout, bytes=progress.received)
+            kind = EndKind.STALLED if progress.first_at is not None else EndKind.NO_DATA
+            return _end(kind, f"engine stalled for {timeout:g} s", "", progress)
         finally:
             reader.scope = None
         if error is not None:
             log.warning("upstream_broken", error=repr(error), bytes=progress.received)
-            return _end(EndKind.BROKEN, "engine stream broke", repr(error), *reader.so_far())
+            return _end(EndKind.BROKEN, "engine stream broke", repr(error), progress)
         log.info("upstream_ended", bytes=progress.received)
-        return _end(EndKind.EOF, "engine ended the stream", "", *reader.so_far())
+        return _end(EndKind.EOF, "engine ended the stream", "", progress)
 
 
 class _Reader:
@@ -217,9 +216,6 @@ class _Reader:
                 self.scope.reschedule(progress.last_at + self._stall_s)
         self._take(self._aligner.feed(data))
 
-    def so_far(self) -> tuple[int, float | None]:
-        return self._progress.received, self._progress.first_at
-
     def _take(self, packets: bytes) -> None:
         splicer = self._splicer
         if splicer is not None and not splicer.done:
@@ -257,18 +253,19 @@ class _Gatherer:
             return  # the session is over: nothing of it may follow what it sent
         block = self._coalescer.add(data, self._loop.time(), join_at=join_at)
         if block is not None:
-            self._publish(block)
-            if self._timer is not None:  # set for the bytes just sent: not needed any more
-                self._timer.cancel()
-                self._timer = None
+            self._cancel_timer()  # it was set for the bytes this block sends
+        self._publish(block)
         self._arm()
 
     def close(self) -> None:
         self._closed = True
+        self._cancel_timer()
+        self._publish(self._coalescer.flush())
+
+    def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._publish(self._coalescer.flush())
 
     def _arm(self) -> None:
         deadline = self._coalescer.deadline
@@ -287,8 +284,7 @@ class _Gatherer:
             self._broadcast.publish(block.data, join_at=block.join_at)
 
 
-def _end(
-    kind: EndKind, reason: str, detail: str, received: int, first_at: float | None
-) -> SessionEnd:
+def _end(kind: EndKind, reason: str, detail: str, progress: _Progress) -> SessionEnd:
+    first_at = progress.first_at
     streamed = 0.0 if first_at is None else time.monotonic() - first_at
-    return SessionEnd(kind, reason, detail, received, streamed)
+    return SessionEnd(kind, reason, detail, progress.received, streamed)
