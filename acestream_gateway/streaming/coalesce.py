@@ -60,7 +60,7 @@ class Coalescer:
         self._size = 0
         self._join_at: int | None = None
         self._first_at = 0.0  # when the oldest pending byte arrived
-        self._last_at: float | None = None  # when the latest piece arrived
+        self._last_at = -math.inf  # when the latest piece arrived
         self._gap = math.inf  # the usual time between pieces (a moving average)
 
     @property
@@ -76,9 +76,8 @@ class Coalescer:
         """Take one piece; ``join_at`` is the offset in it of a join point. The block due now."""
         if not data:
             return self.due(now)
-        if self._last_at is not None:
-            gap = now - self._last_at
-            self._gap = gap if self._gap == math.inf else self._gap + (gap - self._gap) / 4
+        gap = now - self._last_at  # infinite for the first piece: nothing known yet
+        self._gap = gap if self._gap == math.inf else self._gap + (gap - self._gap) / 4
         self._last_at = now
         if not self._size:
             self._first_at = now
