@@ -1,10 +1,12 @@
-"""``GET /dashboard``: the operators' live page, served from the package (no build step, nothing
-fetched from elsewhere).
+"""``GET /dashboard``: the operators' live page, and its watch page, served from the package (no
+build step, nothing fetched from elsewhere).
 
-The page itself holds no data: its script polls the JSON endpoints (status, listings) with the
-API key the operator typed in, so PROTECT_READS guards what it shows and the management API's
-checks guard what it does. The assets are read once, when this module is imported, so a package
-that lacks them fails at start rather than on the first visit.
+The pages hold no data: the dashboard's script polls the JSON endpoints (status, listings) with
+the API key the operator typed in, so PROTECT_READS guards what it shows and the management API's
+checks guard what it does; the watch page plays a channel's ``/ace/manifest.m3u8`` with the
+player token typed in, so the player endpoints' own checks guard it. The player is hls.js,
+vendored in ``static/vendor/`` (``scripts/vendor-hlsjs``). The assets are read once, when this
+module is imported, so a package that lacks them fails at start rather than on the first visit.
 """
 
 from __future__ import annotations
@@ -17,27 +19,34 @@ from aiohttp import web
 
 routes = web.RouteTableDef()
 
-# Only the page's own files, from this origin: a script or style injected through data it shows
+# Only the pages' own files, from this origin: a script or style injected through data they show
 # could not run, and nothing is loaded from the internet.
 _POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+# The watch page also plays media: hls.js feeds the <video> through a MediaSource (a blob: URL),
+# a browser's own HLS reads the playlist itself, and hls.js transmuxes in a worker from its file.
+_WATCH_POLICY = f"{_POLICY}; media-src 'self' blob:; worker-src 'self'"
 _TYPES = {
     "html": "text/html; charset=utf-8",
     "js": "text/javascript; charset=utf-8",
     "css": "text/css; charset=utf-8",
+    "": "text/plain; charset=utf-8",
 }
+_PAGES = ("dashboard.html", "dashboard.js", "dashboard.css", "watch.html", "watch.js")
+_VENDOR = ("hls.min.js", "hls.worker.js", "LICENSE", "VERSION")
+
+
+def _type(name: str) -> str:
+    return _TYPES[name.rsplit(".", 1)[1] if "." in name else ""]
 
 
 def _load() -> MappingProxyType[str, tuple[bytes, str]]:
     static = resources.files("acestream_gateway.http") / "static"
-    names = ("dashboard.html", "dashboard.js", "dashboard.css")
+    files = [*_PAGES, *(f"vendor/{name}" for name in _VENDOR)]
     return MappingProxyType(
-        {
-            name: (static.joinpath(name).read_bytes(), _TYPES[name.rsplit(".", 1)[1]])
-            for name in names
-        }
+        {name: (static.joinpath(name).read_bytes(), _type(name)) for name in files}
     )
 
 
@@ -46,12 +55,13 @@ ASSETS: Final = _load()
 
 def _asset(name: str) -> web.Response:
     body, content_type = ASSETS[name]
+    policy = _WATCH_POLICY if name.startswith(("watch.", "vendor/")) else _POLICY
     return web.Response(
         body=body,
         headers={
             "Content-Type": content_type,
             "Cache-Control": "no-cache",
-            "Content-Security-Policy": _POLICY,
+            "Content-Security-Policy": policy,
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
         },
@@ -71,7 +81,20 @@ async def dashboard(request: web.Request) -> web.Response:
     return _asset("dashboard.html")
 
 
-@routes.get("/dashboard/{name:dashboard\\.(?:js|css)}")
+@routes.get("/dashboard/watch")
+async def watch(request: web.Request) -> web.Response:
+    """The watch page: one channel's HLS output in a video element (the channel in the query)."""
+    return _asset("watch.html")
+
+
+@routes.get("/dashboard/{name:dashboard\\.(?:js|css)|watch\\.js}")
 async def dashboard_asset(request: web.Request) -> web.Response:
-    """The page's script and style sheet."""
+    """The pages' scripts and their style sheet."""
     return _asset(request.match_info["name"])
+
+
+@routes.get("/dashboard/vendor/{name:hls\\.min\\.js|hls\\.worker\\.js|LICENSE|VERSION}")
+async def vendor_asset(request: web.Request) -> web.Response:
+    """hls.js, its transmuxing worker (which runs under this policy too), its licence and
+    version."""
+    return _asset(f"vendor/{request.match_info['name']}")

@@ -226,10 +226,25 @@ function streamRow(stream) {
   const actions = document.createElement("td");
   actions.className = "actions";
   actions.append(
+    watchLink(stream),
     button("Stop", `Stop stream ${stream.content_id}`, () => manage("DELETE", `streams/${enc(stream.key)}`, `stop ${stream.content_id}`)),
   );
   row.appendChild(actions);
   return row;
+}
+
+// The watch page plays the channel's HLS output, in a tab of its own so this page keeps polling.
+function watchLink(stream) {
+  const query = new URLSearchParams({ [stream.kind]: stream.content_id });
+  if (stream.file_indexes !== "0") query.set("file_indexes", stream.file_indexes);
+  const link = document.createElement("a");
+  link.className = "button";
+  link.href = `dashboard/watch?${query}`;
+  link.target = "_blank";
+  link.rel = "noopener";
+  link.textContent = "Watch";
+  link.setAttribute("aria-label", `Watch stream ${stream.content_id}`);
+  return link;
 }
 
 function updateStream(row, stream, rate, now) {
