@@ -10,6 +10,14 @@ const TOKEN_STORE = "acestream-gateway.player-token";
 // The inputs /ace/getstream takes (one of them) and the file choice that goes with it.
 const INPUTS = ["id", "content_id", "infohash", "url", "magnet"];
 const REFRESH_MS = 500;
+// The first playlist request of a channel that is not playing waits while the engine prebuffers
+// (the gateway bounds that wait with FIRST_DATA_TIMEOUT_S and then answers why): hls.js must not
+// give up or ask again before the gateway answers.
+const FIRST_PLAYLIST_MS = 180000;
+// hls.js starts a live playlist three segments behind its end, but a channel that just started
+// lists one: playing it at once runs dry before the next is cut. Playback waits until this many
+// target durations are buffered (two segments), which then stays ahead of the cutting.
+const START_TARGETS = 1.5;
 // A media error recovered this recently and failing again is not recovered a second time.
 const RECOVERY_WINDOW_MS = 10000;
 
@@ -107,16 +115,20 @@ function seconds(s) {
   return `${s.toFixed(1)} s`;
 }
 
+function bufferedAhead() {
+  const v = video();
+  for (let i = 0; i < v.buffered.length; i += 1) {
+    if (v.buffered.start(i) <= v.currentTime && v.currentTime <= v.buffered.end(i)) {
+      return v.buffered.end(i) - v.currentTime;
+    }
+  }
+  return 0;
+}
+
 function refreshFigures() {
   const v = video();
   text("position", v.currentTime ? seconds(v.currentTime) : "–");
-  let ahead = 0;
-  for (let i = 0; i < v.buffered.length; i += 1) {
-    if (v.buffered.start(i) <= v.currentTime && v.currentTime <= v.buffered.end(i)) {
-      ahead = v.buffered.end(i) - v.currentTime;
-    }
-  }
-  text("buffered", v.buffered.length ? `${seconds(ahead)} buffered ahead` : "");
+  text("buffered", v.buffered.length ? `${seconds(bufferedAhead())} buffered ahead` : "");
   text("picture", v.videoWidth ? `${v.videoWidth}×${v.videoHeight}` : "–");
   const quality = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : null;
   text("dropped", quality ? `${quality.totalVideoFrames} frames, ${quality.droppedVideoFrames} dropped` : "");
@@ -163,12 +175,28 @@ function startHlsJs(url) {
     // The worker is a file of this origin: the page's policy allows no blob: scripts.
     workerPath: "vendor/hls.worker.js",
     liveDurationInfinity: true,
+    manifestLoadPolicy: {
+      default: {
+        maxTimeToFirstByteMs: Infinity,
+        maxLoadTimeMs: FIRST_PLAYLIST_MS,
+        timeoutRetry: null,
+        errorRetry: { maxNumRetry: 1, retryDelayMs: 1000, maxRetryDelayMs: 1000 },
+      },
+    },
   });
   let recoveredAt = -Infinity;
+  let startAhead = Infinity;
+  let begun = false;
   hls.on(Hls.Events.MANIFEST_PARSED, () => logLine("playlist loaded", "ok"));
   hls.on(Hls.Events.LEVEL_LOADED, (_, data) => {
     const d = data.details;
     text("sequence", `sequence ${d.startSN}–${d.endSN} · target ${d.targetduration} s`);
+    startAhead = START_TARGETS * d.targetduration;
+  });
+  hls.on(Hls.Events.FRAG_BUFFERED, () => {
+    if (begun || bufferedAhead() < startAhead) return;
+    begun = true;
+    play();
   });
   hls.on(Hls.Events.FRAG_LOADED, () => {
     segments += 1;
@@ -200,6 +228,7 @@ function startNative(url) {
   const onError = () => fail(`the browser's HLS failed: ${redact((v.error && v.error.message) || "no detail")}`);
   v.addEventListener("error", onError);
   v.src = url;
+  play(); // the browser's own HLS keeps its own distance from the live edge
   return {
     name: "the browser's HLS",
     stop: () => {
@@ -248,9 +277,11 @@ function start() {
   setState("loading");
   $("stop").hidden = false;
   $("play").hidden = true;
-  video().play().catch(() => {
-    // Playback starts once data arrives (autoplay); a refusal here is not an error.
-  });
+}
+
+function play() {
+  // Muted, the browser lets the page start the video; should it refuse, its controls remain.
+  video().play().catch(() => player && setState("paused"));
 }
 
 function setupPlayer() {
