@@ -8,6 +8,7 @@ from __future__ import annotations
 import aiohttp
 
 from acestream_gateway.http.dashboard import ASSETS
+from tests.browser import chromium, severe
 from tests.integration.local import gateway, settings
 
 TOKEN = "watch-token"
@@ -52,3 +53,12 @@ async def test_the_watch_page_and_hls_js_are_served_from_the_package_under_a_med
                 async with http.get(base + path) as resp:
                     assert resp.status == 404, path
                     assert (await resp.json())["error"] == "not_found"
+
+
+async def test_the_watch_page_without_a_channel_says_where_to_start_one() -> None:
+    async with gateway(settings()) as server, chromium() as browser:
+        await browser.open(f"http://127.0.0.1:{server.port}/dashboard/watch")
+        alert = await browser.text_of("#alert", bool)
+        assert "open this page from the dashboard's Watch button" in alert
+        assert await browser.text_of("#state", bool) == "error"
+        assert severe(await browser.console()) == []
