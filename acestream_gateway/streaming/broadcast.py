@@ -27,6 +27,10 @@ Push = Callable[[bytes], bool]
 """Hands one chunk to a following player at once: True if it took it, False if it cannot take it
 now (its socket is backed up, or it left). It never raises and never waits."""
 
+Tap = Callable[[bytes, object], None]
+"""Sees every chunk published, with the engine session it came from (None for keep-alive
+packets); it never raises and never waits (the channel's HLS segmenter is one)."""
+
 
 class PlayerTooSlow(Exception):
     """The player fell further behind the live edge than the window holds."""
@@ -56,6 +60,7 @@ class Broadcast:
         self._wakeup = asyncio.Event()
         self._last_publish = time.monotonic()
         self._join: tuple[int, int] | None = None  # the latest join point: chunk, offset in it
+        self._taps: list[Tap] = []
 
     @property
     def next_seq(self) -> int:
@@ -82,10 +87,15 @@ class Broadcast:
         """Subscribers fed by :meth:`publish` itself (at the live edge, socket not backed up)."""
         return len(self._followers)
 
-    def publish(self, chunk: bytes, *, join_at: int | None = None) -> None:
+    def tap(self, tap: Tap) -> None:
+        """Hand every chunk published from now on to ``tap``, for the broadcast's life."""
+        self._taps.append(tap)
+
+    def publish(self, chunk: bytes, *, join_at: int | None = None, session: object = None) -> None:
         """Append a chunk at the live edge, hand it to every follower and wake the readers;
         ``join_at`` is where in the chunk the stream starts cleanly (program tables, then a
-        keyframe): new players begin there."""
+        keyframe): new players begin there. ``session`` tells the engine sessions apart (a
+        failover starts another), None for what no session sent."""
         if self._closed or not chunk:
             return
         seq = self.next_seq
@@ -97,6 +107,8 @@ class Broadcast:
         self._published += len(chunk)
         if self._followers:
             self._push(chunk, seq)
+        for tap in self._taps:
+            tap(chunk, session)
         self._trim()
         self._wake()
 

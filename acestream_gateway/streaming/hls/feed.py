@@ -1,0 +1,74 @@
+"""A channel's HLS output: its segmenter fed from the broadcast, its window and its viewers.
+
+It is one consumer of the channel's broadcast at the live edge (a tap that sees every published
+block and the engine session it came from), made on the first HLS request of the channel; every
+HLS player of the channel reads the same window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from ...logs import get_logger
+from ..broadcast import Broadcast
+from .segmenter import Segmenter
+from .viewers import Viewers
+from .window import Window
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HlsPolicy:
+    """How segments are cut and kept, and how long an HLS player holds a channel."""
+
+    window: int = 6
+    segment_s: float = 4.0
+    idle_s: float = 30.0
+
+
+class HlsFeed:
+    """One channel's segments, shared by all its HLS players."""
+
+    def __init__(self, broadcast: Broadcast, policy: HlsPolicy) -> None:
+        # Numbered from the wall clock's seconds (a segment lasts longer than a second), so a
+        # channel opened again, even by a restarted gateway, never reuses a sequence number.
+        self.window = Window(policy.window, first_sequence=int(time.time()))
+        self.viewers = Viewers(policy.idle_s)
+        self._segmenter = Segmenter(policy.segment_s)
+        self._broadcast = broadcast
+        self._first = asyncio.Event()
+        self._failed = False
+        self.created_at = time.monotonic()
+        broadcast.tap(self._take)
+
+    def _take(self, block: bytes, session: object) -> None:
+        if session is None or self._failed:
+            return  # keep-alive packets are not media
+        try:
+            cuts = self._segmenter.feed(block, session)
+        except Exception:  # a cutting bug must not reach the players' fan-out
+            log.exception("hls_segmenter_failed")
+            self._failed = True
+            return
+        for cut in cuts:
+            self.window.add(cut)
+            self._first.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._first.is_set()
+
+    async def wait_ready(self) -> bool:
+        """Return once the first segment is complete (True), or the channel ended (False)."""
+        while not self._first.is_set():
+            if self._broadcast.closed or self._failed:
+                return False
+            waiter = asyncio.ensure_future(self._first.wait())
+            try:
+                await asyncio.wait([waiter], timeout=0.5)
+            finally:
+                waiter.cancel()
+        return True

@@ -1,0 +1,46 @@
+"""Who watches a channel through HLS: clients seen within the idle window.
+
+An HLS player holds no connection open; it fetches the playlist and segments every few seconds.
+It counts as a player while it was seen within ``idle_s``, and the channel is held that long
+after the last fetch (then it lingers like any channel).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class Viewers:
+    """Clients (an address, or a player token) by when they last fetched, and the hold they
+    put on the channel."""
+
+    def __init__(self, idle_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.idle_s = idle_s
+        self._clock = clock
+        self._seen: dict[str, float] = {}
+        self._last = -float("inf")
+
+    def touch(self, client: str) -> None:
+        now = self._clock()
+        self._last = now
+        self._seen.pop(client, None)
+        self._seen[client] = now  # re-inserted last: the oldest sightings come first
+        self._forget(now)
+
+    @property
+    def until(self) -> float:
+        """When (monotonic seconds) the channel stops being held for HLS, if nobody fetches."""
+        return self._last + self.idle_s
+
+    def count(self) -> int:
+        """Clients seen within the idle window."""
+        self._forget(self._clock())
+        return len(self._seen)
+
+    def _forget(self, now: float) -> None:
+        while self._seen:
+            client, at = next(iter(self._seen.items()))
+            if now - at < self.idle_s:
+                break
+            del self._seen[client]
