@@ -5,14 +5,64 @@ for the player token when the gateway needs one, and stops every request when st
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+from collections.abc import Callable
+from typing import Any
+
 import aiohttp
 
 from acestream_gateway.http.dashboard import ASSETS
-from tests.browser import chromium, severe
-from tests.integration.local import gateway, settings
+from tests.browser import Browser, chromium, severe
+from tests.integration.local import FAST, Emulator, gateway, settings, stream_url
+from tests.support import CHANNEL, Player
 
 TOKEN = "watch-token"
+STREAM = "#streams tbody tr"
+WATCH = f"/dashboard/watch?id={CHANNEL}"
 HLSJS_VERSION = ASSETS["vendor/VERSION"][0].decode().strip()
+# Longer than a target duration: hls.js reloads a live playlist at least that often.
+SILENCE_S = 6
+
+# What the page shows of its player, read at once.
+PLAYER_STATE = """
+const video = document.getElementById('video');
+const text = (id) => document.getElementById(id).textContent.trim();
+return {
+  position: video.currentTime,
+  width: video.videoWidth,
+  state: text('state'),
+  segments: Number(text('segments')),
+  player: text('player'),
+  alert: document.getElementById('alert').hidden ? '' : text('alert'),
+  errors: [...document.querySelectorAll('#log li.error')].map((item) => item.textContent),
+  requests: performance.getEntriesByType('resource')
+    .filter((entry) => entry.name.includes('/ace/')).length,
+};
+"""
+
+
+async def player_state(browser: Browser) -> dict[str, Any]:
+    state: dict[str, Any] = await browser.call(browser.driver.execute_script, PLAYER_STATE)
+    return state
+
+
+async def plays_for(browser: Browser, seconds: int) -> list[str]:
+    """Read the video's position once a second for ``seconds`` seconds once it plays: each
+    reading must be ahead of the one before, with no alert and no new error. The errors the page
+    showed before are returned."""
+    await browser.until(lambda d: d.execute_script(PLAYER_STATE)["position"] > 0, timeout_s=30)
+    errors: list[str] = (await player_state(browser))["errors"]
+    positions = []
+    for _ in range(seconds + 1):
+        state = await player_state(browser)
+        assert (state["alert"], state["errors"]) == ("", errors), state
+        positions.append(state["position"])
+        await asyncio.sleep(1)
+    assert all(b > a for a, b in itertools.pairwise(positions)), positions
+    # Real time, give or take the player's catching up at the live edge.
+    assert positions[-1] - positions[0] > seconds * 0.8, positions
+    return errors
 
 
 async def test_the_watch_page_and_hls_js_are_served_from_the_package_under_a_media_policy() -> None:
@@ -62,3 +112,77 @@ async def test_the_watch_page_without_a_channel_says_where_to_start_one() -> Non
         assert "open this page from the dashboard's Watch button" in alert
         assert await browser.text_of("#state", bool) == "error"
         assert severe(await browser.console()) == []
+
+
+async def test_the_dashboards_watch_button_plays_the_channel_through_the_gateways_hls(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST)
+    async with gateway(settings(stream_linger_s=60), engine) as server, chromium() as browser:
+        base = f"http://127.0.0.1:{server.port}"
+        player = Player(stream_url(server))
+        try:
+            await player.receives(188 * 100)
+            await browser.open(base + "/dashboard")
+            dashboard = browser.driver.current_window_handle
+            await browser.click(f'{STREAM} a[aria-label="Watch stream {CHANNEL}"]')
+            # A tab of its own: the dashboard goes on polling.
+            await browser.until(lambda d: len(d.window_handles) == 2 or None)
+            watch = next(h for h in browser.driver.window_handles if h != dashboard)
+            await browser.call(browser.driver.switch_to.window, watch)
+            assert browser.driver.current_url == base + WATCH
+
+            # The picture decodes (Debian's Chromium has H.264) and plays in real time.
+            assert await plays_for(browser, 5) == []
+            state = await player_state(browser)
+            assert state["state"] == "playing"
+            assert state["player"] == f"hls.js {HLSJS_VERSION}"
+            assert state["width"] == 64
+            assert state["segments"] >= 2
+            assert severe(await browser.console()) == []
+            assert not player.ended.is_set()
+
+            # Stopped, the page asks for nothing more (hls.js would reload the live playlist
+            # within a target duration).
+            await browser.click("#stop")
+            await browser.text_of("#state", lambda t: t == "stopped")
+            stopped = await player_state(browser)
+            await asyncio.sleep(SILENCE_S)
+            after = await player_state(browser)
+            assert after["requests"] == stopped["requests"]
+            assert after["position"] == 0
+            assert severe(await browser.console()) == []
+        finally:
+            await player.close()
+
+
+async def test_the_watch_page_asks_for_the_player_token_and_never_shows_it(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST)
+    async with gateway(settings(player_token=TOKEN), engine) as server, chromium() as browser:
+        await browser.open(f"http://127.0.0.1:{server.port}{WATCH}")
+        alert = await browser.text_of("#alert", lambda t: "token" in t)
+        assert "PLAYER_TOKEN" in alert
+        assert await browser.text_of("#state", bool) == "error"
+        assert browser.driver.switch_to.active_element.get_attribute("id") == "token"
+
+        await browser.type("#token", "not-the-token")
+        await browser.click("#token-save")
+        await browser.text_of("#alert", lambda t: "wrong" in t)
+
+        # The first playlist request starts the channel, then the page plays it.
+        await browser.type("#token", TOKEN)
+        await browser.click("#token-save")
+        await browser.text_of("#token-state", lambda t: t == "token in use")
+        errors = await plays_for(browser, 2)
+        assert len(errors) == 2
+        assert "player token is wrong" in errors[0]
+        assert "needs its player token" in errors[1]
+        assert TOKEN not in browser.driver.page_source
+        # The browser reports the two refused playlist requests, nothing else.
+        codes = sorted(
+            "401" if "401" in e["message"] else "403" if "403" in e["message"] else e["message"]
+            for e in severe(await browser.console())
+        )
+        assert codes == ["401", "403"]
