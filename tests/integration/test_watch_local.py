@@ -1,7 +1,8 @@
 """The watch page against a running gateway (in-process, engine emulators as local processes): its
 files and hls.js are served from the package under a policy that allows only them, and in headless
 Chromium it plays a channel's HLS output through the gateway (the video's position advances), asks
-for the player token when the gateway needs one, and stops every request when stopped."""
+for the player token when the gateway needs one, plays on across a failover (one discontinuity),
+and stops every request when stopped."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+from aiohttp.test_utils import TestServer
 
 from acestream_gateway.http.dashboard import ASSETS
+from acestream_gateway.http.keys import REGISTRY
+from acestream_gateway.streaming.channel import Channel
 from tests.browser import Browser, chromium, severe
 from tests.integration.local import FAST, Emulator, gateway, settings, stream_url
-from tests.support import CHANNEL, Player
+from tests.support import CHANNEL, Player, wait_until
 
 TOKEN = "watch-token"
 STREAM = "#streams tbody tr"
@@ -186,3 +190,30 @@ async def test_the_watch_page_asks_for_the_player_token_and_never_shows_it(
             for e in severe(await browser.console())
         )
         assert codes == ["401", "403"]
+
+
+async def test_the_watch_page_plays_on_across_a_failover_with_one_discontinuity(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST)
+    cfg = settings(failover_backoff_s=0.1, stall_timeout_s=1.0)
+    async with gateway(cfg, engine) as server, chromium() as browser:
+        await browser.open(f"http://127.0.0.1:{server.port}{WATCH}")
+        assert await plays_for(browser, 2) == []
+        await browser.text_of("#sequence", lambda t: "sequence" in t and "discontinu" not in t)
+
+        # The engine ends the channel's session; the gateway opens it again.
+        await engine.control(end_after_s="1.0")
+        channel = the_channel(server)
+        await wait_until(lambda: channel.failovers >= 1, timeout_s=10)
+        await engine.control(end_after_s="never")
+
+        await browser.text_of("#sequence", lambda t: t.endswith(" · 1 discontinuity"))
+        assert await plays_for(browser, 5) == []
+        assert channel.failovers == 1
+        assert severe(await browser.console()) == []
+
+
+def the_channel(server: TestServer) -> Channel:
+    (channel,) = server.app[REGISTRY].channels()
+    return channel

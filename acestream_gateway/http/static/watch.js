@@ -190,7 +190,9 @@ function startHlsJs(url) {
   hls.on(Hls.Events.MANIFEST_PARSED, () => logLine("playlist loaded", "ok"));
   hls.on(Hls.Events.LEVEL_LOADED, (_, data) => {
     const d = data.details;
-    text("sequence", `sequence ${d.startSN}–${d.endSN} · target ${d.targetduration} s`);
+    // A failover shows as one discontinuity (the playlist counts them from the channel's start).
+    const breaks = d.endCC ? ` · ${d.endCC} discontinuit${d.endCC === 1 ? "y" : "ies"}` : "";
+    text("sequence", `sequence ${d.startSN}–${d.endSN} · target ${d.targetduration} s${breaks}`);
     startAhead = START_TARGETS * d.targetduration;
   });
   hls.on(Hls.Events.FRAG_BUFFERED, () => {
@@ -212,6 +214,7 @@ function startHlsJs(url) {
     if (data.type === Hls.ErrorTypes.MEDIA_ERROR && performance.now() - recoveredAt > RECOVERY_WINDOW_MS) {
       recoveredAt = performance.now();
       logLine(`${message}; recovering`, "error");
+      begun = false; // playback starts again once enough is buffered
       hls.recoverMediaError();
       return;
     }
