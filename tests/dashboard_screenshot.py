@@ -1,6 +1,7 @@
 """Writes docs/dashboard.png: the dashboard with streams playing, taken by the browser tests'
 headless Chromium (tests/browser.py) from a gateway in this process with two engine emulators as
-local processes and a few players. Run by scripts/dashboard-screenshot.
+local processes and a few players; and beside it watch.png, the watch page playing one of those
+channels. Run by scripts/dashboard-screenshot.
 
 Usage: python -m tests.dashboard_screenshot [PATH]
 """
@@ -11,7 +12,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from tests.browser import chromium
+from tests.browser import Browser, chromium
 from tests.integration.local import FAST, OTHER, Emulator, gateway, settings, stream_url
 from tests.support import CHANNEL, ROOT, Player
 
@@ -49,11 +50,26 @@ async def take(path: Path) -> None:
             )
             await browser.call(browser.driver.execute_script, "document.activeElement.blur()")
             await browser.screenshot(path)
+            await watch(browser, path.with_name("watch.png"))
     finally:
         for player in players:
             await player.close()
         for emulator in emulators:
             emulator.stop()
+
+
+async def watch(browser: Browser, path: Path) -> None:
+    """The watch page the dashboard opens for CHANNEL, a few seconds into playing."""
+    dashboard = browser.driver.current_window_handle
+    await browser.click(f'a[aria-label="Watch stream {CHANNEL}"]')
+    await browser.until(lambda d: len(d.window_handles) == 2 or None)
+    tab = next(h for h in browser.driver.window_handles if h != dashboard)
+    await browser.call(browser.driver.switch_to.window, tab)
+    await browser.until(
+        lambda d: d.execute_script("return document.getElementById('video').currentTime > 6"),
+        timeout_s=60,
+    )
+    await browser.screenshot(path)
 
 
 def main() -> None:
