@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -212,6 +214,38 @@ async def test_the_watch_page_plays_on_across_a_failover_with_one_discontinuity(
         assert await plays_for(browser, 5) == []
         assert channel.failovers == 1
         assert severe(await browser.console()) == []
+
+
+async def test_a_second_viewer_of_a_channel_whose_window_is_full_starts_at_once(
+    emulators: Callable[..., Emulator],
+) -> None:
+    # Segments of one keyframe interval (2 s), three in the window: full within seconds.
+    engine = emulators(**FAST)
+    cfg = settings(hls_window=3, hls_segment_s=1)
+    async with gateway(cfg, engine) as server, chromium() as browser:
+        url = f"http://127.0.0.1:{server.port}{WATCH}"
+        await browser.open(url)
+        assert await plays_for(browser, 1) == []
+        await browser.text_of("#sequence", window_of(3), timeout_s=20)
+
+        await browser.call(browser.driver.switch_to.new_window, "tab")
+        opened = time.monotonic()
+        await browser.open(url)
+        # hls.js starts three segments behind the end, all of them already buffered.
+        await browser.until(lambda d: d.execute_script(PLAYER_STATE)["position"] > 0, timeout_s=5)
+        assert time.monotonic() - opened < 3
+        assert await plays_for(browser, 2) == []
+        assert severe(await browser.console()) == []
+
+
+def window_of(size: int) -> Callable[[str], bool]:
+    """Whether the page's playlist figures show ``size`` segments listed."""
+
+    def shown(text: str) -> bool:
+        found = re.match(r"sequence (\d+)\N{EN DASH}(\d+)", text)
+        return found is not None and int(found[2]) - int(found[1]) + 1 == size
+
+    return shown
 
 
 def the_channel(server: TestServer) -> Channel:

@@ -16,7 +16,8 @@ const REFRESH_MS = 500;
 const FIRST_PLAYLIST_MS = 180000;
 // hls.js starts a live playlist three segments behind its end, but a channel that just started
 // lists one: playing it at once runs dry before the next is cut. Playback waits until this many
-// target durations are buffered (two segments), which then stays ahead of the cutting.
+// target durations are buffered (two segments), which then stays ahead of the cutting; at most
+// half of what hls.js buffers at all (its maxBufferLength), which one long segment may exceed.
 const START_TARGETS = 1.5;
 // A media error recovered this recently and failing again is not recovered a second time.
 const RECOVERY_WINDOW_MS = 10000;
@@ -193,7 +194,7 @@ function startHlsJs(url) {
     // A failover shows as one discontinuity (the playlist counts them from the channel's start).
     const breaks = d.endCC ? ` · ${d.endCC} discontinuit${d.endCC === 1 ? "y" : "ies"}` : "";
     text("sequence", `sequence ${d.startSN}–${d.endSN} · target ${d.targetduration} s${breaks}`);
-    startAhead = START_TARGETS * d.targetduration;
+    startAhead = Math.min(START_TARGETS * d.targetduration, hls.config.maxBufferLength / 2);
   });
   hls.on(Hls.Events.FRAG_BUFFERED, () => {
     if (begun || bufferedAhead() < startAhead) return;
