@@ -20,6 +20,7 @@ from yarl import URL
 from acestream_gateway.streaming.hls.tsscan import PCR_WRAP, Kind, scan
 from acestream_gateway.streaming.mpegts import PACKET_SIZE, is_random_access
 from tests.integration.local import FAST, OTHER, Emulator, gateway, settings, stream_url
+from tests.integration.test_metrics_local import samples
 from tests.support import CHANNEL, need_ffmpeg, need_ffprobe, wait_until
 
 HLS = {**FAST, "keyframe_interval_s": "1"}
@@ -241,3 +242,30 @@ async def test_ffprobe_finds_h264_and_ffmpeg_decodes_20_s_of_the_playlist(
         assert proc.returncode == 0, err.decode(errors="replace")
         assert err.decode(errors="replace").strip() == ""
         assert (await engine.stats())["sessions_started"] == 1
+
+
+async def test_hls_clients_count_as_players_in_streams_status_and_metrics(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**HLS)
+    async with gateway(settings(**FAST_HLS), engine) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        for source in ("127.0.0.1", "127.0.0.2", "127.0.0.2"):  # two distinct clients
+            assert (await _answer(hls_url(server), source))[0] == 200
+        async with aiohttp.ClientSession() as http, http.get(stream_url(server)) as ts:
+            assert len(await ts.content.readexactly(188 * 10)) == 1880
+            async with http.get(base + "/streams") as resp:
+                (stream,) = await resp.json()
+            async with http.get(base + "/orchestrator/status") as resp:
+                status = await resp.json()
+            async with http.get(base + "/metrics") as resp:
+                metrics = samples(await resp.text())
+            async with http.get(base + "/engines") as resp:
+                (engine_entry,) = await resp.json()
+        assert stream["players"] == 3
+        assert stream["players_hls"] == 2
+        assert status["streams"]["players"] == 3
+        assert status["streams"]["players_hls"] == 2
+        assert metrics["acestream_gateway_players"] == 1
+        assert metrics["acestream_gateway_players_hls"] == 2
+        assert engine_entry["players"] == 3
