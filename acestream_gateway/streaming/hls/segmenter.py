@@ -24,7 +24,7 @@ from .tsscan import (
     Kind,
     Unwrapped,
     pat_pmt_pid,
-    pmt_pcr_pid,
+    pmt_pids,
     scan,
 )
 
@@ -65,6 +65,7 @@ class _Session:
     def __init__(self) -> None:
         self.pmt_pid: int | None = None
         self.pcr_pid: int | None = None
+        self.video_pid: int | None = None  # random-access marks of other streams (audio) ignored
         self.pts_pid: int | None = None
         self.pat = b""
         self.pmt = b""
@@ -90,7 +91,7 @@ class _Session:
             self.pmt_pid = pat_pmt_pid(packet)
         elif kind is Kind.SECTION and event.pid == self.pmt_pid:
             self.pmt = packet
-            self.pcr_pid = pmt_pcr_pid(packet)
+            self.pcr_pid, self.video_pid = pmt_pids(packet)
         elif kind is Kind.PCR:
             if self.pcr_pid is None or self.pcr_pid == event.pid:
                 self.pcr.sample(event.value)
@@ -104,8 +105,9 @@ class _Session:
 class Segmenter:
     """Blocks of one channel in (tagged with the engine session they came from), cuts out."""
 
-    def __init__(self, segment_s: float) -> None:
+    def __init__(self, segment_s: float, first_segment_s: float | None = None) -> None:
         self.segment_s = segment_s
+        self.first_segment_s = segment_s if first_segment_s is None else first_segment_s
         self._session_tag: object = None
         self._s = _Session()
         self._pieces: list[bytes] = []  # the segment being cut (or, before one, a short tail)
@@ -134,7 +136,7 @@ class Segmenter:
                 self._maybe_cut_at_pat(base + event.index, data, done, cuts)
                 done = max(done, self._taken(base))
                 s.pat_at = base + event.index
-            elif event.kind is Kind.RAP:
+            elif event.kind is Kind.RAP and s.video_pid in (None, event.pid):
                 s.rap_seen = True
                 if self._due():
                     self._cut_at_rap(base + event.index, data, done, cuts)
@@ -153,13 +155,16 @@ class Segmenter:
     def _elapsed(self) -> float:
         return self._start.until(self._s.stamp())
 
+    def _target(self) -> float:
+        return self.segment_s if self._emitted else self.first_segment_s
+
     def _due(self) -> bool:
-        return not self._started or self._elapsed() >= self.segment_s - _SLACK_S
+        return not self._started or self._elapsed() >= self._target() - _SLACK_S
 
     def _maybe_cut_at_pat(self, at: int, data: bytes, done: int, cuts: list[Cut]) -> None:
         s = self._s
         if self._started:
-            limit = self.segment_s if not s.rap_seen else _FORCE * self.segment_s
+            limit = self._target() if not s.rap_seen else _FORCE * self.segment_s
             if self._elapsed() < limit - _SLACK_S:
                 return
         elif s.rap_seen or not self._patience_over():
