@@ -269,3 +269,31 @@ async def test_hls_clients_count_as_players_in_streams_status_and_metrics(
         assert metrics["acestream_gateway_players"] == 1
         assert metrics["acestream_gateway_players_hls"] == 2
         assert engine_entry["players"] == 3
+
+
+async def test_a_first_playlist_request_holds_a_slow_channel_open_while_it_waits(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**{**HLS, "prebuffer_s": "3"})  # longer than idle window and linger
+    cfg = settings(**FAST_HLS, hls_idle_s=1, stream_linger_s=0.5)
+    async with gateway(cfg, engine) as server, aiohttp.ClientSession() as http:
+        playlist = await fetch_playlist(http, hls_url(server))
+        assert playlist.uris
+        stats = await engine.stats()
+        assert stats["sessions_started"] == 1
+        assert stats["sessions_stopped"] == 0
+
+
+async def test_a_probe_starts_nothing_and_a_refused_channel_answers_like_getstream(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**HLS, unknown_ids=OTHER)
+    async with gateway(settings(**FAST_HLS), engine) as server:
+        async with aiohttp.ClientSession() as http, http.head(hls_url(server)) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("application/vnd.apple.mpegurl")
+        assert (await engine.stats())["sessions_started"] == 0
+        ts = await _answer(stream_url(server, OTHER))
+        hls = await _answer(hls_url(server, OTHER))
+        assert ts[0] == 502
+        assert hls == ts
