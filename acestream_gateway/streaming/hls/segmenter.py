@@ -32,6 +32,7 @@ _LOOKBACK = 8  # packets before a random-access point within which its PAT must 
 _RAP_PATIENCE = 3.0  # a first segment waits this many target durations for a random-access point
 _SLACK_S = 0.1  # a keyframe due at the target duration, stamped by a PCR a little before it
 _FORCE = 4.0  # a segment with no cut point this many target durations long is cut at a PAT
+_MAX_SEGMENT_BYTES = 64 * 1024 * 1024  # the memory bound when even that never comes
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,6 @@ class Segmenter:
         self._first = 0  # absolute packet index of _pieces' first byte
         self._next = 0  # absolute packet index of the next packet fed
         self._started = False
-        self._segment_start = 0  # absolute packet index of the segment's first stream packet
         self._start = _Stamp(None, None)
         self._waiting_since: float | None = None  # clock when the wait for a first cut began
         self._emitted = False
@@ -148,6 +148,8 @@ class Segmenter:
         self._next = base + len(data) // PACKET_SIZE
         if not self._started:
             self._keep_tail()
+        elif self._pieces_packets() * PACKET_SIZE > _MAX_SEGMENT_BYTES:
+            self._drop_segment()  # no clock or no cut point to end it by: never cut, never kept
         return cuts
 
     # --- deciding where to cut -------------------------------------------------------------------
@@ -181,8 +183,7 @@ class Segmenter:
 
     def _cut_at_rap(self, at: int, data: bytes, done: int, cuts: list[Cut]) -> None:
         s = self._s
-        floor = self._first if not self._started else self._segment_start
-        if s.pat_at >= 0 and at - s.pat_at <= _LOOKBACK and s.pat_at >= floor:
+        if s.pat_at >= 0 and at - s.pat_at <= _LOOKBACK and s.pat_at >= self._first:
             # Its tables are a few packets before it: the segment starts there, and is timed
             # from the keyframe (the time the cut was decided by).
             self._cut(s.pat_at, s.stamp(), b"", data, done, cuts)
@@ -218,7 +219,6 @@ class Segmenter:
         self._head = head
         self._pieces = [after] if after else []
         self._first = at
-        self._segment_start = at
         self._start = stamp
         self._started = True
 
@@ -233,6 +233,13 @@ class Segmenter:
         keep = min(len(held), _LOOKBACK * PACKET_SIZE)
         self._pieces = [held[len(held) - keep :]] if keep else []
         self._first = self._next - keep // PACKET_SIZE
+
+    def _drop_segment(self) -> None:
+        self._started = False
+        self._head = b""
+        self._start = _Stamp(None, None)
+        self._waiting_since = None
+        self._keep_tail()
 
     def _end_session(self, cuts: list[Cut]) -> None:
         """The engine session changed: what was cut of the old one ends here, and what follows
