@@ -56,13 +56,14 @@ async def get_playlist(request: web.Request) -> web.StreamResponse:
     assert feed is not None
     if not feed.ready:
         log.info("hls_waiting_for_first_segment", content=content.key, peer=request.remote)
-        await channel.wait_started()  # a channel that cannot start raises: JSON from http/
-        try:
-            async with asyncio.timeout(settings.first_data_timeout_s):
-                ready = await feed.wait_ready()
-        except TimeoutError:
-            detail = f"no segment could be cut in {settings.first_data_timeout_s:g} s"
-            return json_error(504, "no_segment", detail, registry.hls_policy.segment_s)
+        with feed.viewers.waiting():
+            await channel.wait_started()  # a channel that cannot start raises: JSON from http/
+            try:
+                async with asyncio.timeout(settings.first_data_timeout_s):
+                    ready = await feed.wait_ready()
+            except TimeoutError:
+                detail = f"no segment could be cut in {settings.first_data_timeout_s:g} s"
+                return json_error(504, "no_segment", detail, registry.hls_policy.segment_s)
         if not ready:
             return json_error(502, "engine_error", "the channel ended before its first segment")
     query = urlencode([(k, v) for k, v in request.query.items() if k != "pid"])

@@ -30,6 +30,8 @@ from .upstream import Timeouts
 
 log = get_logger(__name__)
 
+_HLS_RECHECK_S = 1.0  # how often a lingering channel held by HLS looks at its hold again
+
 
 @dataclass(slots=True)
 class Tally:
@@ -234,7 +236,7 @@ class StreamRegistry:
             wait = max(left_at, channel.hls_held_until) + self._linger_s - time.monotonic()
             if wait <= 0:
                 break
-            await asyncio.sleep(wait)
+            await asyncio.sleep(min(wait, _HLS_RECHECK_S))
         if channel.players == 0:
             log.info("channel_idle", content=channel.content.key, linger_s=self._linger_s)
             self._stop(channel)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from acestream_gateway.emulator.mpegts import TsStream
+from acestream_gateway.streaming.hls import segmenter as segmenter_module
 from acestream_gateway.streaming.hls.playlist import render
 from acestream_gateway.streaming.hls.segmenter import Cut, Segmenter
 from acestream_gateway.streaming.hls.tsscan import PCR_WRAP, PTS_WRAP, Kind, scan
@@ -311,3 +312,14 @@ def test_the_playlist_lists_the_window_with_measured_durations_and_discontinuiti
         "#EXTINF:4.200,\nhls/8.ts?id=x\n#EXTINF:3.960,\nhls/9.ts?id=x\n"
         "#EXT-X-DISCONTINUITY\n#EXTINF:5.500,\nhls/10.ts?id=x\n"
     )
+
+
+def test_a_stream_without_any_clock_is_never_held_past_the_memory_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(segmenter_module, "_MAX_SEGMENT_BYTES", 100 * PACKET_SIZE)
+    untimed = bytes((0x47, VIDEO_PID >> 8, VIDEO_PID & 0xFF, 0x30, 1, 0x40)).ljust(PACKET_SIZE)
+    segmenter = Segmenter(1.0)
+    for _ in range(50):
+        assert segmenter.feed(PAT + PMT + untimed + PLAIN * 20, 1) == []
+        assert segmenter._pieces_packets() <= 100 + 23

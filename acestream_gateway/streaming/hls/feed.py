@@ -13,11 +13,14 @@ from dataclasses import dataclass
 
 from ...logs import get_logger
 from ..broadcast import Broadcast
+from ..mpegts import NULL_PACKET
 from .segmenter import Segmenter
 from .viewers import Viewers
 from .window import Window
 
 log = get_logger(__name__)
+
+_SEEDED_FIRST_S = 1.0  # the shortest first segment of a channel that already plays
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +40,19 @@ class HlsFeed:
         # channel opened again, even by a restarted gateway, never reuses a sequence number.
         self.window = Window(policy.window, first_sequence=int(time.time()))
         self.viewers = Viewers(policy.idle_s)
-        self._segmenter = Segmenter(policy.segment_s)
         self._broadcast = broadcast
         self._first = asyncio.Event()
         self._failed = False
         self.created_at = time.monotonic()
+        session, held = broadcast.since_join()
+        # A channel that already plays is cut from its latest keyframe still held, and its
+        # first segment ends at the next keyframe a second or more on: its first HLS player
+        # waits for at most a keyframe interval, not a whole segment of live stream.
+        seeded = session is not None and bool(held)
+        first_s = min(policy.segment_s, _SEEDED_FIRST_S) if seeded else policy.segment_s
+        self._segmenter = Segmenter(policy.segment_s, first_segment_s=first_s)
+        for chunk in held if seeded else ():
+            self._take(chunk, None if chunk == NULL_PACKET else session)
         broadcast.tap(self._take)
 
     def _take(self, block: bytes, session: object) -> None:

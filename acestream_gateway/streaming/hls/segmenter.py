@@ -24,7 +24,7 @@ from .tsscan import (
     Kind,
     Unwrapped,
     pat_pmt_pid,
-    pmt_pcr_pid,
+    pmt_pids,
     scan,
 )
 
@@ -32,6 +32,7 @@ _LOOKBACK = 8  # packets before a random-access point within which its PAT must 
 _RAP_PATIENCE = 3.0  # a first segment waits this many target durations for a random-access point
 _SLACK_S = 0.1  # a keyframe due at the target duration, stamped by a PCR a little before it
 _FORCE = 4.0  # a segment with no cut point this many target durations long is cut at a PAT
+_MAX_SEGMENT_BYTES = 64 * 1024 * 1024  # the memory bound when even that never comes
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class _Session:
     def __init__(self) -> None:
         self.pmt_pid: int | None = None
         self.pcr_pid: int | None = None
+        self.video_pid: int | None = None  # random-access marks of other streams (audio) ignored
         self.pts_pid: int | None = None
         self.pat = b""
         self.pmt = b""
@@ -90,7 +92,7 @@ class _Session:
             self.pmt_pid = pat_pmt_pid(packet)
         elif kind is Kind.SECTION and event.pid == self.pmt_pid:
             self.pmt = packet
-            self.pcr_pid = pmt_pcr_pid(packet)
+            self.pcr_pid, self.video_pid = pmt_pids(packet)
         elif kind is Kind.PCR:
             if self.pcr_pid is None or self.pcr_pid == event.pid:
                 self.pcr.sample(event.value)
@@ -104,8 +106,9 @@ class _Session:
 class Segmenter:
     """Blocks of one channel in (tagged with the engine session they came from), cuts out."""
 
-    def __init__(self, segment_s: float) -> None:
+    def __init__(self, segment_s: float, first_segment_s: float | None = None) -> None:
         self.segment_s = segment_s
+        self.first_segment_s = segment_s if first_segment_s is None else first_segment_s
         self._session_tag: object = None
         self._s = _Session()
         self._pieces: list[bytes] = []  # the segment being cut (or, before one, a short tail)
@@ -113,7 +116,6 @@ class Segmenter:
         self._first = 0  # absolute packet index of _pieces' first byte
         self._next = 0  # absolute packet index of the next packet fed
         self._started = False
-        self._segment_start = 0  # absolute packet index of the segment's first stream packet
         self._start = _Stamp(None, None)
         self._waiting_since: float | None = None  # clock when the wait for a first cut began
         self._emitted = False
@@ -134,7 +136,7 @@ class Segmenter:
                 self._maybe_cut_at_pat(base + event.index, data, done, cuts)
                 done = max(done, self._taken(base))
                 s.pat_at = base + event.index
-            elif event.kind is Kind.RAP:
+            elif event.kind is Kind.RAP and s.video_pid in (None, event.pid):
                 s.rap_seen = True
                 if self._due():
                     self._cut_at_rap(base + event.index, data, done, cuts)
@@ -146,6 +148,8 @@ class Segmenter:
         self._next = base + len(data) // PACKET_SIZE
         if not self._started:
             self._keep_tail()
+        elif self._pieces_packets() * PACKET_SIZE > _MAX_SEGMENT_BYTES:
+            self._drop_segment()  # no clock or no cut point to end it by: never cut, never kept
         return cuts
 
     # --- deciding where to cut -------------------------------------------------------------------
@@ -153,13 +157,16 @@ class Segmenter:
     def _elapsed(self) -> float:
         return self._start.until(self._s.stamp())
 
+    def _target(self) -> float:
+        return self.segment_s if self._emitted else self.first_segment_s
+
     def _due(self) -> bool:
-        return not self._started or self._elapsed() >= self.segment_s - _SLACK_S
+        return not self._started or self._elapsed() >= self._target() - _SLACK_S
 
     def _maybe_cut_at_pat(self, at: int, data: bytes, done: int, cuts: list[Cut]) -> None:
         s = self._s
         if self._started:
-            limit = self.segment_s if not s.rap_seen else _FORCE * self.segment_s
+            limit = self._target() if not s.rap_seen else _FORCE * self.segment_s
             if self._elapsed() < limit - _SLACK_S:
                 return
         elif s.rap_seen or not self._patience_over():
@@ -176,8 +183,7 @@ class Segmenter:
 
     def _cut_at_rap(self, at: int, data: bytes, done: int, cuts: list[Cut]) -> None:
         s = self._s
-        floor = self._first if not self._started else self._segment_start
-        if s.pat_at >= 0 and at - s.pat_at <= _LOOKBACK and s.pat_at >= floor:
+        if s.pat_at >= 0 and at - s.pat_at <= _LOOKBACK and s.pat_at >= self._first:
             # Its tables are a few packets before it: the segment starts there, and is timed
             # from the keyframe (the time the cut was decided by).
             self._cut(s.pat_at, s.stamp(), b"", data, done, cuts)
@@ -213,7 +219,6 @@ class Segmenter:
         self._head = head
         self._pieces = [after] if after else []
         self._first = at
-        self._segment_start = at
         self._start = stamp
         self._started = True
 
@@ -228,6 +233,13 @@ class Segmenter:
         keep = min(len(held), _LOOKBACK * PACKET_SIZE)
         self._pieces = [held[len(held) - keep :]] if keep else []
         self._first = self._next - keep // PACKET_SIZE
+
+    def _drop_segment(self) -> None:
+        self._started = False
+        self._head = b""
+        self._start = _Stamp(None, None)
+        self._waiting_since = None
+        self._keep_tail()
 
     def _end_session(self, cuts: list[Cut]) -> None:
         """The engine session changed: what was cut of the old one ends here, and what follows

@@ -126,15 +126,27 @@ def pat_pmt_pid(packet: bytes) -> int | None:
     return None
 
 
-def pmt_pcr_pid(packet: bytes) -> int | None:
-    """The PCR PID a PMT packet names, or None."""
+# stream_type values of video: MPEG-1/2, MPEG-4 part 2, H.264, H.265, AVS2/3, VC-1.
+_VIDEO_TYPES = frozenset({0x01, 0x02, 0x10, 0x1B, 0x24, 0x42, 0xD2, 0xD4, 0xEA})
+
+
+def pmt_pids(packet: bytes) -> tuple[int | None, int | None]:
+    """The PCR PID and the first video PID a PMT packet names (None where it names none)."""
     payload = 4 + (1 + packet[4] if packet[3] & 0x20 else 0)
     if payload >= PACKET_SIZE:
-        return None
+        return None, None
     section = payload + 1 + packet[payload]
-    if section + 10 > PACKET_SIZE or packet[section] != 2:
-        return None
-    return ((packet[section + 8] & 0x1F) << 8) | packet[section + 9]
+    if section + 12 > PACKET_SIZE or packet[section] != 2:
+        return None, None
+    pcr_pid = ((packet[section + 8] & 0x1F) << 8) | packet[section + 9]
+    length = ((packet[section + 1] & 0x0F) << 8) | packet[section + 2]
+    end = min(section + 3 + length - 4, PACKET_SIZE)
+    at = section + 12 + (((packet[section + 10] & 0x0F) << 8) | packet[section + 11])
+    while at + 5 <= end:
+        if packet[at] in _VIDEO_TYPES:
+            return pcr_pid, ((packet[at + 1] & 0x1F) << 8) | packet[at + 2]
+        at += 5 + (((packet[at + 3] & 0x0F) << 8) | packet[at + 4])
+    return pcr_pid, None
 
 
 class Unwrapped:

@@ -7,8 +7,10 @@ after the last fetch (then it lingers like any channel).
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 class Viewers:
@@ -19,7 +21,8 @@ class Viewers:
         self.idle_s = idle_s
         self._clock = clock
         self._seen: dict[str, float] = {}
-        self._last = -float("inf")
+        self._last = -math.inf
+        self._waiting = 0  # playlist requests waiting for the channel's first segment
 
     def touch(self, client: str) -> None:
         now = self._clock()
@@ -28,10 +31,21 @@ class Viewers:
         self._seen[client] = now  # re-inserted last: the oldest sightings come first
         self._forget(now)
 
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Hold the channel for as long as a playlist request waits for its first segment (a
+        slow engine may take longer to start than the idle window)."""
+        self._waiting += 1
+        try:
+            yield
+        finally:
+            self._waiting -= 1
+            self._last = self._clock()
+
     @property
     def until(self) -> float:
         """When (monotonic seconds) the channel stops being held for HLS, if nobody fetches."""
-        return self._last + self.idle_s
+        return math.inf if self._waiting else self._last + self.idle_s
 
     def count(self) -> int:
         """Clients seen within the idle window."""
