@@ -148,6 +148,13 @@ async def test_the_dashboards_watch_button_plays_the_channel_through_the_gateway
             assert severe(await browser.console()) == []
             assert not player.ended.is_set()
 
+            # The dashboard counts the viewer among the channel's players, as an HLS player.
+            await browser.call(browser.driver.switch_to.window, dashboard)
+            players = f'{STREAM} [data-field="players"]'
+            assert await browser.text_of(players, lambda t: t != "1") == "2 (1 HLS)"
+            await browser.text_of("#streams-detail", lambda t: t.endswith("2 players (1 HLS)"))
+            await browser.call(browser.driver.switch_to.window, watch)
+
             # Stopped, the page asks for nothing more (hls.js would reload the live playlist
             # within a target duration).
             await browser.click("#stop")

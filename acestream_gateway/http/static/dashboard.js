@@ -254,7 +254,7 @@ function updateStream(row, stream, rate, now) {
     content: stream.content_id,
     state: stream.state,
     engine: stream.engine ? stream.engine.name : "–",
-    players: stream.players,
+    players: withHls(stream.players, stream.players_hls),
     rate_in: bitrate(rate.in),
     rate_out: bitrate(rate.out),
     bytes: `${bytes(stream.bytes_in)} / ${bytes(stream.bytes_out)}`,
@@ -267,6 +267,11 @@ function updateStream(row, stream, rate, now) {
 }
 
 const enc = encodeURIComponent;
+
+// Players count TS and HLS players; the HLS ones (watch pages among them) are named.
+function withHls(players, hls) {
+  return hls ? `${players} (${hls} HLS)` : players;
+}
 
 // --- the summary cards ---------------------------------------------------------------------
 
@@ -294,8 +299,9 @@ function renderSummary(status, streams, streamRates) {
   );
 
   const players = streams.reduce((sum, s) => sum + s.players, 0);
+  const hls = streams.reduce((sum, s) => sum + (s.players_hls || 0), 0);
   text("streams-figure", `${status.streams.active} playing`);
-  text("streams-detail", `${status.streams.total} open · ${players} players`);
+  text("streams-detail", `${status.streams.total} open · ${withHls(`${players} players`, hls)}`);
 
   let rateIn = 0;
   let rateOut = 0;
