@@ -147,6 +147,7 @@ class StreamRegistry:
             return None
         if channel.hls is None:
             channel.hls = HlsFeed(channel.broadcast, self.hls_policy)
+            log.info("hls_cutting_started", content=content.key, ready=channel.hls.ready)
         channel.hls.viewers.touch(client)
         if channel.players == 0:
             self._start_linger(channel)  # it waits out the HLS hold first
