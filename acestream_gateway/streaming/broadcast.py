@@ -93,6 +93,11 @@ class Broadcast:
         """Hand every chunk published from now on to ``tap``, for the broadcast's life."""
         self._taps.append(tap)
 
+    def untap(self, tap: Tap) -> None:
+        """Stop handing chunks to ``tap`` (never called from a tap itself)."""
+        if tap in self._taps:
+            self._taps.remove(tap)
+
     def since_join(self) -> tuple[object, list[bytes]]:
         """What a consumer made now can start from at once: the chunks from the latest join
         point that are still held (the first cut there), and the engine session they are of (a

@@ -145,8 +145,11 @@ class StreamRegistry:
         channel = self._channel_for(content) if start else self._joinable(content)
         if channel is None:
             return None
-        if channel.hls is None:
+        if channel.hls is None or channel.hls.dormant:
+            if channel.hls is not None:
+                channel.hls.close()  # nobody fetched for a while: its segments are gone
             channel.hls = HlsFeed(channel.broadcast, self.hls_policy)
+            log.info("hls_cutting_started", content=content.key, ready=channel.hls.ready)
         channel.hls.viewers.touch(client)
         if channel.players == 0:
             self._start_linger(channel)  # it waits out the HLS hold first

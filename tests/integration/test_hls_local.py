@@ -210,8 +210,10 @@ async def test_bad_ids_tokens_and_start_limits_answer_like_getstream(
         assert hls[0] == 429
         # Segments need the token too, and the playlist's URLs carry it.
         async with aiohttp.ClientSession() as http:
-            playlist = await fetch_playlist(http, hls_url(server, CHANNEL, token="s3cret"))
+            url = hls_url(server, CHANNEL, token="s3cret", pid="42")  # a client pid: tolerated
+            playlist = await fetch_playlist(http, url)
             assert all("token=s3cret" in uri for uri in playlist.uris)
+            assert not any("pid=" in uri for uri in playlist.uris)
             bare = playlist.absolute(playlist.uris[-1]).replace("&token=s3cret", "")
             assert (await _answer(bare))[0] == 401
 

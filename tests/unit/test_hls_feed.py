@@ -4,6 +4,8 @@ marks of streams other than the video."""
 
 from __future__ import annotations
 
+import asyncio
+
 from acestream_gateway.emulator.mpegts import TsStream
 from acestream_gateway.streaming.broadcast import Broadcast
 from acestream_gateway.streaming.hls.feed import HlsFeed, HlsPolicy
@@ -83,3 +85,20 @@ def test_random_access_marks_of_audio_do_not_cut_segments() -> None:
         assert cut.data[2 * PACKET_SIZE + 5] & 0x40  # the video keyframe follows the tables
         assert 1.9 <= cut.duration_s <= 2.1
         check_segment(cut, rap=True)
+
+
+async def test_a_feed_nobody_fetches_from_lets_its_segments_go_and_stops_cutting() -> None:
+    broadcast = Broadcast(64 * 1024 * 1024)
+    source = TsStream(bitrate_bps=2_000_000, keyframe_interval_s=1.0)
+    feed = HlsFeed(broadcast, HlsPolicy(window=4, segment_s=1.0, idle_s=0.2))
+    publish_seconds(broadcast, source, 4.0, session=1)
+    assert feed.window.listing().segments
+    assert not feed.dormant
+    await asyncio.sleep(0.3)  # the idle window passes with no fetch
+    publish_seconds(broadcast, source, 0.1, session=1)
+    assert feed.dormant
+    assert feed.window.listing().segments == ()
+    assert feed.window.held_bytes == 0
+    feed.close()
+    publish_seconds(broadcast, source, 4.0, session=1)
+    assert feed.window.listing().segments == ()

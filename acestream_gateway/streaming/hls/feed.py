@@ -40,9 +40,11 @@ class HlsFeed:
         # channel opened again, even by a restarted gateway, never reuses a sequence number.
         self.window = Window(policy.window, first_sequence=int(time.time()))
         self.viewers = Viewers(policy.idle_s)
+        self._policy = policy
         self._broadcast = broadcast
         self._first = asyncio.Event()
         self._failed = False
+        self._stopped = False
         self.created_at = time.monotonic()
         session, held = broadcast.since_join()
         # A channel that already plays is cut from its latest keyframe still held, and its
@@ -55,9 +57,28 @@ class HlsFeed:
             self._take(chunk, None if chunk == NULL_PACKET else session)
         broadcast.tap(self._take)
 
+    @property
+    def dormant(self) -> bool:
+        """No HLS player fetched within the idle window: nothing is cut or kept any more (TS
+        players may still watch the channel); the next HLS request makes a new feed."""
+        return self._stopped or self.viewers.until < time.monotonic()
+
+    def close(self) -> None:
+        """Stop being fed (the registry replaces a dormant feed)."""
+        self._broadcast.untap(self._take)
+        self._release()
+
+    def _release(self) -> None:
+        self._stopped = True
+        self.window = Window(self._policy.window, first_sequence=self.window.next_sequence)
+        self._segmenter = Segmenter(self._policy.segment_s)
+
     def _take(self, block: bytes, session: object) -> None:
-        if session is None or self._failed:
+        if session is None or self._failed or self._stopped:
             return  # keep-alive packets are not media
+        if self.dormant:
+            self._release()  # its memory goes now; the tap itself is removed by the registry
+            return
         try:
             cuts = self._segmenter.feed(block, session)
         except Exception:  # a cutting bug must not reach the players' fan-out

@@ -21,7 +21,7 @@ class Viewers:
         self.idle_s = idle_s
         self._clock = clock
         self._seen: dict[str, float] = {}
-        self._last = -math.inf
+        self._last = clock()  # made for a request: held from now
         self._waiting = 0  # playlist requests waiting for the channel's first segment
 
     def touch(self, client: str) -> None:
