@@ -3,7 +3,8 @@
 // has Media Source Extensions, else through the browser's own HLS. The channel comes from this
 // page's query (the dashboard's Watch button), the player token from the form (kept in the tab's
 // sessionStorage, like the dashboard's API key). Every error is written in the page, with no URL
-// (and so no token) in it; nothing is written to the console. Leaving the page, or Stop, ends all loading.
+// (and so no token) in it; nothing is written to the console. Leaving the page, or Stop, ends all
+// loading.
 "use strict";
 
 const TOKEN_STORE = "acestream-gateway.player-token";
