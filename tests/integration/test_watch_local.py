@@ -2,7 +2,8 @@
 files and hls.js are served from the package under a policy that allows only them, and in headless
 Chromium it plays a channel's HLS output through the gateway (the video's position advances), asks
 for the player token when the gateway needs one, plays on across a failover (one discontinuity),
-and stops every request when stopped."""
+starts at once on a channel whose window is full, and stops every request when stopped; once it is
+left, its HLS-only channel stops."""
 
 from __future__ import annotations
 
@@ -243,6 +244,29 @@ async def test_a_second_viewer_of_a_channel_whose_window_is_full_starts_at_once(
         assert time.monotonic() - opened < 3
         assert await plays_for(browser, 2) == []
         assert severe(await browser.console()) == []
+
+
+async def test_once_its_watch_page_is_left_an_hls_only_channel_stops_after_hls_idle_s(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST)
+    async with gateway(settings(hls_idle_s=2), engine) as server, chromium() as browser:
+        base = f"http://127.0.0.1:{server.port}"
+        await browser.open(base + WATCH)
+        assert await plays_for(browser, 1) == []
+        assert (await engine.stats())["sessions_active"] == 1
+
+        # The same tab goes to the dashboard: the channel it shows lapses and stops.
+        left = time.monotonic()
+        await browser.open(base + "/dashboard")
+        await browser.text_of("#streams-empty", lambda t: "No stream" in t, timeout_s=15)
+        assert time.monotonic() - left >= 2
+        await wait_until(lambda: no_session(engine), timeout_s=5)
+
+
+async def no_session(engine: Emulator) -> bool:
+    active: int = (await engine.stats())["sessions_active"]
+    return active == 0
 
 
 def window_of(size: int) -> Callable[[str], bool]:
