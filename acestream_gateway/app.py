@@ -24,6 +24,7 @@ from .http.keys import (
     METRICS,
     POOL,
     RECONCILER,
+    REFUSALS,
     REGISTRY,
     SETTINGS,
     START_LIMITER,
@@ -33,6 +34,7 @@ from .http.keys import (
 from .http.ops import fleet_facts
 from .logs import get_logger
 from .metrics import Metrics
+from .ops.auth import RefusalLimiter
 from .ops.players import StartLimiter
 from .ops.scrape import GatewayCollector
 from .ops.stats import StatPoller
@@ -57,7 +59,9 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     app = web.Application(middlewares=[request_context, error_middleware])
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app[START_LIMITER] = StartLimiter(settings.player_channel_starts_per_minute)
+    prefix = settings.player_limit_ipv6_prefix
+    app[START_LIMITER] = StartLimiter(settings.player_channel_starts_per_minute, ipv6_prefix=prefix)
+    app[REFUSALS] = RefusalLimiter(ipv6_prefix=prefix)
     app[POOL] = EnginePool(
         max_streams_per_engine=settings.max_streams_per_engine,
         max_engines=len(settings.engine_urls) or settings.max_active_replicas,

@@ -16,11 +16,10 @@ from aiohttp import web
 
 from ..engines.model import ContentRef
 from ..logs import get_logger
-from ..ops.auth import Verdict
-from ..ops.players import token_verdict
 from ..streaming.broadcast import BroadcastEnded, PlayerTooSlow, Subscriber
 from ..streaming.mpegts import NULL_PACKET
 from ..streaming.registry import Player
+from .auth import player_token_refusal
 from .content import parse_content
 from .errors import json_error
 from .keys import REGISTRY, SETTINGS, START_LIMITER
@@ -89,7 +88,7 @@ class _Pusher:
 async def probe_stream(request: web.Request) -> web.StreamResponse:
     """Players probe before playing; answer like the stream would, without touching an engine."""
     parse_content(request.query, allow_url=request.app[SETTINGS].allow_url_input)
-    refusal = _token_refusal(request)
+    refusal = player_token_refusal(request)
     return refusal or web.Response(status=200, headers=_STREAM_HEADERS)
 
 
@@ -98,7 +97,7 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
     """Stream a channel: join its shared engine session, or start one."""
     settings = request.app[SETTINGS]
     content = parse_content(request.query, allow_url=settings.allow_url_input)
-    refusal = _token_refusal(request) or _start_refusal(request, content)
+    refusal = player_token_refusal(request) or _start_refusal(request, content)
     if refusal is not None:
         return refusal
     log.info("player_joining", content=content.key, peer=request.remote)
@@ -110,20 +109,6 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
     # client that stopped reading: the end of the response gets the same deadline as a write.
     await _finish(response, request.transport, finished, settings.stall_timeout_s)
     return response
-
-
-def _token_refusal(request: web.Request) -> web.Response | None:
-    """401/403 when PLAYER_TOKEN is set and the query's ``token`` is missing or wrong."""
-    secret = request.app[SETTINGS].player_token
-    verdict = token_verdict(
-        secret.get_secret_value() if secret else None, request.query.get("token")
-    )
-    if verdict is Verdict.MISSING:
-        return json_error(401, "unauthorized", "this gateway needs its player token: ?token=…")
-    if verdict is Verdict.WRONG:
-        log.warning("player_token_wrong", peer=request.remote)
-        return json_error(403, "forbidden", "the player token is wrong")
-    return None
 
 
 def _start_refusal(request: web.Request, content: ContentRef) -> web.Response | None:
