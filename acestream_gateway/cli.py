@@ -19,6 +19,7 @@ from . import __version__
 from .app import create_app
 from .eventloop import EventLoopUnavailable, loop_factory
 from .fleet.vpn import VpnError
+from .http.connections import ConnectionGuard, GuardedRunner
 from .logs import configure_logging, get_logger
 from .settings import Settings, describe_errors, load_settings
 
@@ -83,7 +84,18 @@ def serve(settings: Settings) -> None:
 
 async def _serve(settings: Settings) -> None:
     """Startup, run, shutdown: explicit phases, and only the first signal starts the shutdown."""
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=_DRAIN_TIMEOUT_S)
+    guard = ConnectionGuard(
+        header_timeout_s=settings.client_header_timeout_s,
+        max_per_client=settings.max_connections_per_client,
+        ipv6_prefix=settings.player_limit_ipv6_prefix,
+    )
+    runner = GuardedRunner(
+        create_app(settings),
+        guard,
+        access_log=None,
+        shutdown_timeout=_DRAIN_TIMEOUT_S,
+        keepalive_timeout=settings.keepalive_timeout_s,
+    )
     try:
         await runner.setup()
     except BaseException:
