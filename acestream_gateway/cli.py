@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from . import __version__
 from .app import create_app
 from .eventloop import EventLoopUnavailable, loop_factory
+from .fleet.docker import FleetError
 from .fleet.vpn import VpnError
 from .http.connections import ConnectionGuard, GuardedRunner
 from .logs import configure_logging, get_logger
@@ -71,6 +72,10 @@ def serve(settings: Settings) -> None:
     except OSError as exc:  # the listening socket: port taken, address not available
         log.error("gateway_cannot_listen", reason=str(exc))
         raise SystemExit(1) from None
+    except FleetError as exc:  # found at start: a DOCKER_HOST the Docker client cannot use
+        log.error("gateway_misconfigured", reason=exc.message)
+        print(f"acestream-gateway: configuration error: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
     except VpnError as exc:  # found at start: a VPN container that cannot carry the engines
         log.error("gateway_misconfigured", reason=str(exc))
         print(f"acestream-gateway: configuration error: {exc}", file=sys.stderr)
