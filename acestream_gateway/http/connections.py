@@ -14,7 +14,9 @@ nothing is closed after a few seconds.
 aiohttp's ``Server`` is the place both fit: every connection's handler reports to it when it opens
 and closes (``connection_made``/``connection_lost``), and it hands each parsed request to its
 ``request_handler``. ``GuardedServer`` is that server with the guard in those three places;
-``GuardedRunner`` is aiohttp's ``AppRunner`` with the application's server wrapped in it.
+``GuardedRunner`` is aiohttp's ``AppRunner`` with the application's server wrapped in it. The
+server's connections are handled by ``GatewayRequestHandler``, which answers what the HTTP
+parser refused with JSON too.
 """
 
 from __future__ import annotations
@@ -97,6 +99,31 @@ class ConnectionGuard:
         handler.force_close()
 
 
+class GatewayRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering what never became a request (a request line or
+    header the HTTP parser refused) with JSON like every other error, logged as the client's
+    mistake it is rather than with a traceback at error level."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            super().handle_error(request, status, exc, message)  # a fault of ours: logged
+            response = json_error(status, "internal_error", "the gateway failed on this request")
+        else:
+            if request.writer.output_size > 0:
+                raise ConnectionError("an answer was sent already")
+            reason = (message or str(exc) or "").strip().split("\n")[0][:200]
+            log.info("request_malformed", peer=request.remote, status=status, reason=reason)
+            response = json_error(status, "bad_request", f"not a valid HTTP request: {reason}")
+        response.force_close()
+        return response
+
+
 class GuardedServer(web.Server):
     """The application's server with a :class:`ConnectionGuard` on every connection."""
 
@@ -109,6 +136,11 @@ class GuardedServer(web.Server):
         )
         self._app_handler = app_server.request_handler
         self._guard = guard
+        self._handler_options = kwargs
+
+    def __call__(self) -> web.RequestHandler:
+        loop = asyncio.get_running_loop()
+        return GatewayRequestHandler(self, loop=loop, **self._handler_options)
 
     def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)

@@ -173,3 +173,26 @@ async def test_a_client_past_its_connection_cap_gets_a_json_429_and_is_closed(
             writer.close()
         assert "client_connections_capped" in gateway.event_names()
         assert gateway.errors() == []
+
+
+async def test_what_the_http_parser_refuses_gets_a_json_400_and_no_error_line(
+    emulators: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    engine = emulators(**FAST)
+    async with gateway_with(engine, tmp_path) as gateway:
+        for head in [
+            b"GET /ace/getstream?id=\xff HTTP/1.1\r\nHost: gateway\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: gateway\r\nHost: again\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: gateway\r\nBad Header\xff: x\r\n\r\n",
+        ]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+            writer.write(head)
+            async with asyncio.timeout(10):
+                answer = await reader.read()
+            writer.close()
+            top, _, body = answer.partition(b"\r\n\r\n")
+            assert top.split()[1] == b"400", answer
+            assert b"application/json" in top
+            assert json.loads(body)["error"] == "bad_request"
+        assert "request_malformed" in gateway.event_names()
+        assert gateway.errors() == []
