@@ -19,6 +19,7 @@ from .fleet.reconciler import Reconciler
 from .fleet.static import StaticFleet
 from .http import dashboard, listings, manage, ops, players, playlists
 from .http.errors import error_middleware, request_context
+from .http.forwarded import forwarded_remote
 from .http.keys import (
     ENGINE_CLIENT,
     METRICS,
@@ -56,7 +57,10 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     no Docker client is made). Without the fleet no Docker client is made either and engines are
     whatever is added to the pool (the data path's tests feed it engine emulators).
     """
-    app = web.Application(middlewares=[request_context, error_middleware])
+    middlewares = [request_context, error_middleware]
+    if settings.trusted_proxies:
+        middlewares.insert(0, forwarded_remote)
+    app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     prefix = settings.player_limit_ipv6_prefix

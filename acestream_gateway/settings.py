@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -204,6 +205,10 @@ class Settings(BaseSettings):
     """Prefix length that makes one IPv6 client for the per-client limits (channel starts,
     refused keys, connections): a household or host gets a whole /64 and can rotate addresses
     within it. IPv4 clients are one address each."""
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    """Reverse proxies (comma-separated addresses or networks) whose ``X-Forwarded-For`` names
+    the client; empty: no forwarded header is believed and each peer is the client. Connections
+    still count for the proxy (MAX_CONNECTIONS_PER_CLIENT)."""
     client_header_timeout_s: float = Field(60.0, gt=0)
     """Seconds a new connection may take to send its first request's complete headers before it
     is closed (nginx's ``client_header_timeout``); a streaming player is never cut by it."""
@@ -292,6 +297,19 @@ class Settings(BaseSettings):
         if not value.strip():
             return None  # set but empty: as if unset
         return presets.preset_named(value).name
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        networks = []
+        for item in _comma_list(value):
+            try:
+                networks.append(ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return tuple(networks)
 
     @field_validator("api_key", "player_token", mode="before")
     @classmethod
@@ -430,7 +448,7 @@ class Settings(BaseSettings):
             elif name == "engine_urls":
                 value = ",".join(str(url) for url in value)
             elif isinstance(value, tuple):
-                value = ",".join(value)
+                value = ",".join(str(item) for item in value)
             shown[name.upper()] = value
         # Not variables: what the settings add up to.
         shown["FLEET (effective)"] = self._fleet_shown()

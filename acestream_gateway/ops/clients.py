@@ -3,8 +3,9 @@
 A client is an IPv4 address, or an IPv6 prefix (``PLAYER_LIMIT_IPV6_PREFIX``, /64 by default):
 one household or host gets a whole /64 and can take a new address from it for every request, so
 counting IPv6 addresses one by one would let it pass any limit. Behind a reverse proxy every
-client is the proxy's address (forwarded headers are not trusted), so the limits then count the
-proxy as one client.
+request comes from the proxy's address, and ``X-Forwarded-For`` is believed only from the
+proxies ``TRUSTED_PROXIES`` names (anyone else can write anything in it): then the client is the
+nearest address in it that is not a trusted proxy (``forwarded_client``).
 
 The table keeps clients in the order of their latest event, so those whose events all left the
 window are dropped from its front as new events come (a stranger's one visit is forgotten a
@@ -16,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -42,6 +43,38 @@ def client_key(address: str | None, ipv6_prefix: int) -> str:
         (int(ip) >> (128 - ipv6_prefix) << (128 - ipv6_prefix), ipv6_prefix)
     )
     return str(network)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def forwarded_client(
+    peer: str | None, forwarded_for: str, trusted: Sequence[Network]
+) -> str | None:
+    """The client's address: ``peer`` itself, unless ``peer`` is a trusted proxy; then the
+    nearest address of ``forwarded_for`` (``X-Forwarded-For``: each proxy appends the address it
+    was reached from) that is not a trusted proxy. An item that is no address stops the walk at
+    the last address known (what is left of it was written by whoever the proxy could not vouch
+    for)."""
+    known = peer
+    while _trusted(known, trusted):
+        items = forwarded_for.rsplit(",", 1)
+        forwarded_for = items[0] if len(items) == 2 else ""
+        try:
+            known = str(ipaddress.ip_address(items[-1].strip()))
+        except ValueError:
+            break
+    return known
+
+
+def _trusted(address: str | None, trusted: Sequence[Network]) -> bool:
+    if not address or not trusted:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
 
 
 class ClientWindows(Generic[T]):

@@ -15,7 +15,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from acestream_gateway.ops.auth import REFUSALS_ALLOWED
-from tests.integration.local import FAST, Emulator, gateway, settings, stream_url
+from tests.integration.local import FAST, OTHER, Emulator, gateway, settings, stream_url
+from tests.support import CHANNEL
 
 KEY = "s3cret-key"
 
@@ -124,3 +125,51 @@ async def test_any_header_that_is_not_utf8_never_gets_a_500() -> None:
             )
             assert status < 500, path
             assert content_type.startswith("application/json"), path
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_refusal_count() -> None:
+    async with gateway(settings(api_key=KEY, trusted_proxies="127.0.0.1")) as server:
+        url = f"http://127.0.0.1:{server.port}/fleet/reconcile"
+        with capture_logs() as logs:
+            for _ in range(REFUSALS_ALLOWED):
+                headers = {"X-API-Key": "guess", "X-Forwarded-For": "198.51.100.7"}
+                assert (await call(url, headers))[0] == 403
+            status, _, _ = await call(url, {"X-API-Key": KEY, "X-Forwarded-For": "198.51.100.7"})
+            assert status == 429
+            # Another client behind the same proxy, and a forged header in front of it.
+            forged = {"X-API-Key": KEY, "X-Forwarded-For": "198.51.100.7, 198.51.100.8"}
+            assert (await call(url, forged))[0] == 409
+            # A peer that is no trusted proxy is itself the client, whatever its header says.
+            for _ in range(REFUSALS_ALLOWED):
+                headers = {"X-API-Key": "guess", "X-Forwarded-For": "198.51.100.9"}
+                assert (await call(url, headers, source="127.0.0.2"))[0] == 403
+            status, _, _ = await call(
+                url, {"X-API-Key": KEY, "X-Forwarded-For": "192.0.2.1"}, source="127.0.0.2"
+            )
+            assert status == 429
+        peers = [e["peer"] for e in logs if e["event"] == "api_key_refused"]
+        assert peers == ["198.51.100.7"] * REFUSALS_ALLOWED + ["127.0.0.2"] * REFUSALS_ALLOWED
+
+
+async def test_behind_a_trusted_proxy_the_start_limit_counts_each_forwarded_client(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST)
+    cfg = settings(
+        player_channel_starts_per_minute=1,
+        stream_linger_s=30,
+        max_streams_per_engine=5,
+        trusted_proxies="127.0.0.1",
+    )
+    async with gateway(cfg, engine) as server, aiohttp.ClientSession() as http:
+
+        async def start(channel: str, client: str) -> int:
+            headers = {"X-Forwarded-For": client}
+            async with http.get(stream_url(server, channel), headers=headers) as resp:
+                if resp.status == 200:
+                    await resp.content.readexactly(188 * 10)
+                return resp.status
+
+        assert await start(CHANNEL, "198.51.100.7") == 200
+        assert await start(OTHER, "198.51.100.7") == 429
+        assert await start(OTHER, "198.51.100.8") == 200, "another client behind the proxy"

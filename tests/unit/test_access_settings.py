@@ -54,3 +54,17 @@ def test_connection_and_client_limits_out_of_range_are_refused(
     errors = settings_errors(monkeypatch, **{variable: value})
     assert len(errors) == 1
     assert errors[0].startswith(f"{variable}: ")
+
+
+def test_trusted_proxies_are_addresses_or_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.1, 172.16.0.0/12,fd00::/8")
+    assert [str(n) for n in Settings().trusted_proxies] == [
+        "10.0.0.1/32",
+        "172.16.0.0/12",
+        "fd00::/8",
+    ]
+    assert Settings().masked()["TRUSTED_PROXIES"] == "10.0.0.1/32,172.16.0.0/12,fd00::/8"
+    errors = settings_errors(monkeypatch, TRUSTED_PROXIES="10.0.0.1,proxy.lan")
+    assert errors == [
+        "TRUSTED_PROXIES: 'proxy.lan' is not an IP address or network (got '10.0.0.1,proxy.lan')"
+    ]

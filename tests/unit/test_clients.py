@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from acestream_gateway.ops.auth import REFUSAL_WINDOW_S, RefusalLimiter
-from acestream_gateway.ops.clients import ClientWindows, client_key
+from acestream_gateway.ops.clients import ClientWindows, client_key, forwarded_client
 from acestream_gateway.ops.players import WINDOW_S, StartLimiter
 
 
@@ -121,3 +122,34 @@ def test_wrong_keys_from_rotating_ipv6_addresses_count_for_their_prefix() -> Non
     refusals.note("2001:db8:0:1::a")
     refusals.note("2001:db8:0:1::b")
     assert refusals.retry_after_s("2001:db8:0:1::c") is not None
+
+
+PROXY = [ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("fd00::/64")]
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "client"),
+    [
+        ("10.0.0.1", "198.51.100.7", "198.51.100.7"),
+        ("10.0.0.1", "203.0.113.9, 198.51.100.7", "198.51.100.7"),  # the left is hearsay
+        ("10.0.0.1", "198.51.100.7, 10.0.0.2", "198.51.100.7"),  # through two proxies
+        ("10.0.0.1", "", "10.0.0.1"),
+        ("10.0.0.1", "garbage", "10.0.0.1"),
+        ("10.0.0.1", "198.51.100.7, garbage", "10.0.0.1"),
+        ("10.0.0.1", "10.0.0.3, 10.0.0.2", "10.0.0.3"),
+        ("fd00::1", "2001:db8::5", "2001:db8::5"),
+        ("192.0.2.1", "198.51.100.7", "192.0.2.1"),  # not a trusted proxy: its header is not
+        (None, "198.51.100.7", None),
+    ],
+)
+def test_the_client_behind_a_trusted_proxy_is_the_nearest_untrusted_forwarded_address(
+    peer: str | None, forwarded_for: str, client: str | None
+) -> None:
+    assert forwarded_client(peer, forwarded_for, PROXY) == client
+
+
+@given(st.lists(st.ip_addresses(v=4).map(str), max_size=5), st.ip_addresses(v=4).map(str))
+def test_without_trusted_proxies_the_peer_is_always_the_client(
+    forwarded: list[str], peer: str
+) -> None:
+    assert forwarded_client(peer, ", ".join(forwarded), []) == peer
