@@ -213,7 +213,8 @@ class Settings(BaseSettings):
     """Seconds a new connection may take to send its first request's complete headers before it
     is closed (nginx's ``client_header_timeout``); a streaming player is never cut by it."""
     keepalive_timeout_s: float = Field(75.0, gt=0)
-    """Seconds an idle kept-alive connection (between two requests) stays open."""
+    """Seconds an idle kept-alive connection (between two requests) stays open; it bounds a new
+    connection's wait for its first request too, when shorter than CLIENT_HEADER_TIMEOUT_S."""
     max_connections_per_client: int = Field(256, ge=1)
     """Most connections one client (address; IPv6 by PLAYER_LIMIT_IPV6_PREFIX) holds at once;
     past it a connection gets ``429`` and is closed."""
