@@ -61,6 +61,9 @@ class ContainerEvent:
     name: str = ""
 
 
+_DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"  # where Docker puts its socket
+
+
 @asynccontextmanager
 async def docker_client(
     url: str | None = None, timeout_s: float = 30.0
@@ -83,9 +86,6 @@ async def docker_client(
         yield DockerEngines(client, timeout_s)
     finally:
         await client.close()
-
-
-_DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
 class DockerEngines:

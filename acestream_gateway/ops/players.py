@@ -4,8 +4,8 @@ Players cannot set headers, so the token comes in the query (``token=…``); it 
 constant time and never logged. The limit counts, per client (an IPv4 address or an IPv6 prefix:
 ``ops.clients``), the distinct channels that client's requests *started* (joining a channel that
 already plays costs nothing) within the last minute, so a stranger cannot make the gateway start
-``MAX_ACTIVE_REPLICAS`` engines. Both are decisions alone; ``http/players.py`` asks them and
-answers.
+``MAX_ACTIVE_REPLICAS`` engines. Both are decisions alone; ``http/auth.py`` and
+``http/players.py`` ask them and answer.
 """
 
 from __future__ import annotations
