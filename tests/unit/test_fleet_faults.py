@@ -11,6 +11,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from acestream_gateway.engines.client import EngineClient
 from acestream_gateway.engines.model import EngineState
@@ -19,6 +21,9 @@ from acestream_gateway.engines.provisioning import BlockedReason
 from acestream_gateway.fleet.breaker import BreakerState
 from acestream_gateway.fleet.reconciler import ActionRefused, Reconciler
 from acestream_gateway.fleet.specs import container_name, labels
+from acestream_gateway.http import manage
+from acestream_gateway.http.errors import error_middleware
+from acestream_gateway.http.keys import RECONCILER, SETTINGS
 from acestream_gateway.settings import Settings
 from tests.fakedocker import FakeContainer, FakeDocker
 from tests.support import wait_until
@@ -323,3 +328,47 @@ async def test_a_claim_taken_during_a_pass_is_followed_by_a_pass_at_once(build: 
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop
+
+
+# --- POST /engines answers JSON whatever Docker does ---------------------------------------------
+
+
+async def operator_start(reconciler: Reconciler) -> tuple[int, str, Any]:
+    app = web.Application(middlewares=[error_middleware])
+    app[SETTINGS] = reconciler._settings
+    app[RECONCILER] = reconciler
+    app.add_routes(manage.routes)
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.post("/engines")
+        return resp.status, resp.content_type, await resp.json()
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "kind"),
+    [
+        ("inspect_fails_after_a_name_conflict", 409, "conflict"),
+        ("create_times_out", 503, "docker_unavailable"),
+        ("image_refused", 502, "docker_error"),
+        ("full", 409, "conflict"),
+    ],
+)
+async def test_an_operator_start_answers_json_with_a_reason_whatever_docker_does(
+    build: Build, fault: str, status: int, kind: str
+) -> None:
+    reconciler = build(max_active_replicas=1)
+    fake = fake_of(reconciler)
+    if fault == "inspect_fails_after_a_name_conflict":
+        name = container_name(reconciler._settings, PORT)
+        fake.containers["foreign"] = FakeContainer("foreign", name, {})
+        fake.fail("inspect", 500, "server error")
+    elif fault == "create_times_out":
+        fake.time_out("run", after=False)
+    elif fault == "image_refused":
+        fake.fail("ensure_image", 500, "registry said no")
+    else:
+        add_container(reconciler, PORT + 5)
+        await reconciler.reconcile()
+    answer = await operator_start(reconciler)
+    assert answer[:2] == (status, "application/json"), answer
+    assert answer[2]["error"] == kind
+    assert answer[2]["detail"]
