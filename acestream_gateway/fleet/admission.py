@@ -100,12 +100,12 @@ class Reservation:
     """A slot, a port and a breaker permit for one engine start; ends exactly once."""
 
     def __init__(
-        self, admission: Admission, port: int, namespace: Namespace | None, trial: bool
+        self, admission: Admission, port: int, namespace: Namespace | None, trial: int
     ) -> None:
         self._admission = admission
         self.port = port
         self.namespace = namespace
-        self.trial = trial  # holds the half-open breaker's one trial
+        self.trial = trial  # the number of the half-open breaker's trial it holds, or 0
         self.name = container_name(admission.settings, port)
         self.deadline: float | None = None  # set when the create is sent
         self.state = _State.OPEN
@@ -127,9 +127,9 @@ class Reservation:
         """The create request goes out now: from here on Docker may make the container."""
         self.deadline = self._admission.clock() + self._admission.settings.docker_timeout_s
 
-    def held(self, container_id: str) -> bool:
-        """Its container exists: the port and slot are now the container's. Whether it held
-        the breaker's trial (the engine's readiness now decides the trial)."""
+    def held(self, container_id: str) -> int:
+        """Its container exists: the port and slot are now the container's. The number of the
+        breaker's trial it held, or 0 (the engine's readiness now decides the trial)."""
         self._admission._hold_reserved(self, container_id)
         return self.trial
 
@@ -141,8 +141,8 @@ class Reservation:
     def failed(self, reason: str) -> None:
         """The attempt failed for a reason that says something about engines: the port back, the
         failure counted by the breaker (which takes the trial with it)."""
-        self._admission._give_back(self, aside=False, trial=False)
-        self._admission.on_failure(reason)
+        if self._admission._give_back(self, aside=False, trial=False):
+            self._admission.on_failure(reason)
 
     def in_doubt(self) -> None:
         """No answer to the create: kept (slot and port) until the ledger heal knows."""
@@ -208,9 +208,10 @@ class Admission:
         limit = self.settings.max_active_replicas
         if self.taken >= limit:
             raise NotAdmitted(Refusal.FULL, f"the fleet is at MAX_ACTIVE_REPLICAS ({limit})")
-        trial = self.breaker.state is BreakerState.HALF_OPEN
+        half_open = self.breaker.state is BreakerState.HALF_OPEN
         if self.breaker.permits(1) < 1:
             raise NotAdmitted(Refusal.BREAKER, "the circuit breaker pauses provisioning")
+        trial = self.breaker.trials if half_open else 0
         try:
             placed = self._place()
         except PortsExhausted as exc:
@@ -231,9 +232,9 @@ class Admission:
             return self.ports.reserve("starting"), None
         return self._vpns.place(self.ports, self._starting)
 
-    def _return_trial(self, trial: bool) -> None:
+    def _return_trial(self, trial: int) -> None:
         if trial:
-            self.breaker.give_back()
+            self.breaker.give_back(trial)
 
     # --- ending reservations -------------------------------------------------------------------
 
@@ -243,15 +244,16 @@ class Admission:
             self._held[container_id] = reservation.port
             self._held_at[container_id] = self._generation
 
-    def _give_back(self, reservation: Reservation, *, aside: bool, trial: bool) -> None:
+    def _give_back(self, reservation: Reservation, *, aside: bool, trial: bool) -> bool:
         if not self._end(reservation):
-            return
+            return False
         if aside:
             self.ports.set_aside(reservation.port)
         else:
             self.ports.release(reservation.port)
         if trial:
             self._return_trial(reservation.trial)
+        return True
 
     def _end(self, reservation: Reservation) -> bool:
         """Close a reservation; False when it was already closed (exactly once)."""

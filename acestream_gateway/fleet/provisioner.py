@@ -100,7 +100,7 @@ class Provisioner:
             vpns=vpns,
             metrics=self._metrics,
         )
-        self._attempts: dict[str, bool] = {}  # engines still to become ready -> held the trial
+        self._attempts: dict[str, int] = {}  # engines still to become ready -> trial held, or 0
         self._last_failure = ""
         self._ports_exhausted = False
 
@@ -146,7 +146,7 @@ class Provisioner:
         elif counts:
             self._failed(reason)
         elif trial:
-            self.breaker.give_back()
+            self.breaker.give_back(trial)
 
     def attempt_withdrawn(self, engine_id: str) -> None:
         """A starting engine was removed by the gateway itself: no failure of provisioning."""
