@@ -16,10 +16,11 @@ from aiohttp import web
 from ..logs import get_logger
 from ..streaming.hls.playlist import render
 from ..streaming.hls.window import SegmentMissing
-from .admission import start_refusal, token_refusal
+from .auth import player_token_refusal
 from .content import parse_content
 from .errors import json_error
 from .keys import REGISTRY, SETTINGS
+from .start_limit import start_refusal
 
 log = get_logger(__name__)
 
@@ -34,7 +35,7 @@ _SEGMENT_HEADERS = {"Content-Type": "video/mp2t", "Cache-Control": "no-cache"}
 async def probe_playlist(request: web.Request) -> web.StreamResponse:
     """Players probe before playing; answer without touching an engine."""
     parse_content(request.query, allow_url=request.app[SETTINGS].allow_url_input)
-    refusal = token_refusal(request)
+    refusal = player_token_refusal(request)
     return refusal or web.Response(
         status=200, content_type=PLAYLIST_TYPE, headers=_PLAYLIST_HEADERS
     )
@@ -46,7 +47,7 @@ async def get_playlist(request: web.Request) -> web.StreamResponse:
     first segment (bounded by FIRST_DATA_TIMEOUT_S)."""
     settings = request.app[SETTINGS]
     content = parse_content(request.query, allow_url=settings.allow_url_input)
-    refusal = token_refusal(request) or start_refusal(request, content)
+    refusal = player_token_refusal(request) or start_refusal(request, content)
     if refusal is not None:
         return refusal
     registry = request.app[REGISTRY]
@@ -75,7 +76,7 @@ async def get_playlist(request: web.Request) -> web.StreamResponse:
 async def get_segment(request: web.Request) -> web.StreamResponse:
     """One segment of a playing channel's window; 404 with a reason once it left the window."""
     content = parse_content(request.query, allow_url=request.app[SETTINGS].allow_url_input)
-    refusal = token_refusal(request)
+    refusal = player_token_refusal(request)
     if refusal is not None:
         return refusal
     channel = request.app[REGISTRY].watch_hls(content, _client(request), start=False)
