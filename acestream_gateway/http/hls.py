@@ -91,5 +91,6 @@ async def get_segment(request: web.Request) -> web.StreamResponse:
 
 
 def _client(request: web.Request) -> str:
-    """Who an HLS player is, for the count of players: its address."""
+    """Who an HLS player is, for the count of players: its address (the forwarded client's
+    behind a trusted proxy)."""
     return request.remote or ""
