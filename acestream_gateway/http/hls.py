@@ -79,14 +79,16 @@ async def get_segment(request: web.Request) -> web.StreamResponse:
     refusal = player_token_refusal(request)
     if refusal is not None:
         return refusal
-    channel = request.app[REGISTRY].watch_hls(content, _client(request), start=False)
-    feed = channel.hls if channel is not None else None
-    if feed is None:
+    registry = request.app[REGISTRY]
+    channel = registry.watch_hls(content, _client(request), start=False)
+    if channel is None or channel.hls is None:
         return json_error(404, "not_found", "this channel does not play here (fetch its playlist)")
     try:
-        segment = feed.window.get(int(request.match_info["sequence"]))
+        segment = channel.hls.window.get(int(request.match_info["sequence"]))
     except SegmentMissing as exc:
         return json_error(404, "not_found", exc.reason)
+    channel.bytes_out += len(segment.data)  # handed to a player, like a TS player's bytes
+    registry.tally.bytes_out += len(segment.data)
     return web.Response(body=segment.data, headers=_SEGMENT_HEADERS)
 
 
