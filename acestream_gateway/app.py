@@ -19,11 +19,13 @@ from .fleet.reconciler import Reconciler
 from .fleet.static import StaticFleet
 from .http import dashboard, hls, listings, manage, ops, players, playlists
 from .http.errors import error_middleware, request_context
+from .http.forwarded import forwarded_remote
 from .http.keys import (
     ENGINE_CLIENT,
     METRICS,
     POOL,
     RECONCILER,
+    REFUSALS,
     REGISTRY,
     SETTINGS,
     START_LIMITER,
@@ -33,6 +35,7 @@ from .http.keys import (
 from .http.ops import fleet_facts
 from .logs import get_logger
 from .metrics import Metrics
+from .ops.auth import RefusalLimiter
 from .ops.players import StartLimiter
 from .ops.scrape import GatewayCollector
 from .ops.stats import StatPoller
@@ -55,10 +58,15 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     no Docker client is made). Without the fleet no Docker client is made either and engines are
     whatever is added to the pool (the data path's tests feed it engine emulators).
     """
-    app = web.Application(middlewares=[request_context, error_middleware])
+    middlewares = [request_context, error_middleware]
+    if settings.trusted_proxies:
+        middlewares.insert(0, forwarded_remote)
+    app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app[START_LIMITER] = StartLimiter(settings.player_channel_starts_per_minute)
+    prefix = settings.player_limit_ipv6_prefix
+    app[START_LIMITER] = StartLimiter(settings.player_channel_starts_per_minute, ipv6_prefix=prefix)
+    app[REFUSALS] = RefusalLimiter(ipv6_prefix=prefix)
     app[POOL] = EnginePool(
         max_streams_per_engine=settings.max_streams_per_engine,
         max_engines=len(settings.engine_urls) or settings.max_active_replicas,

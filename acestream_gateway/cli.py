@@ -18,7 +18,9 @@ from pydantic import ValidationError
 from . import __version__
 from .app import create_app
 from .eventloop import EventLoopUnavailable, loop_factory
+from .fleet.docker import FleetError
 from .fleet.vpn import VpnError
+from .http.connections import ConnectionGuard, GuardedRunner
 from .logs import configure_logging, get_logger
 from .settings import Settings, describe_errors, load_settings
 
@@ -70,6 +72,10 @@ def serve(settings: Settings) -> None:
     except OSError as exc:  # the listening socket: port taken, address not available
         log.error("gateway_cannot_listen", reason=str(exc))
         raise SystemExit(1) from None
+    except FleetError as exc:  # found at start: a DOCKER_HOST the Docker client cannot use
+        log.error("gateway_misconfigured", reason=exc.message)
+        print(f"acestream-gateway: configuration error: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
     except VpnError as exc:  # found at start: a VPN container that cannot carry the engines
         log.error("gateway_misconfigured", reason=str(exc))
         print(f"acestream-gateway: configuration error: {exc}", file=sys.stderr)
@@ -83,7 +89,18 @@ def serve(settings: Settings) -> None:
 
 async def _serve(settings: Settings) -> None:
     """Startup, run, shutdown: explicit phases, and only the first signal starts the shutdown."""
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=_DRAIN_TIMEOUT_S)
+    guard = ConnectionGuard(
+        header_timeout_s=settings.client_header_timeout_s,
+        max_per_client=settings.max_connections_per_client,
+        ipv6_prefix=settings.player_limit_ipv6_prefix,
+    )
+    runner = GuardedRunner(
+        create_app(settings),
+        guard,
+        access_log=None,
+        shutdown_timeout=_DRAIN_TIMEOUT_S,
+        keepalive_timeout=settings.keepalive_timeout_s,
+    )
     try:
         await runner.setup()
     except BaseException:

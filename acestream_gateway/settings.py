@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -206,6 +207,23 @@ class Settings(BaseSettings):
     player_channel_starts_per_minute: int = Field(0, ge=0)
     """Most distinct channels one client address may start within a minute (joining a channel
     that already plays is free); 0: no limit. For gateways reachable from beyond a LAN."""
+    player_limit_ipv6_prefix: int = Field(64, ge=1, le=128)
+    """Prefix length that makes one IPv6 client for the per-client limits (channel starts,
+    refused keys, connections): a household or host gets a whole /64 and can rotate addresses
+    within it. IPv4 clients are one address each."""
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    """Reverse proxies (comma-separated addresses or networks) whose ``X-Forwarded-For`` names
+    the client; empty: no forwarded header is believed and each peer is the client. Connections
+    still count for the proxy (MAX_CONNECTIONS_PER_CLIENT)."""
+    client_header_timeout_s: float = Field(60.0, gt=0)
+    """Seconds a new connection may take to send its first request's complete headers before it
+    is closed (nginx's ``client_header_timeout``); a streaming player is never cut by it."""
+    keepalive_timeout_s: float = Field(75.0, gt=0)
+    """Seconds an idle kept-alive connection (between two requests) stays open; it bounds a new
+    connection's wait for its first request too, when shorter than CLIENT_HEADER_TIMEOUT_S."""
+    max_connections_per_client: int = Field(256, ge=1)
+    """Most connections one client (address; IPv6 by PLAYER_LIMIT_IPV6_PREFIX) holds at once;
+    past it a connection gets ``429`` and is closed."""
     public_base_url: str | None = Field(None, pattern=r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$")
     """Base of the player URLs a rewritten playlist gets (``http://host:port[/path]``, no
     credentials: they would land in every playlist); unset: the request's own ``Host``."""
@@ -286,6 +304,33 @@ class Settings(BaseSettings):
         if not value.strip():
             return None  # set but empty: as if unset
         return presets.preset_named(value).name
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        networks = []
+        for item in _comma_list(value):
+            try:
+                networks.append(ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return tuple(networks)
+
+    @field_validator("api_key", "player_token", mode="before")
+    @classmethod
+    def _secret_not_empty(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            # A compose file's ${API_KEY} with nothing behind it: open by accident, not by choice.
+            raise ValueError("is set but empty; unset the variable to leave this open")
+        return value
+
+    @model_validator(mode="after")
+    def _reads_protected_by_a_key(self) -> Settings:
+        if self.protect_reads and self.api_key is None:
+            raise ValueError("PROTECT_READS=true needs API_KEY: without a key nothing is protected")
+        return self
 
     @field_validator("min_replicas")
     @classmethod
@@ -410,7 +455,7 @@ class Settings(BaseSettings):
             elif name == "engine_urls":
                 value = ",".join(str(url) for url in value)
             elif isinstance(value, tuple):
-                value = ",".join(value)
+                value = ",".join(str(item) for item in value)
             shown[name.upper()] = value
         # Not variables: what the settings add up to.
         shown["FLEET (effective)"] = self._fleet_shown()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -60,15 +61,27 @@ class ContainerEvent:
     name: str = ""
 
 
+_DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"  # where Docker puts its socket
+
+
 @asynccontextmanager
 async def docker_client(
     url: str | None = None, timeout_s: float = 30.0
 ) -> AsyncIterator[DockerEngines]:
-    """A Docker client for the process's lifetime (DOCKER_HOST or the local socket)."""
+    """A Docker client for the process's lifetime: ``url``, else DOCKER_HOST, else the local
+    daemon's socket (or Docker context) the client finds.
+
+    With none found (no socket yet: Docker not started, or its socket not mounted), the client
+    points at Docker's default socket: its calls fail as unreachable, the fleet reports
+    ``docker_unavailable`` and retries with backoff, and it works once the socket appears. A
+    DOCKER_HOST the client cannot use at all raises :class:`FleetError` (status 400)."""
+    host = url or os.environ.get("DOCKER_HOST", "").strip() or None
     try:
-        client = aiodocker.Docker(url=url)
-    except (ValueError, OSError) as exc:
-        raise FleetError(UNREACHABLE, f"cannot set up a Docker client: {exc}") from None
+        client = aiodocker.Docker(url=host)
+    except (ValueError, OSError, AssertionError) as exc:  # aiodocker asserts it found a host
+        if host is not None:
+            raise FleetError(400, f"DOCKER_HOST ({host!r}) cannot be used: {exc}") from None
+        client = aiodocker.Docker(url=_DEFAULT_DOCKER_HOST)
     try:
         yield DockerEngines(client, timeout_s)
     finally:

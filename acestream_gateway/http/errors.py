@@ -60,6 +60,7 @@ _KINDS = {
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
+    429: "too_many_requests",
 }
 
 
@@ -75,6 +76,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return http_error(exc)
     except BadInput as exc:
         return json_error(400, "bad_request", str(exc))
+    except UnicodeError:
+        # The HTTP parser keeps a header's undecodable bytes as lone surrogates; whatever then
+        # needs the header as text fails on them. The request is bad, not the gateway.
+        log.info("request_undecodable")
+        return json_error(400, "bad_request", "a header of the request is not valid UTF-8")
     except ChannelError as exc:
         response = channel_error(exc)
         log.warning("stream_refused", status=response.status, reason=exc.reason)

@@ -16,10 +16,11 @@ from aiohttp import web
 from ..logs import get_logger
 from ..streaming.hls.playlist import render
 from ..streaming.hls.window import SegmentMissing
-from .admission import start_refusal, token_refusal
+from .auth import player_token_refusal
 from .content import parse_content
 from .errors import json_error
 from .keys import REGISTRY, SETTINGS
+from .start_limit import start_refusal
 
 log = get_logger(__name__)
 
@@ -34,7 +35,7 @@ _SEGMENT_HEADERS = {"Content-Type": "video/mp2t", "Cache-Control": "no-cache"}
 async def probe_playlist(request: web.Request) -> web.StreamResponse:
     """Players probe before playing; answer without touching an engine."""
     parse_content(request.query, allow_url=request.app[SETTINGS].allow_url_input)
-    refusal = token_refusal(request)
+    refusal = player_token_refusal(request)
     return refusal or web.Response(
         status=200, content_type=PLAYLIST_TYPE, headers=_PLAYLIST_HEADERS
     )
@@ -46,7 +47,7 @@ async def get_playlist(request: web.Request) -> web.StreamResponse:
     first segment (bounded by FIRST_DATA_TIMEOUT_S)."""
     settings = request.app[SETTINGS]
     content = parse_content(request.query, allow_url=settings.allow_url_input)
-    refusal = token_refusal(request) or start_refusal(request, content)
+    refusal = player_token_refusal(request) or start_refusal(request, content)
     if refusal is not None:
         return refusal
     registry = request.app[REGISTRY]
@@ -75,20 +76,23 @@ async def get_playlist(request: web.Request) -> web.StreamResponse:
 async def get_segment(request: web.Request) -> web.StreamResponse:
     """One segment of a playing channel's window; 404 with a reason once it left the window."""
     content = parse_content(request.query, allow_url=request.app[SETTINGS].allow_url_input)
-    refusal = token_refusal(request)
+    refusal = player_token_refusal(request)
     if refusal is not None:
         return refusal
-    channel = request.app[REGISTRY].watch_hls(content, _client(request), start=False)
-    feed = channel.hls if channel is not None else None
-    if feed is None:
+    registry = request.app[REGISTRY]
+    channel = registry.watch_hls(content, _client(request), start=False)
+    if channel is None or channel.hls is None:
         return json_error(404, "not_found", "this channel does not play here (fetch its playlist)")
     try:
-        segment = feed.window.get(int(request.match_info["sequence"]))
+        segment = channel.hls.window.get(int(request.match_info["sequence"]))
     except SegmentMissing as exc:
         return json_error(404, "not_found", exc.reason)
+    channel.bytes_out += len(segment.data)  # handed to a player, like a TS player's bytes
+    registry.tally.bytes_out += len(segment.data)
     return web.Response(body=segment.data, headers=_SEGMENT_HEADERS)
 
 
 def _client(request: web.Request) -> str:
-    """Who an HLS player is, for the count of players: its address."""
+    """Who an HLS player is, for the count of players: its address (the forwarded client's
+    behind a trusted proxy)."""
     return request.remote or ""

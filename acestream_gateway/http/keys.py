@@ -9,6 +9,7 @@ from ..engines.pool import EnginePool
 from ..fleet.reconciler import Reconciler
 from ..fleet.static import StaticFleet
 from ..metrics import Metrics
+from ..ops.auth import RefusalLimiter
 from ..ops.players import StartLimiter
 from ..ops.stats import StatPoller
 from ..settings import Settings
@@ -23,3 +24,4 @@ STATIC_FLEET = web.AppKey("static_fleet", StaticFleet)
 STAT_POLLER = web.AppKey("stat_poller", StatPoller)
 METRICS = web.AppKey("metrics", Metrics)
 START_LIMITER = web.AppKey("start_limiter", StartLimiter)
+REFUSALS = web.AppKey("refusals", RefusalLimiter)

@@ -18,9 +18,10 @@ from ..logs import get_logger
 from ..streaming.broadcast import BroadcastEnded, PlayerTooSlow, Subscriber
 from ..streaming.mpegts import NULL_PACKET
 from ..streaming.registry import Player
-from .admission import start_refusal, token_refusal
+from .auth import player_token_refusal
 from .content import parse_content
 from .keys import REGISTRY, SETTINGS
+from .start_limit import start_refusal
 
 log = get_logger(__name__)
 
@@ -86,7 +87,7 @@ class _Pusher:
 async def probe_stream(request: web.Request) -> web.StreamResponse:
     """Players probe before playing; answer like the stream would, without touching an engine."""
     parse_content(request.query, allow_url=request.app[SETTINGS].allow_url_input)
-    refusal = token_refusal(request)
+    refusal = player_token_refusal(request)
     return refusal or web.Response(status=200, headers=_STREAM_HEADERS)
 
 
@@ -95,7 +96,7 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
     """Stream a channel: join its shared engine session, or start one."""
     settings = request.app[SETTINGS]
     content = parse_content(request.query, allow_url=settings.allow_url_input)
-    refusal = token_refusal(request) or start_refusal(request, content)
+    refusal = player_token_refusal(request) or start_refusal(request, content)
     if refusal is not None:
         return refusal
     log.info("player_joining", content=content.key, peer=request.remote)

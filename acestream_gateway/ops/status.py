@@ -97,9 +97,13 @@ def overall_status(engines: Sequence[EngineLoad], block: Blocked | None) -> str:
 
 
 def ready(snapshot: Snapshot) -> bool:
-    """``/ready``: a new channel could be placed now, or the fleet can still grow; and the fleet
-    has adopted its engines (before that it does not know what it has)."""
-    return snapshot.fleet.adopted and (snapshot.has_room or snapshot.block is None)
+    """``/ready``: the gateway can serve players. An engine is READY (it takes players: joins to
+    the channels it plays, new channels where it has room), or the fleet can still grow; and the
+    fleet has adopted its engines (before that it does not know what it has). A full fleet that
+    plays is ready: a load balancer that took it out would also refuse joins to playing channels;
+    ``can_place_now`` and the reason say that new channels would wait or be refused."""
+    serving = any(load.engine.state is EngineState.READY for load in snapshot.engines)
+    return snapshot.fleet.adopted and (serving or snapshot.block is None)
 
 
 def engines_section(engines: Sequence[EngineLoad]) -> dict[str, int]:

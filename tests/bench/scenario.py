@@ -174,6 +174,8 @@ def start_gateway(
             "LOG_FORMAT": "json",
             # One emulator carries every channel of a case (the floor's sessions are on it too).
             "MAX_STREAMS_PER_ENGINE": "200",
+            # Every player of the bench connects from the one loopback address.
+            "MAX_CONNECTIONS_PER_CLIENT": "100000",
             **state.plan.extra_env,
             **(env or {}),
         },

@@ -254,6 +254,13 @@ async def test_hls_clients_count_as_players_in_streams_status_and_metrics(
         base = f"http://127.0.0.1:{server.port}"
         for source in ("127.0.0.1", "127.0.0.2", "127.0.0.2"):  # two distinct clients
             assert (await _answer(hls_url(server), source))[0] == 200
+        async with aiohttp.ClientSession() as http:
+            playlist = await fetch_playlist(http, hls_url(server))
+            _, segment, _ = await fetch(http, playlist.absolute(playlist.uris[-1]))
+            async with http.get(base + "/streams") as resp:
+                (before_ts,) = await resp.json()
+        # Segment bytes are bytes handed to players, like a TS player's.
+        assert before_ts["bytes_out"] == len(segment) > 0
         async with aiohttp.ClientSession() as http, http.get(stream_url(server)) as ts:
             assert len(await ts.content.readexactly(188 * 10)) == 1880
             async with http.get(base + "/streams") as resp:
@@ -271,6 +278,7 @@ async def test_hls_clients_count_as_players_in_streams_status_and_metrics(
         assert metrics["acestream_gateway_players"] == 1
         assert metrics["acestream_gateway_players_hls"] == 2
         assert engine_entry["players"] == 3
+        assert metrics["acestream_gateway_bytes_out_total"] >= len(segment)
 
 
 async def test_a_first_playlist_request_holds_a_slow_channel_open_while_it_waits(

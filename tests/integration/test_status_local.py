@@ -13,7 +13,7 @@ import pytest
 
 from acestream_gateway.engines.provisioning import BlockedReason
 from acestream_gateway.http.keys import POOL
-from tests.integration.local import FAST, Emulator, gateway, settings, stream_url
+from tests.integration.local import FAST, OTHER, Emulator, gateway, settings, stream_url
 from tests.support import Player, wait_until
 
 
@@ -66,7 +66,7 @@ async def test_readiness_is_503_with_the_reason_when_nothing_has_room_and_the_fl
         assert (await get_json(url))[0] == 200
 
 
-async def test_readiness_is_503_max_capacity_when_the_fleet_is_full_and_busy(
+async def test_readiness_is_200_for_a_full_healthy_fleet_which_still_serves_joins(
     emulators: Callable[..., Emulator],
 ) -> None:
     engine = emulators(**FAST)
@@ -75,13 +75,22 @@ async def test_readiness_is_503_max_capacity_when_the_fleet_is_full_and_busy(
         url = f"http://127.0.0.1:{server.port}/ready"
         assert (await get_json(url))[0] == 200
         player = Player(stream_url(server))
+        joiner = Player(stream_url(server))
         try:
             await player.receives(188 * 10)
             status, body = await get_json(url)
-            assert status == 503
+            assert status == 200
+            assert body["ready"] is True
+            assert body["can_place_now"] is False
             assert body["reason"] == "max_capacity"
+            await joiner.receives(188 * 10)  # what a load balancer sends it: a join, served
+            _, full = await get_json(f"http://127.0.0.1:{server.port}/orchestrator/status")
+            assert full["provisioning"]["can_provision"] is False
+            status, body = await get_json(stream_url(server, OTHER))
+            assert status == 503, "a new channel is refused, as /ready's reason said"
         finally:
             await player.close()
+            await joiner.close()
 
 
 def channel(n: int) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from acestream_gateway.ops.auth import Verdict, decide, presented_key
+from acestream_gateway.ops.auth import MalformedKey, Verdict, decide, presented_key
 
 keys = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1)
 
@@ -30,3 +31,20 @@ def test_the_key_comes_as_a_bearer_token_or_an_x_api_key(key: str) -> None:
     assert presented_key({"X-API-Key": key}) == key
     assert presented_key({"Authorization": f"Basic {key}"}) is None
     assert presented_key({}) is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-API-Key": "\udcff\udcfe"},
+        {"Authorization": "Bearer k\udcffey"},
+    ],
+)
+def test_a_key_header_that_is_not_utf8_is_malformed_not_an_error(headers: dict[str, str]) -> None:
+    with pytest.raises(MalformedKey):
+        presented_key(headers)
+
+
+def test_a_string_that_is_not_utf8_compares_as_wrong_and_never_raises() -> None:
+    assert decide("s3cret", "s3\udcffcret") is Verdict.WRONG
+    assert decide("s3cret", "s3cret") is Verdict.ALLOWED

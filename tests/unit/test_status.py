@@ -150,14 +150,39 @@ def test_degraded_means_an_unhealthy_engine_or_a_fault_behind_the_block(
     assert (verdict == "degraded") is (unhealthy or fault)
 
 
-def test_a_full_busy_fleet_is_healthy_and_not_ready() -> None:
+def test_a_full_busy_fleet_is_healthy_and_ready_for_joins_but_says_it_cannot_place() -> None:
     pool = pool_of([(EngineState.READY, 2), (EngineState.READY, 2)], max_engines=2)
     snapshot = status.take_snapshot(pool, [], status.FleetFacts(), min_replicas=1, wall=0.0)
     assert status.status(snapshot)["status"] == "healthy"
-    assert not status.ready(snapshot)
+    assert status.ready(snapshot)
     body = status.readiness(snapshot)
+    assert body["ready"] is True
+    assert body["can_place_now"] is False
+    assert body["can_provision"] is False
     assert body["reason"] == "max_capacity"
-    assert body["ready"] is False
+    provisioning = status.status(snapshot)["provisioning"]
+    assert provisioning["can_provision"] is False
+
+
+def test_a_full_fleet_of_unhealthy_engines_is_not_ready() -> None:
+    pool = pool_of([(EngineState.UNHEALTHY, 1), (EngineState.DRAINING, 0)], max_engines=2)
+    snapshot = status.take_snapshot(pool, [], status.FleetFacts(), min_replicas=1, wall=0.0)
+    assert not status.ready(snapshot)
+    assert status.readiness(snapshot)["reason"] == "max_capacity"
+
+
+@given(loads_st, blocks_st, st.booleans())
+def test_ready_means_adopted_and_a_ready_engine_or_a_fleet_that_can_grow(
+    loads: list[EngineLoad], block: Blocked | None, adopted: bool
+) -> None:
+    pool = pool_of([(load.engine.state, 0) for load in loads], max_engines=10)
+    if block is not None:
+        pool.block(block.reason, block.message)
+    snapshot = status.take_snapshot(
+        pool, [], status.FleetFacts(adopted=adopted), min_replicas=1, wall=0.0
+    )
+    serving = any(load.engine.state is EngineState.READY for load in loads)
+    assert status.ready(snapshot) is (adopted and (serving or block is None))
 
 
 def test_room_on_a_running_engine_is_ready_even_while_provisioning_is_blocked() -> None:

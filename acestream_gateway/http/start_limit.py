@@ -1,5 +1,5 @@
-"""Who may play, asked the same way by every player endpoint (``/ace/getstream`` and HLS): the
-player token, then the per-client start limit, each refusal a JSON answer."""
+"""The per-client start limit, asked the same way by every player endpoint that may start a
+channel (``/ace/getstream`` and the HLS playlist); the player token is ``auth``'s."""
 
 from __future__ import annotations
 
@@ -7,26 +7,10 @@ from aiohttp import web
 
 from ..engines.model import ContentRef
 from ..logs import get_logger
-from ..ops.auth import Verdict
-from ..ops.players import token_verdict
 from .errors import json_error
 from .keys import REGISTRY, SETTINGS, START_LIMITER
 
 log = get_logger(__name__)
-
-
-def token_refusal(request: web.Request) -> web.Response | None:
-    """401/403 when PLAYER_TOKEN is set and the query's ``token`` is missing or wrong."""
-    secret = request.app[SETTINGS].player_token
-    verdict = token_verdict(
-        secret.get_secret_value() if secret else None, request.query.get("token")
-    )
-    if verdict is Verdict.MISSING:
-        return json_error(401, "unauthorized", "this gateway needs its player token: ?token=…")
-    if verdict is Verdict.WRONG:
-        log.warning("player_token_wrong", peer=request.remote)
-        return json_error(403, "forbidden", "the player token is wrong")
-    return None
 
 
 def start_refusal(request: web.Request, content: ContentRef) -> web.Response | None:
