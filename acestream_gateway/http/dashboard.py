@@ -11,9 +11,10 @@ module is imported, so a package that lacks them fails at start rather than on t
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 from aiohttp import web
 
@@ -42,30 +43,35 @@ def _type(name: str) -> str:
     return _TYPES[name.rsplit(".", 1)[1] if "." in name else ""]
 
 
-def _load() -> MappingProxyType[str, tuple[bytes, str]]:
-    static = resources.files("acestream_gateway.http") / "static"
-    files = [*_PAGES, *(f"vendor/{name}" for name in _VENDOR)]
-    return MappingProxyType(
-        {name: (static.joinpath(name).read_bytes(), _type(name)) for name in files}
-    )
+class Asset(NamedTuple):
+    body: bytes
+    content_type: str
+    etag: str  # of the body: a browser revalidates (no-cache) and gets 304 while it is unchanged
 
 
-ASSETS: Final = _load()
+def _read(name: str) -> Asset:
+    body = (resources.files("acestream_gateway.http") / "static" / name).read_bytes()
+    return Asset(body, _type(name), hashlib.sha256(body).hexdigest()[:32])
 
 
-def _asset(name: str) -> web.Response:
-    body, content_type = ASSETS[name]
+ASSETS: Final = MappingProxyType(
+    {name: _read(name) for name in [*_PAGES, *(f"vendor/{name}" for name in _VENDOR)]}
+)
+
+
+def _asset(request: web.Request, name: str) -> web.Response:
+    asset = ASSETS[name]
     policy = _WATCH_POLICY if name.startswith(("watch.", "vendor/")) else _POLICY
-    return web.Response(
-        body=body,
-        headers={
-            "Content-Type": content_type,
-            "Cache-Control": "no-cache",
-            "Content-Security-Policy": policy,
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-        },
-    )
+    headers = {
+        "Cache-Control": "no-cache",
+        "ETag": f'"{asset.etag}"',
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+    if any(tag.value == asset.etag for tag in request.if_none_match or ()):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=asset.body, headers={**headers, "Content-Type": asset.content_type})
 
 
 @routes.get("/")
@@ -78,23 +84,23 @@ async def root(request: web.Request) -> web.Response:
 @routes.get("/dashboard")
 async def dashboard(request: web.Request) -> web.Response:
     """The live page: fleet, capacity, streams, provisioning, and the management actions."""
-    return _asset("dashboard.html")
+    return _asset(request, "dashboard.html")
 
 
 @routes.get("/dashboard/watch")
 async def watch(request: web.Request) -> web.Response:
     """The watch page: one channel's HLS output in a video element (the channel in the query)."""
-    return _asset("watch.html")
+    return _asset(request, "watch.html")
 
 
 @routes.get("/dashboard/{name:dashboard\\.(?:js|css)|watch\\.js}")
 async def dashboard_asset(request: web.Request) -> web.Response:
     """The pages' scripts and their style sheet."""
-    return _asset(request.match_info["name"])
+    return _asset(request, request.match_info["name"])
 
 
 @routes.get("/dashboard/vendor/{name:hls\\.min\\.js|hls\\.worker\\.js|LICENSE|VERSION}")
 async def vendor_asset(request: web.Request) -> web.Response:
     """hls.js, its transmuxing worker (which runs under this policy too), its licence and
     version."""
-    return _asset(f"vendor/{request.match_info['name']}")
+    return _asset(request, f"vendor/{request.match_info['name']}")

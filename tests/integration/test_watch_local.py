@@ -28,7 +28,7 @@ from tests.support import CHANNEL, Player, wait_until
 TOKEN = "watch-token"
 STREAM = "#streams tbody tr"
 WATCH = f"/dashboard/watch?id={CHANNEL}"
-HLSJS_VERSION = ASSETS["vendor/VERSION"][0].decode().strip()
+HLSJS_VERSION = ASSETS["vendor/VERSION"].body.decode().strip()
 # Longer than a target duration: hls.js reloads a live playlist at least that often.
 SILENCE_S = 6
 
@@ -104,6 +104,18 @@ async def test_the_watch_page_and_hls_js_are_served_from_the_package_under_a_med
                         assert "https://" not in body
             async with http.get(base + "/dashboard/vendor/VERSION") as resp:
                 assert (await resp.text()).strip() == HLSJS_VERSION
+            # A browser that holds hls.js already is told so, not sent it again.
+            async with http.get(base + "/dashboard/vendor/hls.min.js") as resp:
+                etag = resp.headers["ETag"]
+            async with http.get(
+                base + "/dashboard/vendor/hls.min.js", headers={"If-None-Match": etag}
+            ) as resp:
+                assert (resp.status, await resp.read()) == (304, b"")
+                assert resp.headers["ETag"] == etag
+            async with http.get(
+                base + "/dashboard/vendor/hls.min.js", headers={"If-None-Match": '"other"'}
+            ) as resp:
+                assert resp.status == 200
             # The dashboard itself plays nothing: its policy stays as narrow as it was.
             async with http.get(base + "/dashboard") as resp:
                 assert "media-src" not in resp.headers["Content-Security-Policy"]
