@@ -22,7 +22,7 @@ from acestream_gateway.http.dashboard import ASSETS
 from acestream_gateway.http.keys import REGISTRY
 from acestream_gateway.streaming.channel import Channel
 from tests.browser import Browser, chromium, severe
-from tests.integration.local import FAST, Emulator, gateway, settings, stream_url
+from tests.integration.local import FAST, OTHER, Emulator, gateway, settings, stream_url
 from tests.support import CHANNEL, Player, wait_until
 
 TOKEN = "watch-token"
@@ -179,6 +179,24 @@ async def test_the_dashboards_watch_button_plays_the_channel_through_the_gateway
             assert after["requests"] == stopped["requests"]
             assert after["position"] == 0
             assert severe(await browser.console()) == []
+        finally:
+            await player.close()
+
+
+async def test_the_watch_button_names_the_channel_as_its_players_asked_for_it(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST)
+    async with gateway(settings(), engine) as server, chromium() as browser:
+        base = f"http://127.0.0.1:{server.port}"
+        player = Player(f"{base}/ace/getstream?infohash={OTHER}&file_indexes=1")
+        try:
+            await player.receives(188 * 100)
+            await browser.open(base + "/dashboard")
+            link = await browser.element(f'a[aria-label="Watch stream {OTHER}"]')
+            wanted = f"{base}/dashboard/watch?infohash={OTHER}&file_indexes=1"
+            assert await browser.call(link.get_attribute, "href") == wanted
+            assert await browser.call(link.get_attribute, "target") == "_blank"
         finally:
             await player.close()
 
