@@ -8,7 +8,9 @@ at start with a message naming the variable (see :func:`describe_errors`).
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -76,6 +78,10 @@ class Settings(BaseSettings):
     """TCP port of the gateway's HTTP server."""
     gateway_instance_name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     """Label value that keeps two gateways on one Docker host out of each other's engines."""
+    state_dir: Path = Field(default_factory=lambda: _default_state_dir())
+    """Directory of what must outlive the gateway process: the session journal (one file per
+    GATEWAY_INSTANCE_NAME), from which a start ends engine sessions a dead gateway left behind.
+    An absolute path; the image declares it as a volume."""
 
     # --- the engine fleet ----------------------------------------------------------------------
     engine_urls: Annotated[tuple[EngineUrl, ...], NoDecode] = ()
@@ -281,6 +287,13 @@ class Settings(BaseSettings):
             return None  # set but empty: as if unset
         return presets.preset_named(value).name
 
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError(f"must be an absolute path, got {str(value)!r}")
+        return value
+
     @field_validator("min_replicas")
     @classmethod
     def _at_least_one_spare(cls, value: int) -> int:
@@ -483,3 +496,10 @@ def describe_errors(error: ValidationError) -> list[str]:
         message = item["msg"].removeprefix("Value error, ")
         lines.append(f"{name}: {message} (got {item.get('input')!r})" if item["loc"] else message)
     return lines
+
+
+def _default_state_dir() -> Path:
+    """Where a plain process keeps its state: ``$XDG_STATE_HOME/acestream-gateway``, else
+    ``~/.local/state/acestream-gateway`` (the image sets STATE_DIR to its volume)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base).absolute() / "acestream-gateway"

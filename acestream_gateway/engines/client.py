@@ -5,7 +5,9 @@ timeout that suits it; the stream itself has no total timeout (it is live) and i
 are the upstream reader's business. Every JSON answer is read up to ``MAX_ANSWER_BYTES`` and
 understood by :mod:`.answers`, so whatever an engine answers, a call raises nothing but
 :class:`EngineError`. Probes (``status``, ``version``) go over connections of their own that are
-never kept: a probe must prove the engine still takes connections.
+never kept: a probe must prove the engine still takes connections. With a session journal, every
+session is written down before its start request goes out and crossed out once it is stopped or
+refused (:mod:`.journal`), so a later start can end what a dead gateway left behind.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .answers import (
     stop_confirmed,
     version_from_answer,
 )
+from .journal import SessionJournal
 from .model import ContentRef, EngineAddress
 
 __all__ = [
@@ -62,12 +65,15 @@ class EngineClient:
         api_timeout_s: float,
         stop_timeout_s: float,
         probe_http: aiohttp.ClientSession | None = None,
+        journal: SessionJournal | None = None,
     ) -> None:
         """``probe_http``: a session whose connector never keeps connections (``force_close``),
         for probes; without one, probes share ``http`` and only ask the engine to close theirs
-        (a connection another call kept alive may then carry a probe)."""
+        (a connection another call kept alive may then carry a probe). ``journal``: where the
+        sessions this client starts are written down (its writer task must be running)."""
         self._http = http
         self._probe_http = probe_http or http
+        self._journal = journal
         self._api_timeout = aiohttp.ClientTimeout(total=api_timeout_s)
         self._stop_timeout = aiohttp.ClientTimeout(total=stop_timeout_s)
 
@@ -90,8 +96,17 @@ class EngineClient:
         """
         params = {"format": "json", **content.engine_params(), "pid": pid}
         limit = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else self._api_timeout
-        body = await self._get_json(address.base_url + "/ace/getstream", params, limit)
-        return session_from_answer(address, pid, body)
+        if self._journal is not None:
+            await self._journal.starting(address, content, pid)
+        try:
+            body = await self._get_json(address.base_url + "/ace/getstream", params, limit)
+            session = session_from_answer(address, pid, body)
+        except EngineRefused:
+            self.forget_session(pid)  # the engine made no session
+            raise
+        if self._journal is not None:
+            self._journal.started(pid, session.command_url)
+        return session
 
     async def stop_session(self, session: EngineSession) -> bool:
         """Stop a session; True when the engine confirmed or already had no such session.
@@ -101,7 +116,14 @@ class EngineClient:
         """
         body = await self._get_json(session.command_url, {"method": "stop"}, self._stop_timeout)
         stop_confirmed(body)
+        self.forget_session(session.pid)
         return True
+
+    def forget_session(self, pid: str) -> None:
+        """The session started under ``pid`` is over for this gateway (stopped, or gone with its
+        engine): no later start needs to end it."""
+        if self._journal is not None:
+            self._journal.forget(pid)
 
     async def stat(self, session: EngineSession) -> dict[str, Any] | None:
         """The session's statistics, or None when the engine no longer knows the session."""
