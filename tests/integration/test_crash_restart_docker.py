@@ -173,3 +173,40 @@ async def _none_left(sampler: SessionSampler) -> bool:
 
 async def _at_least(sampler: SessionSampler, sessions: int) -> bool:
     return await sampler.live_sessions() >= sessions
+
+
+@pytest.mark.parametrize("journal", ["missing", "corrupt"])
+async def test_engines_found_without_a_usable_journal_are_replaced_not_used(
+    instance: str, gateway_env: dict[str, str], tmp_path: Path, state_dir: Path, journal: str
+) -> None:
+    first = GatewayProcess(gateway_env, tmp_path / "gateway-first.log")
+    players: list[Player] = []
+    try:
+        first.start()
+        await first.wait_ready()
+        players.append(Player(f"{first.url}/ace/getstream?id={channel(0, 0)}"))
+        await wait_until(lambda: _at_least(SessionSampler(instance), 1), timeout_s=60)
+    finally:
+        first.stop(signals=(signal.SIGKILL,))
+        for player in players:
+            await player.close()
+    path = state_dir / f"sessions-{instance}.json"
+    if journal == "missing":
+        path.unlink()
+    else:
+        path.write_text('{"format": 1, "sessions": [')
+    found = {c["Id"] for c in containers_of(instance)}
+    running = [c for c in containers_of(instance) if c["State"]["Running"]]
+
+    second = GatewayProcess(gateway_env, tmp_path / "gateway-second.log")
+    try:
+        second.start()
+        await second.wait_ready()
+        # Every engine found was taken out of selection and removed; the fleet is made anew.
+        await wait_until(lambda: not found & {c["Id"] for c in containers_of(instance)}, 30)
+        assert await SessionSampler(instance).live_sessions() == 0
+        names = second.event_names()
+        assert names.count("engine_sessions_unaccounted") == len(running)
+        assert ("session_journal_unreadable" in names) == (journal == "corrupt")
+    finally:
+        second.stop()
