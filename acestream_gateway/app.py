@@ -133,6 +133,7 @@ async def _engine_client(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _fleet(app: web.Application) -> AsyncIterator[None]:
+    left_sessions = await _end_left_sessions(app)  # before any engine is adopted
     async with docker_client(timeout_s=app[SETTINGS].docker_timeout_s) as docker:
         reconciler = Reconciler(
             settings=app[SETTINGS],
@@ -140,7 +141,7 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
             pool=app[POOL],
             client=app[ENGINE_CLIENT],
             metrics=app[METRICS],
-            left_sessions=await _end_left_sessions(app),
+            left_sessions=left_sessions,
         )
         app[RECONCILER] = reconciler
         await reconciler.check_vpns()  # a VPN that does not publish its engines' ports: refused

@@ -291,7 +291,7 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_state_dir(cls, value: Path) -> Path:
         if not value.is_absolute():
-            raise ValueError(f"must be an absolute path, got {str(value)!r}")
+            raise ValueError("must be an absolute path")
         return value
 
     @field_validator("min_replicas")
@@ -500,6 +500,12 @@ def describe_errors(error: ValidationError) -> list[str]:
 
 def _default_state_dir() -> Path:
     """Where a plain process keeps its state: ``$XDG_STATE_HOME/acestream-gateway``, else
-    ``~/.local/state/acestream-gateway`` (the image sets STATE_DIR to its volume)."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    ``~/.local/state/acestream-gateway``, else (a user without a home) ``/var/tmp``'s (the image
+    sets STATE_DIR to its volume)."""
+    base = os.environ.get("XDG_STATE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".local" / "state")
+        except (RuntimeError, KeyError):  # no HOME, and a uid with no passwd entry
+            base = "/var/tmp"
     return Path(base).absolute() / "acestream-gateway"
