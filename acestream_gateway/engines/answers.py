@@ -42,6 +42,10 @@ class EngineUnreachable(EngineError):
     """The engine did not answer (connection refused, reset, timeout)."""
 
 
+class EngineNotConnected(EngineUnreachable):
+    """No connection to the engine could be made: the request never reached it."""
+
+
 class EngineTimeout(EngineUnreachable):
     """The engine did not answer in time; it may still act on the request later."""
 

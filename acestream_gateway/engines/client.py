@@ -21,6 +21,7 @@ from .answers import (
     MAX_ANSWER_BYTES,
     EngineBadAnswer,
     EngineError,
+    EngineNotConnected,
     EngineRefused,
     EngineSession,
     EngineTimeout,
@@ -40,6 +41,7 @@ __all__ = [
     "EngineBadAnswer",
     "EngineClient",
     "EngineError",
+    "EngineNotConnected",
     "EngineRefused",
     "EngineSession",
     "EngineTimeout",
@@ -101,7 +103,7 @@ class EngineClient:
         try:
             body = await self._get_json(address.base_url + "/ace/getstream", params, limit)
             session = session_from_answer(address, pid, body)
-        except EngineRefused:
+        except (EngineRefused, EngineNotConnected):
             self.forget_session(pid)  # the engine made no session
             raise
         if self._journal is not None:
@@ -193,6 +195,8 @@ class EngineClient:
                 raw = await _read_capped(response)
         except TimeoutError:
             raise EngineTimeout(f"engine did not answer within {limit.total:g} s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise EngineNotConnected("engine unreachable", repr(exc)) from None
         except aiohttp.ClientError as exc:
             raise EngineUnreachable("engine unreachable", repr(exc)) from None
         return parse_answer(raw)

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from acestream_gateway.emulator.config import EngineOptions, Knobs
 from acestream_gateway.emulator.server import Emulator
-from acestream_gateway.engines.client import EngineClient, EngineTimeout
+from acestream_gateway.engines.client import EngineClient, EngineNotConnected, EngineTimeout
 from acestream_gateway.engines.journal import (
     MAX_RECOVERY_ATTEMPTS,
     SessionJournal,
@@ -206,3 +206,17 @@ async def test_a_corrupt_journal_is_set_aside_and_accounts_for_no_engine(
     assert not gateway.left.accounts_for(address(engine))
     assert path.with_name(path.name + ".corrupt").exists()
     assert json.loads(path.read_text()) == {"format": 1, "sessions": []}
+
+
+async def test_a_start_that_never_reached_an_engine_is_crossed_out_one_that_timed_out_is_kept(
+    engines: Callable[..., Awaitable[Emulator]], run: Callable[[], Gateway]
+) -> None:
+    slow = await engines(json_delay_s=1)
+    gateway = run()
+    await gateway.start_up()
+    with pytest.raises(EngineNotConnected):
+        await gateway.client.start_session(NOWHERE, CHANNELS[0], "never-sent")
+    with pytest.raises(EngineTimeout):
+        await gateway.client.start_session(address(slow), CHANNELS[1], "may-exist", timeout_s=0.2)
+    await gateway.journal.flush()
+    assert [e.pid for e in read_journal(gateway.journal.path) or []] == ["may-exist"]
