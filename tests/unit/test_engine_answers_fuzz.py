@@ -150,3 +150,12 @@ def test_nan_and_infinite_figures_are_no_figure() -> None:
     assert stat is not None
     figures = figures_from_stat("s", stat, 0.0)
     assert (figures.peers, figures.speed_down_kbps, figures.uploaded) == (None, None, None)
+
+
+def test_the_depth_limit_is_exact() -> None:
+    def nested(levels: int) -> bytes:
+        return ('{"a":' * levels + "1" + "}" * levels).encode()
+
+    assert parse_answer(nested(MAX_ANSWER_DEPTH))
+    with pytest.raises(EngineError, match="nested too deeply"):
+        parse_answer(nested(MAX_ANSWER_DEPTH + 1))
