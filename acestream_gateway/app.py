@@ -6,6 +6,7 @@ reverse, so channels stop their engine sessions before the HTTP client they use 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -13,7 +14,9 @@ import aiohttp
 from aiohttp import web
 
 from .engines.client import EngineClient
+from .engines.journal import SessionJournal, journal_path
 from .engines.pool import EnginePool
+from .engines.recovery import LeftSessions, end_left_sessions, load_left_sessions
 from .fleet.docker import docker_client
 from .fleet.reconciler import Reconciler
 from .fleet.static import StaticFleet
@@ -47,6 +50,9 @@ from .tasks import Supervisor
 
 log = get_logger(__name__)
 
+_JOURNAL = web.AppKey("session_journal", SessionJournal)
+_LEFT_SESSIONS = web.AppKey("left_sessions", LeftSessions)
+
 __all__ = ["ENGINE_CLIENT", "RECONCILER", "STATIC_FLEET", "create_app"]
 
 
@@ -72,6 +78,7 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
         provision_wait_s=settings.provision_wait_s,
         failure_threshold=settings.health_failure_threshold,
     )
+    app.cleanup_ctx.append(_session_journal)
     app.cleanup_ctx.append(_engine_client)
     if with_fleet:
         app.cleanup_ctx.append(_static_fleet if settings.static_fleet else _fleet)
@@ -86,6 +93,31 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     app.add_routes(playlists.routes)
     app.add_routes(dashboard.routes)
     return app
+
+
+async def _session_journal(app: web.Application) -> AsyncIterator[None]:
+    """The journal of engine sessions, seeded with what the previous run left (ended by the
+    fleet's setup, before any channel can be placed); closed last, after every session stop."""
+    settings = app[SETTINGS]
+    path = journal_path(settings.state_dir, settings.gateway_instance_name)
+    left = await asyncio.to_thread(load_left_sessions, path)
+    journal = SessionJournal(path, left.entries)
+    app[_LEFT_SESSIONS], app[_JOURNAL] = left, journal
+    async with _looping(journal.run, "session journal writer"):
+        await journal.flush()  # the file exists from now on: a later start trusts it
+        yield
+    await journal.close()
+
+
+async def _end_left_sessions(app: web.Application) -> LeftSessions:
+    left = app[_LEFT_SESSIONS]
+    await end_left_sessions(
+        left,
+        app[_JOURNAL],
+        app[ENGINE_CLIENT],
+        find_timeout_s=app[SETTINGS].engine_api_timeout_s,
+    )
+    return left
 
 
 async def _engine_client(app: web.Application) -> AsyncIterator[None]:
@@ -103,11 +135,13 @@ async def _engine_client(app: web.Application) -> AsyncIterator[None]:
             api_timeout_s=settings.engine_api_timeout_s,
             stop_timeout_s=settings.engine_stop_timeout_s,
             probe_http=probe_http,
+            journal=app[_JOURNAL],
         )
         yield
 
 
 async def _fleet(app: web.Application) -> AsyncIterator[None]:
+    left_sessions = await _end_left_sessions(app)  # before any engine is adopted
     async with docker_client(timeout_s=app[SETTINGS].docker_timeout_s) as docker:
         reconciler = Reconciler(
             settings=app[SETTINGS],
@@ -115,6 +149,7 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
             pool=app[POOL],
             client=app[ENGINE_CLIENT],
             metrics=app[METRICS],
+            left_sessions=left_sessions,
         )
         app[RECONCILER] = reconciler
         await reconciler.check_vpns()  # a VPN that does not publish its engines' ports: refused
@@ -135,6 +170,7 @@ async def _looping(body: Callable[[], Awaitable[None]], name: str) -> AsyncItera
 
 
 async def _static_fleet(app: web.Application) -> AsyncIterator[None]:
+    await _end_left_sessions(app)  # engines nobody replaces: their sessions are ended, at least
     fleet = StaticFleet(settings=app[SETTINGS], pool=app[POOL], client=app[ENGINE_CLIENT])
     app[STATIC_FLEET] = fleet
     fleet.start()

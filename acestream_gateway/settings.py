@@ -8,8 +8,10 @@ at start with a message naming the variable (see :func:`describe_errors`).
 from __future__ import annotations
 
 import json
+import os
 import re
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -77,6 +79,10 @@ class Settings(BaseSettings):
     """TCP port of the gateway's HTTP server."""
     gateway_instance_name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     """Label value that keeps two gateways on one Docker host out of each other's engines."""
+    state_dir: Path = Field(default_factory=lambda: _default_state_dir())
+    """Directory of what must outlive the gateway process: the session journal (one file per
+    GATEWAY_INSTANCE_NAME), from which a start ends engine sessions a dead gateway left behind.
+    An absolute path; the image declares it as a volume."""
 
     # --- the engine fleet ----------------------------------------------------------------------
     engine_urls: Annotated[tuple[EngineUrl, ...], NoDecode] = ()
@@ -326,6 +332,13 @@ class Settings(BaseSettings):
             raise ValueError("PROTECT_READS=true needs API_KEY: without a key nothing is protected")
         return self
 
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
     @field_validator("min_replicas")
     @classmethod
     def _at_least_one_spare(cls, value: int) -> int:
@@ -528,3 +541,16 @@ def describe_errors(error: ValidationError) -> list[str]:
         message = item["msg"].removeprefix("Value error, ")
         lines.append(f"{name}: {message} (got {item.get('input')!r})" if item["loc"] else message)
     return lines
+
+
+def _default_state_dir() -> Path:
+    """Where a plain process keeps its state: ``$XDG_STATE_HOME/acestream-gateway``, else
+    ``~/.local/state/acestream-gateway``, else (a user without a home) ``/var/tmp``'s (the image
+    sets STATE_DIR to its volume)."""
+    base = os.environ.get("XDG_STATE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".local" / "state")
+        except (RuntimeError, KeyError):  # no HOME, and a uid with no passwd entry
+            base = "/var/tmp"
+    return Path(base).absolute() / "acestream-gateway"

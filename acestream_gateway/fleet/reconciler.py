@@ -25,6 +25,7 @@ from ..engines.client import EngineClient
 from ..engines.model import Engine, EngineState
 from ..engines.pool import EnginePool
 from ..engines.provisioning import BlockedReason
+from ..engines.recovery import LeftSessions
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..settings import Settings
@@ -84,8 +85,12 @@ class Reconciler:
         pool: EnginePool,
         client: EngineClient,
         metrics: Metrics | None = None,
+        left_sessions: LeftSessions | None = None,
     ) -> None:
+        """``left_sessions``: what the start knows of sessions a dead gateway left on engines;
+        an engine it cannot account for is adopted out of selection and replaced."""
         self._settings = settings
+        self._left_sessions = left_sessions
         self._docker = docker
         self.metrics = metrics or Metrics()
         self._pool = pool
@@ -422,10 +427,21 @@ class Reconciler:
             # older configuration, and PORT_RANGE_HOST is what the operator asked for now.
             engine.state = EngineState.DRAINING
             log.warning("engine_port_outside_range", engine=record.name, port=port)
+        elif not self._accounted(engine):
+            # It may carry sessions a dead gateway left, which nobody reads but which count
+            # against its limit all the same: out of selection, replaced once empty (at once).
+            engine.state = EngineState.DRAINING
+            log.warning("engine_sessions_unaccounted", engine=record.name, port=port)
         self._pool.add(engine)
         log.info("engine_adopted", engine=record.name, port=port)
         if engine.state is EngineState.STARTING:
             self._probe(engine)
+
+    def _accounted(self, engine: Engine) -> bool:
+        """Whether an engine found at start carries no session the gateway does not know of
+        (engines adopted later were found by this run, which journals its own sessions)."""
+        left = self._left_sessions
+        return left is None or self.adopted.is_set() or left.accounts_for(engine.address)
 
     def _drop(self, engine_id: str, reason: str) -> None:
         """An engine went without being asked to: log it, then forget it."""
