@@ -20,7 +20,7 @@ from .engines.recovery import LeftSessions, end_left_sessions, load_left_session
 from .fleet.docker import docker_client
 from .fleet.reconciler import Reconciler
 from .fleet.static import StaticFleet
-from .http import dashboard, listings, manage, ops, players, playlists
+from .http import dashboard, hls, listings, manage, ops, players, playlists
 from .http.errors import error_middleware, request_context
 from .http.forwarded import forwarded_remote
 from .http.keys import (
@@ -44,6 +44,7 @@ from .ops.scrape import GatewayCollector
 from .ops.stats import StatPoller
 from .settings import Settings
 from .streaming.channel import FailoverPolicy
+from .streaming.hls.feed import HlsPolicy
 from .streaming.registry import StreamRegistry
 from .streaming.upstream import Timeouts
 from .tasks import Supervisor
@@ -87,6 +88,7 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     app.cleanup_ctx.append(_scrape)
     app.on_shutdown.append(_end_players)
     app.add_routes(players.routes)
+    app.add_routes(hls.routes)
     app.add_routes(ops.routes)
     app.add_routes(listings.routes)
     app.add_routes(manage.routes)
@@ -205,6 +207,11 @@ async def _registry(app: web.Application) -> AsyncIterator[None]:
         ),
         close_timeout_s=max(settings.engine_api_timeout_s, settings.engine_stop_timeout_s) + 1,
         metrics=app[METRICS],
+        hls=HlsPolicy(
+            window=settings.hls_window,
+            segment_s=settings.hls_segment_s,
+            idle_s=settings.hls_idle_s,
+        ),
     )
     app[REGISTRY] = registry
     try:

@@ -186,6 +186,12 @@ class Settings(BaseSettings):
     """The event loop: uvloop (faster fan-out) when installed with ``auto``, or asyncio's own."""
     provision_wait_s: float = Field(60.0, ge=0)
     """Seconds a new channel waits for a free engine to be provisioned before getting 503."""
+    hls_window: int = Field(6, ge=2, le=100)
+    """HLS segments a channel's playlist lists (and keeps in memory, plus the one being cut)."""
+    hls_segment_s: float = Field(4.0, ge=1, le=30)
+    """HLS segment target: a segment ends at the first keyframe after this many seconds."""
+    hls_idle_s: float = Field(30.0, gt=0)
+    """Seconds an HLS player's last playlist or segment fetch holds its channel open."""
 
     stat_interval_s: float = Field(5.0, gt=0)
     """Seconds between two rounds of asking engines for their playing sessions' figures (peers,

@@ -14,15 +14,14 @@ import time
 
 from aiohttp import web
 
-from ..engines.model import ContentRef
 from ..logs import get_logger
 from ..streaming.broadcast import BroadcastEnded, PlayerTooSlow, Subscriber
 from ..streaming.mpegts import NULL_PACKET
 from ..streaming.registry import Player
 from .auth import player_token_refusal
 from .content import parse_content
-from .errors import json_error
-from .keys import REGISTRY, SETTINGS, START_LIMITER
+from .keys import REGISTRY, SETTINGS
+from .start_limit import start_refusal
 
 log = get_logger(__name__)
 
@@ -97,7 +96,7 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
     """Stream a channel: join its shared engine session, or start one."""
     settings = request.app[SETTINGS]
     content = parse_content(request.query, allow_url=settings.allow_url_input)
-    refusal = player_token_refusal(request) or _start_refusal(request, content)
+    refusal = player_token_refusal(request) or start_refusal(request, content)
     if refusal is not None:
         return refusal
     log.info("player_joining", content=content.key, peer=request.remote)
@@ -109,20 +108,6 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
     # client that stopped reading: the end of the response gets the same deadline as a write.
     await _finish(response, request.transport, finished, settings.stall_timeout_s)
     return response
-
-
-def _start_refusal(request: web.Request, content: ContentRef) -> web.Response | None:
-    """429 when this client started too many distinct channels within the last minute (joining
-    a channel that already plays is never refused)."""
-    if request.app[REGISTRY].is_playing(content):
-        return None
-    wait_s = request.app[START_LIMITER].allow(request.remote or "", content.key)
-    if wait_s is None:
-        return None
-    limit = request.app[SETTINGS].player_channel_starts_per_minute
-    log.warning("player_start_limited", peer=request.remote, limit=limit)
-    detail = f"at most {limit} channels may be started per minute from one client"
-    return json_error(429, "too_many_channels", detail, wait_s)
 
 
 async def _feed(

@@ -18,6 +18,7 @@ from ..engines.pool import EngineLoad
 from ..fleet.specs import LABEL_VPN
 from ..streaming.channel import Channel
 from .stats import EngineFigures
+from .status import hls_players, players
 
 # The label VPN mode puts on an engine behind a VPN container: the VPN's name.
 VPN_LABEL = LABEL_VPN
@@ -62,7 +63,7 @@ def engine_entry(load: EngineLoad, channels: Sequence[Channel], clocks: Clocks) 
         "endpoint": engine.endpoint,
         "streams": load.streams,
         "streams_active": load.active,
-        "players": sum(c.players for c in channels),
+        "players": sum(players(c) for c in channels),
         "channels": [c.content.key for c in channels],
         "created_at": iso(engine.created_at),
         "last_used_at": iso(clocks.wall if busy else idle_since),
@@ -93,7 +94,8 @@ def stream_entry(channel: Channel, figures: EngineFigures | None) -> dict[str, A
         "file_indexes": content.file_indexes,
         "state": _stream_state(channel),
         "engine": None if claim is None else {"id": claim.engine.id, "name": claim.engine.name},
-        "players": channel.players,
+        "players": players(channel),
+        "players_hls": hls_players(channel),
         "bytes_in": channel.meter.bytes_in,
         "bytes_out": channel.bytes_out,
         "sessions": channel.meter.sessions,
@@ -128,4 +130,4 @@ def acexy_status(channels: Sequence[Channel], wanted: ContentRef | None) -> dict
     matching = [c for c in channels if c.content.kind in kinds and c.content.value == wanted.value]
     if not matching:
         return None
-    return {"clients": sum(c.players for c in matching), "stream_id": wanted.value}
+    return {"clients": sum(players(c) for c in matching), "stream_id": wanted.value}

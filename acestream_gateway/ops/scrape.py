@@ -18,7 +18,7 @@ from ..engines.pool import EnginePool
 from ..engines.provisioning import BlockedReason
 from ..metrics import PREFIX
 from ..streaming.registry import StreamRegistry
-from .status import FleetFacts, playing
+from .status import FleetFacts, hls_players, playing
 
 _BREAKER_STATES = ("closed", "open", "half_open")
 
@@ -91,8 +91,13 @@ class GatewayCollector(Collector):
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_players",
-            "Players connected to a channel.",
+            "Players connected to a channel (TS).",
             value=sum(c.players for c in channels),
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_players_hls",
+            "HLS players: clients that fetched a channel's playlist or segments within HLS_IDLE_S.",
+            value=sum(hls_players(c) for c in channels),
         )
 
     def _bytes(self) -> Iterator[CounterMetricFamily]:

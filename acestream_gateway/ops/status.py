@@ -69,6 +69,8 @@ class Snapshot:
     max_replicas: int
     min_replicas: int
     wall: float  # time.time() of the snapshot
+    players: int = 0  # TS and HLS
+    players_hls: int = 0
 
 
 # Whether a client should try again now, and whether waiting is worth it, by block reason.
@@ -203,7 +205,12 @@ def status(snapshot: Snapshot) -> dict[str, Any]:
     return {
         "status": overall_status(snapshot.engines, snapshot.block),
         "engines": engines_section(snapshot.engines),
-        "streams": {"active": snapshot.streams_active, "total": snapshot.streams_total},
+        "streams": {
+            "active": snapshot.streams_active,
+            "total": snapshot.streams_total,
+            "players": snapshot.players,
+            "players_hls": snapshot.players_hls,
+        },
         "capacity": capacity_section(
             snapshot.capacity, snapshot.max_replicas, snapshot.min_replicas
         ),
@@ -256,6 +263,8 @@ def take_snapshot(
         max_replicas=pool.max_engines,
         min_replicas=min_replicas,
         wall=wall,
+        players=sum(players(c) for c in channels),
+        players_hls=sum(hls_players(c) for c in channels),
     )
 
 
@@ -263,3 +272,13 @@ def playing(channel: Channel) -> bool:
     """The channel's engine session is playing (its claim is an active stream)."""
     claim = channel.claim
     return claim is not None and claim.state is ClaimState.ACTIVE
+
+
+def hls_players(channel: Channel) -> int:
+    """The channel's HLS players: clients that fetched its playlist or segments lately."""
+    return channel.hls.viewers.count() if channel.hls is not None else 0
+
+
+def players(channel: Channel) -> int:
+    """The channel's players, TS (connected) and HLS."""
+    return channel.players + hls_players(channel)

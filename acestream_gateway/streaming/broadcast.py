@@ -19,6 +19,7 @@ join point), so memory follows the slowest player, not the number of players.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +27,10 @@ from collections.abc import Callable
 Push = Callable[[bytes], bool]
 """Hands one chunk to a following player at once: True if it took it, False if it cannot take it
 now (its socket is backed up, or it left). It never raises and never waits."""
+
+Tap = Callable[[bytes, object], None]
+"""Sees every chunk published, with the engine session it came from (None for keep-alive
+packets); it never raises and never waits (the channel's HLS segmenter is one)."""
 
 
 class PlayerTooSlow(Exception):
@@ -56,6 +61,8 @@ class Broadcast:
         self._wakeup = asyncio.Event()
         self._last_publish = time.monotonic()
         self._join: tuple[int, int] | None = None  # the latest join point: chunk, offset in it
+        self._taps: list[Tap] = []
+        self._session: object = None  # the engine session of the latest chunk that had one
 
     @property
     def next_seq(self) -> int:
@@ -82,10 +89,31 @@ class Broadcast:
         """Subscribers fed by :meth:`publish` itself (at the live edge, socket not backed up)."""
         return len(self._followers)
 
-    def publish(self, chunk: bytes, *, join_at: int | None = None) -> None:
+    def tap(self, tap: Tap) -> None:
+        """Hand every chunk published from now on to ``tap``, for the broadcast's life."""
+        self._taps.append(tap)
+
+    def untap(self, tap: Tap) -> None:
+        """Stop handing chunks to ``tap`` (never called from a tap itself)."""
+        if tap in self._taps:
+            self._taps.remove(tap)
+
+    def since_join(self) -> tuple[object, list[bytes]]:
+        """What a consumer made now can start from at once: the chunks from the latest join
+        point that are still held (the first cut there), and the engine session they are of (a
+        splice is a join point: none of them is of an older session)."""
+        if self._join is None or self._join[0] < self._first_seq:
+            return self._session, []
+        seq, offset = self._join
+        chunks = list(itertools.islice(self._chunks, seq - self._first_seq, None))
+        chunks[0] = chunks[0][offset:]
+        return self._session, chunks
+
+    def publish(self, chunk: bytes, *, join_at: int | None = None, session: object = None) -> None:
         """Append a chunk at the live edge, hand it to every follower and wake the readers;
         ``join_at`` is where in the chunk the stream starts cleanly (program tables, then a
-        keyframe): new players begin there."""
+        keyframe): new players begin there. ``session`` tells the engine sessions apart (a
+        failover starts another), None for what no session sent."""
         if self._closed or not chunk:
             return
         seq = self.next_seq
@@ -97,6 +125,10 @@ class Broadcast:
         self._published += len(chunk)
         if self._followers:
             self._push(chunk, seq)
+        if session is not None:
+            self._session = session
+        for tap in self._taps:
+            tap(chunk, session)
         self._trim()
         self._wake()
 

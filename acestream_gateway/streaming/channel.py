@@ -39,6 +39,7 @@ from ..logs import get_logger
 from ..metrics import Metrics
 from .broadcast import Broadcast
 from .errors import ChannelClosed, ChannelError, EngineFailed, EngineRefusedChannel, NoEngine
+from .hls.feed import HlsFeed
 from .mpegts import NULL_PACKET
 from .retire import Retirer
 from .upstream import EndKind, Meter, SessionEnd, Timeouts, read_session
@@ -98,6 +99,7 @@ class Channel:
         self.session: EngineSession | None = None
         self.claim: Claim | None = None
         self.players = 0
+        self.hls: HlsFeed | None = None  # made by the registry on the first HLS request
         self.failovers = 0
         self.meter = Meter()
         self.bytes_out = 0  # handed to this channel's players, over all of them
@@ -110,6 +112,16 @@ class Channel:
         self._failover = failover or FailoverPolicy()
         self._stop = asyncio.Event()
         self._started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def hls_held_until(self) -> float:
+        """Until when (monotonic seconds) HLS players hold the channel open."""
+        return self.hls.viewers.until if self.hls is not None else -float("inf")
+
+    @property
+    def watched(self) -> bool:
+        """Whether a TS player is attached or an HLS player fetched within its idle window."""
+        return self.players > 0 or self.hls_held_until > time.monotonic()
 
     @property
     def stopping(self) -> bool:
@@ -169,7 +181,7 @@ class Channel:
                         raise EngineFailed(end.reason)
                     if end.streamed_s >= self._failover.healthy_run_s:
                         attempt, moved_at_once = 0, False
-                    if self.players == 0:
+                    if not self.watched:
                         log.info("channel_ended_without_players", reason=end.reason)
                         return
                 else:

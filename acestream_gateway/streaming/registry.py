@@ -24,10 +24,13 @@ from ..tasks import Supervisor
 from .broadcast import Subscriber
 from .channel import Channel, FailoverPolicy
 from .errors import ChannelClosed
+from .hls.feed import HlsFeed, HlsPolicy
 from .retire import Retirer
 from .upstream import Timeouts
 
 log = get_logger(__name__)
+
+_HLS_RECHECK_S = 1.0  # how often a lingering channel held by HLS looks at its hold again
 
 
 @dataclass(slots=True)
@@ -66,6 +69,7 @@ class StreamRegistry:
         failover: FailoverPolicy | None = None,
         close_timeout_s: float = 10.0,
         metrics: Metrics | None = None,
+        hls: HlsPolicy | None = None,
     ) -> None:
         self._pool = pool
         self._client = client
@@ -82,6 +86,7 @@ class StreamRegistry:
         self._closing = False
         self.metrics = metrics or Metrics()
         self.tally = Tally()
+        self.hls_policy = hls or HlsPolicy()
 
     def channels(self) -> list[Channel]:
         """The channels players are sent to, one per content."""
@@ -130,6 +135,25 @@ class StreamRegistry:
             channel.players -= 1
             if channel.players == 0:
                 self._start_linger(channel)
+
+    def watch_hls(self, content: ContentRef, client: str, *, start: bool) -> Channel | None:
+        """Count an HLS fetch of ``content`` by ``client``: the channel is held open for the
+        idle window from now, and its segments are cut from now on. ``start``: open the channel
+        when it does not play (a playlist request); else None (a segment of no channel)."""
+        if start and self._closing:
+            raise ChannelClosed("the gateway is shutting down")
+        channel = self._channel_for(content) if start else self._joinable(content)
+        if channel is None:
+            return None
+        if channel.hls is None or channel.hls.dormant:
+            if channel.hls is not None:
+                channel.hls.close()  # nobody fetched for a while: its segments are gone
+            channel.hls = HlsFeed(channel.broadcast, self.hls_policy)
+            log.info("hls_cutting_started", content=content.key, ready=channel.hls.ready)
+        channel.hls.viewers.touch(client)
+        if channel.players == 0:
+            self._start_linger(channel)  # it waits out the HLS hold first
+        return channel
 
     def end_players(self, reason: str) -> None:
         """End every player's stream now (shutdown); engine sessions stop in :meth:`close`."""
@@ -208,7 +232,14 @@ class StreamRegistry:
             task.cancel()
 
     async def _linger(self, channel: Channel) -> None:
-        await asyncio.sleep(self._linger_s)
+        # HLS players hold the channel for their idle window after each fetch; the linger
+        # counts from when the last player left or that hold ran out, whichever is later.
+        left_at = time.monotonic()
+        while True:
+            wait = max(left_at, channel.hls_held_until) + self._linger_s - time.monotonic()
+            if wait <= 0:
+                break
+            await asyncio.sleep(min(wait, _HLS_RECHECK_S))
         if channel.players == 0:
             log.info("channel_idle", content=channel.content.key, linger_s=self._linger_s)
             self._stop(channel)

@@ -114,7 +114,7 @@ async def _pump(
     splicer: Splicer | None,
     meter: Meter,
 ) -> SessionEnd:
-    gather = _Gatherer(broadcast)
+    gather = _Gatherer(broadcast, session=meter.sessions)
     try:
         return await _copy(response, gather, timeouts, splicer, meter)
     finally:
@@ -234,10 +234,11 @@ class _Gatherer:
     """A session's blocks on their way into the broadcast: a :class:`Coalescer` and the one timer
     that sends what is pending when no further piece comes in time."""
 
-    __slots__ = ("_broadcast", "_closed", "_coalescer", "_loop", "_timer")
+    __slots__ = ("_broadcast", "_closed", "_coalescer", "_loop", "_session", "_timer")
 
-    def __init__(self, broadcast: Broadcast) -> None:
+    def __init__(self, broadcast: Broadcast, session: int) -> None:
         self._broadcast = broadcast
+        self._session = session  # the channel's count of sessions: tells this one apart
         self._coalescer = Coalescer()
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
@@ -281,7 +282,7 @@ class _Gatherer:
 
     def _publish(self, block: Block | None) -> None:
         if block is not None:
-            self._broadcast.publish(block.data, join_at=block.join_at)
+            self._broadcast.publish(block.data, join_at=block.join_at, session=self._session)
 
 
 def _end(kind: EndKind, reason: str, detail: str, progress: _Progress) -> SessionEnd:

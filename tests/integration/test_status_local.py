@@ -30,12 +30,12 @@ async def test_the_status_follows_a_playing_stream(emulators: Callable[..., Emul
         assert idle["status"] == "healthy"
         assert idle["engines"]["total"] == idle["engines"]["healthy"] == 1
         assert idle["capacity"]["used"] == 0
-        assert idle["streams"] == {"active": 0, "total": 0}
+        assert idle["streams"] == {"active": 0, "total": 0, "players": 0, "players_hls": 0}
         player = Player(stream_url(server))
         try:
             await player.receives(188 * 100)
             _, playing = await get_json(base + "/orchestrator/status")
-            assert playing["streams"] == {"active": 1, "total": 1}
+            assert playing["streams"] == {"active": 1, "total": 1, "players": 1, "players_hls": 0}
             assert playing["capacity"]["used"] == 1
             assert playing["capacity"]["available"] == 0
         finally:

@@ -88,7 +88,7 @@ def test_the_status_has_the_orchestrators_fields_with_their_types(
     assert body["status"] in ("healthy", "degraded", "unavailable")
     assert all(isinstance(body["engines"][k], int) for k in ("total", "running", "healthy"))
     assert isinstance(body["engines"]["unhealthy"], int)
-    assert body["streams"] == {"active": 0, "total": 0}
+    assert body["streams"] == {"active": 0, "total": 0, "players": 0, "players_hls": 0}
     capacity = body["capacity"]
     for key in ("total", "used", "available", "max_replicas", "min_replicas"):
         assert isinstance(capacity[key], int)
