@@ -20,10 +20,9 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from acestream_gateway import hdhr_id
-from acestream_gateway.app import create_app
 from acestream_gateway.ops import hdhr_discovery as disco
 from tests.integration.local import gateway, settings
-from tests.support import free_port, need_tool
+from tests.support import GatewayProcess, free_port, need_tool, wait_until
 
 A, B = "a" * 40, "b" * 40
 
@@ -154,19 +153,33 @@ def discovery_port_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-async def test_hdhomerun_config_discovers_the_gateway_at_127_0_0_1(tmp_path: Path) -> None:
+def tuner_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(free_port()),
+        "ENGINE_URLS": f"http://127.0.0.1:{free_port()}",  # no engine needed to be found
+        "CHANNELS_FILE": str(write_list(tmp_path)),
+        "HDHR_DEVICE_ID": "12345674",
+        **extra,
+    }
+
+
+async def answers(gateway: GatewayProcess) -> bool:
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(gateway.url + "/discover.json") as resp:
+                return resp.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def test_hdhomerun_config_discovers_the_served_gateway_at_127_0_0_1(tmp_path: Path) -> None:
     tool = need_tool("hdhomerun_config", "hdhomerun-config")
-    port = free_port()
-    cfg = settings(
-        channels_file=str(write_list(tmp_path)),
-        gateway_host="127.0.0.1",
-        gateway_port=port,
-        hdhr_device_id="12345674",
-    )
+    gateway = GatewayProcess(tuner_env(tmp_path), tmp_path / "gateway.log")
     with discovery_port_lock():
-        server = TestServer(create_app(cfg, with_fleet=False), host="127.0.0.1", port=port)
-        await server.start_server()
+        gateway.start()  # the real serve path: its event loop (uvloop) included
         try:
+            await wait_until(lambda: answers(gateway), timeout_s=30)
             result = await asyncio.to_thread(
                 subprocess.run,
                 [tool, "discover", "127.0.0.1"],
@@ -177,11 +190,44 @@ async def test_hdhomerun_config_discovers_the_gateway_at_127_0_0_1(tmp_path: Pat
             )
             assert result.stdout.strip() == "hdhomerun device 12345674 found at 127.0.0.1"
             fields = dict(await asyncio.to_thread(discover_reply))
-            base = f"http://127.0.0.1:{port}"
-            assert fields[disco.TAG_BASE_URL] == base.encode()
-            assert fields[disco.TAG_LINEUP_URL] == f"{base}/lineup.json".encode()
+            assert fields[disco.TAG_BASE_URL] == gateway.url.encode()
+            assert fields[disco.TAG_LINEUP_URL] == f"{gateway.url}/lineup.json".encode()
+            assert fields[disco.TAG_TUNER_COUNT] == bytes([2])
         finally:
-            await server.close()
+            gateway.stop()
+        assert "hdhr_discovery_listening" in gateway.event_names()
+        assert gateway.errors() == []
+
+
+async def test_a_discovery_port_that_cannot_be_bound_is_one_warning_and_the_gateway_serves(
+    tmp_path: Path,
+) -> None:
+    gateway = GatewayProcess(tuner_env(tmp_path), tmp_path / "gateway.log")
+    with discovery_port_lock(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", disco.PORT))
+        gateway.start()
+        try:
+            await wait_until(lambda: answers(gateway), timeout_s=30)
+        finally:
+            gateway.stop()
+    warnings = [e for e in gateway.events() if e.get("event") == "hdhr_discovery_unavailable"]
+    assert len(warnings) == 1
+    assert warnings[0]["level"] == "warning"
+    assert gateway.errors() == []
+
+
+async def test_discovery_is_off_with_hdhr_discovery_false(tmp_path: Path) -> None:
+    env = tuner_env(tmp_path, HDHR_DISCOVERY="false")
+    gateway = GatewayProcess(env, tmp_path / "gateway.log")
+    with discovery_port_lock():
+        gateway.start()
+        try:
+            await wait_until(lambda: answers(gateway), timeout_s=30)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as free:
+                free.bind(("127.0.0.1", disco.PORT))  # nobody holds it
+        finally:
+            gateway.stop()
+    assert "hdhr_discovery_listening" not in gateway.event_names()
 
 
 def discover_reply() -> list[tuple[int, bytes]]:
