@@ -5,12 +5,15 @@ tag-length-value fields (the length one byte, or two when it is 128 or more: the
 with the top bit set, then the rest), and the CRC32 of all that, little-endian. A discover
 request names the device type and id it looks for (or the wildcard); the reply carries the device
 type (tuner), device id, tuner count, base URL, lineup URL and device auth. Anything else that
-arrives is passed over without an answer.
+arrives is passed over without an answer, and so are requests from addresses no LAN has (a
+reply is larger than the request: a gateway on a public address must not reflect it at a forged
+sender).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import struct
 import zlib
@@ -142,7 +145,7 @@ class DiscoveryProtocol(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        if self._transport is None:
+        if self._transport is None or not from_lan(str(addr[0])):
             return
         local = self._transport.get_extra_info("sockname")
         host = str(local[0]) if local else ""
@@ -151,6 +154,18 @@ class DiscoveryProtocol(asyncio.DatagramProtocol):
         reply = answer(data, self._announcement(host))
         if reply is not None:
             self._transport.sendto(reply, addr)
+
+
+def from_lan(peer: str) -> bool:
+    """Whether ``peer`` is an address discovery is for: loopback, private or link-local."""
+    try:
+        address = ipaddress.ip_address(peer.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    return address.is_loopback or address.is_private or address.is_link_local
 
 
 def local_address_towards(peer: str) -> str:

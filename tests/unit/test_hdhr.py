@@ -3,8 +3,10 @@ replies in its format, and the JSON fields media servers read."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import zlib
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -138,3 +140,56 @@ def test_fields_of_any_length_survive_a_round_trip(fields: list[tuple[int, bytes
 @given(st.binary(max_size=64))
 def test_no_datagram_makes_the_answer_raise(data: bytes) -> None:
     disco.answer(data, ANNOUNCEMENT)
+
+
+@pytest.mark.parametrize(
+    ("peer", "answered"),
+    [
+        ("127.0.0.1", True),
+        ("192.168.1.20", True),
+        ("10.1.2.3", True),
+        ("172.16.0.9", True),
+        ("169.254.3.4", True),
+        ("fe80::1%eth0", True),
+        ("::ffff:192.168.1.2", True),
+        ("8.8.8.8", False),
+        ("2001:4860::1", False),
+        ("::ffff:8.8.8.8", False),
+        ("nonsense", False),
+    ],
+)
+def test_only_lan_senders_are_answered(peer: str, answered: bool) -> None:
+    assert disco.from_lan(peer) is answered
+
+
+class Sent(asyncio.DatagramTransport):
+    """A datagram transport that keeps what is sent, bound to the wildcard address."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[bytes, object]] = []
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        self.sent.append((bytes(data), addr))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("0.0.0.0", disco.PORT) if name == "sockname" else default
+
+
+def test_the_protocol_answers_a_lan_sender_with_its_route_address_and_ignores_the_internet() -> (
+    None
+):
+    hosts: list[str] = []
+
+    def announcement(host: str) -> disco.Announcement:
+        hosts.append(host)
+        return ANNOUNCEMENT
+
+    protocol = disco.DiscoveryProtocol(announcement)
+    transport = Sent()
+    protocol.connection_made(transport)
+    protocol.datagram_received(request(), ("8.8.8.8", 5000))
+    assert transport.sent == []
+    protocol.datagram_received(request(), ("127.0.0.1", 5000))
+    assert transport.sent == [(ANNOUNCEMENT.reply(), ("127.0.0.1", 5000))]
+    assert hosts == ["127.0.0.1"]  # bound to every address: the one on the route to the sender
