@@ -3,6 +3,13 @@ until when it is left alone. Pure state with an injectable clock; the playing si
 
 A source that failed is ``bad`` for ``retry_s`` (SOURCE_RETRY_S): later starts skip it until
 then, after which it is tried again in its place in the order of preference.
+
+How the playing side drives it: a start tries :meth:`ChannelSources.candidates` in order, calling
+:meth:`~ChannelSources.failed` for each that fails and :meth:`~ChannelSources.started` for the one
+that plays; when the current source dies mid-stream it calls ``failed`` for it and goes on with
+the candidates left (each failed one is out of them, so the list is gone through at most once);
+when the channel stops with no players it calls :meth:`~ChannelSources.stopped`, so its next
+start begins again with the most preferred source that is not bad.
 """
 
 from __future__ import annotations
