@@ -135,3 +135,21 @@ def test_each_entry_is_read_back_in_file_order(items: list[tuple[str, str]]) -> 
         (name.strip(), i) for name, i in items
     ]
     assert playlist.skipped == ()
+
+
+def test_unquoted_and_single_quoted_attributes_and_extgrp_are_read() -> None:
+    playlist = parse(
+        (
+            "#EXTM3U\n"
+            "#EXTINF:-1 tvg-chno=9 tvg-id='nine',Nine\n"
+            "#EXTGRP:Sport\n"
+            f"acestream://{A}\n"
+            '#EXTINF:-1 group-title="News",Ten\n'
+            "#EXTGRP:Ignored\n"
+            f"acestream://{B}\n"
+        ).encode()
+    )
+    assert [(e.name, e.chno, e.tvg_id, e.group) for e in playlist.entries] == [
+        ("Nine", 9, "nine", "Sport"),
+        ("Ten", None, "", "News"),
+    ]

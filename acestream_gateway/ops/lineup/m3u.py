@@ -3,9 +3,10 @@
 An entry is an ``#EXTINF`` line (attributes ``tvg-id``, ``tvg-name``, ``tvg-logo``, ``tvg-chno``,
 ``group-title``; the display name after the first comma outside quotes) followed by its source:
 ``acestream://<id>``, any ``http(s)://…/ace/getstream?id=|content_id=|infohash=`` URL whatever its
-host, or a bare 40-hex id. Other ``#`` lines in between (``#EXTVLCOPT``, ``#EXTGRP``) are passed
-over. What cannot be used is returned as a skip with its line number and reason, never raised:
-one bad entry must not cost the others. Only text that is no playlist at all raises.
+host, or a bare 40-hex id. An ``#EXTGRP:`` line in between names the group when ``group-title``
+does not; other ``#`` lines (``#EXTVLCOPT``) are passed over. What cannot be used is returned as
+a skip with its line number and reason, never raised: one bad entry must not cost the others.
+Only text that is no playlist at all raises.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ...engines.model import ContentRef, InputKind
 
-_ATTRIBUTE = re.compile(r"""([A-Za-z][\w-]*)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_ATTRIBUTE = re.compile(r"""([A-Za-z][\w-]*)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"',]+))""")
 _ACESTREAM = re.compile(r"^acestream://([0-9a-fA-F]{40})/?$")
 _ENGINE = re.compile(r"^https?://[^\s/?#]+(?:/[^\s?#]*)?/ace/getstream/?\?\S*$")
 _HEX40 = re.compile(r"^[0-9a-fA-F]{40}$")
@@ -84,7 +85,11 @@ def source_ref(text: str) -> ContentRef | None:
 
 
 def _attributes(text: str) -> dict[str, str]:
-    return {m[1].lower(): m[2] if m[2] is not None else m[3] for m in _ATTRIBUTE.finditer(text)}
+    """``name="value"`` pairs (single quotes, or none for a value without spaces, too)."""
+    return {
+        m[1].lower(): next(v for v in m.groups()[1:] if v is not None)
+        for m in _ATTRIBUTE.finditer(text)
+    }
 
 
 def _split_extinf(line: str) -> tuple[str, str]:
@@ -125,7 +130,7 @@ def _guide_url(header: str) -> str | None:
     return None
 
 
-def _entry(number: int, extinf: str, source: str) -> Entry | Skip:
+def _entry(number: int, extinf: str, source: str, group: str = "") -> Entry | Skip:
     ref = source_ref(source)
     if ref is None:
         return Skip(number, f"not an AceStream source: {source[:80]!r}")
@@ -142,7 +147,7 @@ def _entry(number: int, extinf: str, source: str) -> Entry | Skip:
         tvg_id=tvg_id,
         tvg_name=attributes.get("tvg-name", "").strip(),
         logo=attributes.get("tvg-logo", "").strip(),
-        group=attributes.get("group-title", "").strip(),
+        group=attributes.get("group-title", "").strip() or group,
         chno=_chno(attributes.get("tvg-chno", "")),
     )
 
@@ -154,6 +159,7 @@ def parse(data: bytes) -> Playlist:
     skipped: list[Skip] = []
     guide: str | None = None
     pending: tuple[int, str] | None = None  # the #EXTINF waiting for its source
+    group = ""  # an #EXTGRP line's group for the pending entry
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
@@ -164,12 +170,15 @@ def parse(data: bytes) -> Playlist:
             if pending is not None:
                 skipped.append(Skip(pending[0], "no source after #EXTINF"))
             pending = (number, line.partition(":")[2])
+            group = ""
+        elif line.startswith("#EXTGRP:"):
+            group = line.partition(":")[2].strip()
         elif line.startswith("#"):
             continue
         elif pending is None:
             skipped.append(Skip(number, "source without #EXTINF"))
         else:
-            result = _entry(pending[0], pending[1], line)
+            result = _entry(pending[0], pending[1], line, group)
             if isinstance(result, Entry):
                 entries.append(result)
             else:
