@@ -53,3 +53,9 @@ async def test_a_url_nobody_answers_is_a_clear_error() -> None:
         port = sock.getsockname()[1]  # bound, never listening: connections are refused
         with pytest.raises(FetchError, match="cannot fetch"):
             await read(f"http://127.0.0.1:{port}/list.m3u")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/list.m3u", "http://[::1/list.m3u"])
+async def test_a_url_the_client_cannot_use_is_a_clear_error(url: str) -> None:
+    with pytest.raises(FetchError, match="cannot fetch"):
+        await read(url)
