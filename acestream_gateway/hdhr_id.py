@@ -3,7 +3,7 @@
 libhdhomerun (``hdhomerun_discover_validate_device_id``), and media servers after it, accept a
 device id only when the XOR of its eight nibbles, every other one first mapped through a fixed
 table, is zero. The gateway's id is HDHR_DEVICE_ID, else derived from its instance name, so it is
-the same on every start and two gateways on one LAN differ.
+the same on every start and two gateways on one LAN differ (docs/HDHOMERUN.md).
 """
 
 from __future__ import annotations

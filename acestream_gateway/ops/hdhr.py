@@ -4,7 +4,8 @@ its lineup and the base URL players reach it at.
 Field names and types are those media servers read (Jellyfin's ``DiscoverResponse`` and
 ``Channels``, Plex and Emby alike): strings, ``TunerCount`` an integer. ``HD`` and ``Favorite``
 are left out: a channel list does not say them. The model is a plain (non-transcoding) tuner, so
-media servers ask for the native stream, which is what the gateway passes on.
+media servers ask for the native stream, which is what the gateway passes on. The facts relied
+on are in docs/HDHOMERUN.md.
 """
 
 from __future__ import annotations

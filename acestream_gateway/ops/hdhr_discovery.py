@@ -7,7 +7,7 @@ request names the device type and id it looks for (or the wildcard); the reply c
 type (tuner), device id, tuner count, base URL, lineup URL and device auth. Anything else that
 arrives is passed over without an answer, and so are requests from addresses no LAN has (a
 reply is larger than the request: a gateway on a public address must not reflect it at a forged
-sender).
+sender). The packet format is in docs/HDHOMERUN.md.
 """
 
 from __future__ import annotations
