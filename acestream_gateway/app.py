@@ -20,9 +20,11 @@ from .engines.recovery import LeftSessions, end_left_sessions, load_left_session
 from .fleet.docker import docker_client
 from .fleet.reconciler import Reconciler
 from .fleet.static import StaticFleet
-from .http import dashboard, hls, listings, manage, ops, players, playlists
+from .http import channels, dashboard, hdhr, hls, listings, manage, ops, players, playlists
+from .http.channels import CHANNELS
 from .http.errors import error_middleware, request_context
 from .http.forwarded import forwarded_remote
+from .http.hdhr import HDHR_IDENTITY
 from .http.keys import (
     ENGINE_CLIENT,
     METRICS,
@@ -38,7 +40,11 @@ from .http.keys import (
 from .http.ops import fleet_facts
 from .logs import get_logger
 from .metrics import Metrics
+from .ops import hdhr as hdhr_answers
 from .ops.auth import RefusalLimiter
+from .ops.hdhr_discovery import PORT as DISCOVERY_PORT
+from .ops.hdhr_discovery import Announcement, DiscoveryProtocol
+from .ops.lineup.service import ChannelService
 from .ops.players import StartLimiter
 from .ops.scrape import GatewayCollector
 from .ops.stats import StatPoller
@@ -86,6 +92,13 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     app.cleanup_ctx.append(_registry)
     app.cleanup_ctx.append(_stat_poller)
     app.cleanup_ctx.append(_scrape)
+    app[HDHR_IDENTITY] = hdhr_answers.Identity(
+        device_id=settings.hdhr_device(),
+        tuner_count=settings.hdhr_tuners(),
+        friendly_name=f"AceStream Gateway {settings.gateway_instance_name}",
+    )
+    app.cleanup_ctx.append(_channels)
+    app.cleanup_ctx.append(_discovery)
     app.on_shutdown.append(_end_players)
     app.add_routes(players.routes)
     app.add_routes(hls.routes)
@@ -94,6 +107,8 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     app.add_routes(manage.routes)
     app.add_routes(playlists.routes)
     app.add_routes(dashboard.routes)
+    app.add_routes(channels.routes)
+    app.add_routes(hdhr.routes)
     return app
 
 
@@ -243,3 +258,67 @@ async def _scrape(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         registry.unregister(collector)
+
+
+async def _channels(app: web.Application) -> AsyncIterator[None]:
+    """The channel list and its guide: loaded before the gateway listens (within
+    CHANNELS_FETCH_TIMEOUT_S each; a failure leaves the lineup empty and is retried), then
+    refreshed every CHANNELS_REFRESH_S."""
+    settings = app[SETTINGS]
+    async with aiohttp.ClientSession() as http:
+        service = ChannelService(
+            location=settings.channels_location,
+            guide_location=settings.guide_location,
+            http=http,
+            timeout_s=settings.channels_fetch_timeout_s,
+            retry_s=settings.source_retry_s,
+        )
+        app[CHANNELS] = service
+        if not service.configured:
+            yield
+            return
+        await service.refresh()
+        refresh_s = settings.channels_refresh_s
+        async with _looping(lambda: service.run(refresh_s), "channel list refresher"):
+            yield
+
+
+async def _discovery(app: web.Application) -> AsyncIterator[None]:
+    """HDHomeRun discovery on UDP 65001 of GATEWAY_HOST, when a channel list is configured and
+    HDHR_DISCOVERY is on; a port that cannot be bound is one warning, not a failed start."""
+    settings = app[SETTINGS]
+    if not (settings.hdhr_discovery and settings.channels_location):
+        yield
+        return
+    identity = app[HDHR_IDENTITY]
+
+    def announcement(host: str) -> Announcement:
+        base = settings.public_base_url or f"http://{_url_host(host)}:{settings.gateway_port}"
+        return Announcement(
+            identity.device_id, identity.tuner_count, base.rstrip("/"), identity.device_auth
+        )
+
+    loop = asyncio.get_running_loop()
+    try:
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: DiscoveryProtocol(announcement),
+            local_addr=(settings.gateway_host, DISCOVERY_PORT),
+        )
+    except OSError as exc:
+        log.warning(
+            "hdhr_discovery_unavailable",
+            host=settings.gateway_host,
+            port=DISCOVERY_PORT,
+            reason=exc.strerror or str(exc),
+        )
+        yield
+        return
+    log.info("hdhr_discovery_listening", host=settings.gateway_host, port=DISCOVERY_PORT)
+    try:
+        yield
+    finally:
+        transport.close()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
