@@ -185,10 +185,12 @@ class EnginePool:
 
         ``exclude`` names engines not to use (a failover leaving one). The lock is held only while
         choosing and registering, never while waiting, so a claim that waits for a new engine does
-        not hold up one that fits on a running engine. Raises :class:`NoCapacity` at once when the
-        fleet cannot grow, or after ``provision_wait_s`` when no engine became ready in time.
-        With ``wait_for_provisioning`` a provisioning block (Docker, a VPN reconnecting) is waited
-        out like a starting engine instead of refused at once.
+        not hold up one that fits on a running engine; a waiting claim is queued and handed an
+        engine when one has room (see the module docstring). Raises :class:`NoCapacity` at once
+        when the fleet cannot grow, or after ``provision_wait_s`` when no engine became ready in
+        time. With ``wait_for_provisioning`` (a failover) a provisioning block (Docker, a VPN
+        reconnecting) is waited out like a starting engine, and so is a full fleet with a leaving
+        engine in it (the fleet removes that engine to make room), instead of refused at once.
         """
         avoid = frozenset(exclude)
         async with self._lock:
