@@ -173,9 +173,16 @@ class Channel:
                     raise started.error
                 moved: Claim | None = None  # a new home claimed while the old session played
                 if session is not None:
-                    end, moved = await self._read(claim, session)
+                    end, move = await self._read(claim, session)
                     if end is None:
                         return
+                    if isinstance(move, NoEngine):
+                        # The wait for a new home was this failure's first attempt; it is over.
+                        attempt += 1
+                        self._log_failover(claim, end, attempt)
+                        moved_at_once = True
+                    else:
+                        moved = move
                     if end.kind is EndKind.NO_DATA and not self.meter.bytes_in:
                         # A channel that never sent a byte is dead, not failing: do not make its
                         # players wait for it again on engine after engine.
@@ -192,6 +199,8 @@ class Channel:
                 while True:
                     attempt += 1
                     if attempt > self._failover.attempts:
+                        if moved is not None:
+                            moved.release()
                         raise started.failure or EngineFailed(
                             f"the channel failed {attempt} times: {end.reason}"
                         )
@@ -311,9 +320,10 @@ class Channel:
 
     async def _read(
         self, claim: Claim, session: EngineSession
-    ) -> tuple[SessionEnd | None, Claim | None]:
+    ) -> tuple[SessionEnd | None, Claim | NoEngine | None]:
         """Read the session until it ends, or until its engine is lost and a new home is held
-        (then the new claim comes with the end); the end is None when asked to stop."""
+        (then the new claim comes with the end, or why none could be had); the end is None when
+        asked to stop."""
         reading = asyncio.ensure_future(
             read_session(
                 self._client,
@@ -333,13 +343,16 @@ class Channel:
                 assert end is not None
                 return end, None
             log.warning("engine_lost", engine=claim.engine.name)
+            lost = SessionEnd(EndKind.ENGINE_LOST, "the engine failed")
+            if self._failover.attempts < 1:
+                return lost, None
             try:  # the old session plays on (if it can) while the new home is made
                 moved = await self._until_stopped(self._claim({claim.engine.id}))
             except NoEngine as exc:
-                return SessionEnd(EndKind.ENGINE_LOST, exc.reason), None
+                return SessionEnd(EndKind.ENGINE_LOST, exc.reason), exc
             except _Stopped:
                 return None, None
-            return SessionEnd(EndKind.ENGINE_LOST, "the engine failed"), moved
+            return lost, moved
         finally:
             reading.cancel()
             await asyncio.gather(reading, return_exceptions=True)

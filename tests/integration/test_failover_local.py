@@ -345,3 +345,19 @@ async def test_an_engine_told_to_let_go_keeps_streaming_until_the_channel_has_a_
             await player.close()
         started = [e.get("engine") for e in logs if e["event"] == "engine_session_started"]
         assert started == ["emulator-0", "emulator-1"], "the channel's logs name its engine"
+
+
+async def test_waiting_for_a_new_home_that_never_comes_is_one_attempt_bounded_by_the_wait(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST)
+    cfg = settings(**FAILOVER, provision_wait_s=2, failover_attempts=1)
+    async with gateway(cfg, engine) as server:
+        player = Player(stream_url(server))
+        await player.receives(188 * 1000)
+        server.app[POOL].set_state("emu0", EngineState.UNHEALTHY)  # and no other engine comes
+        lost_at = time.monotonic()
+        await asyncio.wait_for(player.ended.wait(), 15)
+        ended_in = time.monotonic() - lost_at
+        assert 1.5 < ended_in < 3.5, f"the players waited {ended_in:.1f} s for a new home"
+        await wait_until(lambda: app_capacity(server)["used"] == 0, timeout_s=10)
