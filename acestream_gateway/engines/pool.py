@@ -6,11 +6,11 @@ pending claim there is no ``await``, so no burst of requests can overfill an eng
 is synchronous for the same reason. The fleet reconciler feeds engines in and reads snapshots;
 the data path claims and releases. The decisions themselves are pure functions below.
 
-A claim that finds no engine waits in a queue, first come first served. A change that adds room
-(an engine turned ready, a claim released) hands that room to the waiters in order, in the same
-synchronous step as the change (so nothing runs between the choice and the registration, as under
-the lock): only the waiters that get an engine are woken, plus the ones a change refuses. The
-number of waiting claims is the fleet's demand (``waiting``).
+A claim that finds no engine waits in a queue (``waiting.py``), first come first served. A change
+that adds room (an engine turned ready, a claim released) hands that room to the waiters in
+order, in the same synchronous step as the change (so nothing runs between the choice and the
+registration, as under the lock): only the waiters that get an engine are woken, plus the ones a
+change refuses. The number of waiting claims is the fleet's demand (``waiting``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .model import Engine, EngineState
 from .provisioning import Blocked, BlockedReason, Provisioning
+from .waiting import WaitQueue
 
 
 class NoCapacity(Exception):
@@ -125,18 +126,6 @@ class EngineLoad:
         return self.pending + self.active
 
 
-@dataclass(eq=False, slots=True)
-class _Waiter:
-    """A claim waiting in the queue for an engine; its future gets the claim or the refusal."""
-
-    content_key: str
-    avoid: frozenset[str]
-    patient: bool
-    future: asyncio.Future[Claim] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-
 class EnginePool:
     """Engines and their claims, in the gateway's memory; see the module docstring.
 
@@ -166,7 +155,7 @@ class EnginePool:
         self._engines: dict[str, Engine] = {}
         self._claims: dict[str, dict[int, Claim]] = {}
         self._holders: dict[str, set[str]] = {}  # content key -> engines holding a claim of it
-        self._waiters: dict[_Waiter, None] = {}  # in arrival order
+        self._queue: WaitQueue[Claim] = WaitQueue(self._noted)
         self._idle_since: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._ids = itertools.count(1)
@@ -197,13 +186,11 @@ class EnginePool:
             engine = self._choose(content_key, avoid)
             if engine is not None:
                 return self._register(engine, content_key)
-            refusal = self._refusal(patient=wait_for_provisioning)
+            refusal = self._refusal(wait_for_provisioning)
             if refusal is not None:
                 raise refusal
-            waiter = _Waiter(content_key, avoid, wait_for_provisioning)
-            self._waiters[waiter] = None
-            self._noted()  # a claim waiting for an engine is demand the fleet must see
-        claim = await self._await_turn(waiter)
+            waiter = self._queue.join(content_key, avoid, patient=wait_for_provisioning)
+        claim = await self._queue.turn(waiter, self.provision_wait_s)
         if claim is None:
             block = self.provisioning.current()
             raise NoCapacity(
@@ -215,32 +202,7 @@ class EnginePool:
 
     def waiting(self) -> int:
         """Claims waiting for an engine (new channels and failovers): the fleet's demand."""
-        return len(self._waiters)
-
-    async def _await_turn(self, waiter: _Waiter) -> Claim | None:
-        """The claim handed to ``waiter``, None when none came within ``provision_wait_s``, or
-        the refusal it got. A claim handed over as the wait is cancelled is given back."""
-        try:
-            async with asyncio.timeout(self.provision_wait_s):
-                await asyncio.wait([waiter.future])
-        except TimeoutError:
-            pass
-        except asyncio.CancelledError:
-            self._leave(waiter)
-            if waiter.future.done() and waiter.future.exception() is None:
-                waiter.future.result().release()
-            raise
-        handed = waiter.future.done()
-        self._leave(waiter)
-        return waiter.future.result() if handed else None
-
-    def _leave(self, waiter: _Waiter) -> None:
-        """Out of the queue; no claim can be handed to it any more."""
-        if waiter in self._waiters:
-            del self._waiters[waiter]
-            self._noted()
-        if not waiter.future.done():
-            waiter.future.cancel()
+        return len(self._queue)
 
     def has_room(self, content_key: str | None = None) -> bool:
         """Whether a new channel would be placed on an engine right now, without waiting."""
@@ -388,7 +350,7 @@ class EnginePool:
             engine, len(claims) - active, active, self._idle_since.get(engine.id), moving
         )
 
-    def _refusal(self, *, patient: bool) -> NoCapacity | None:
+    def _refusal(self, patient: bool) -> NoCapacity | None:
         """Why a claim that finds no engine must not wait, or None when one may still come."""
         if any(e.state is EngineState.STARTING for e in self._engines.values()):
             return None  # an engine on its way may take the channel: wait for it
@@ -406,41 +368,9 @@ class EnginePool:
             return None
         return self._full()
 
-    def _has_room(self) -> bool:
-        """Whether any ready engine has a free slot (for some content)."""
-        loads = self._loads()
-        return any(
-            e.state is EngineState.READY and loads.get(e.id, 0) < self.max_streams_per_engine
-            for e in self._engines.values()
-        )
-
-    def _serve_waiters(self) -> None:
-        """Hand the room there is to the waiters in arrival order, and refuse those that can no
-        longer get any; stops as soon as nothing more can happen, so a change wakes only the
-        waiters it concerns."""
-        if not self._waiters:
-            return
-        refusals = {p: self._refusal(patient=p) for p in (False, True)}
-        room = self._has_room()
-        if not room and refusals[False] is None and refusals[True] is None:
-            return
-        for waiter in list(self._waiters):
-            if waiter.future.done():
-                continue
-            engine = self._choose(waiter.content_key, waiter.avoid) if room else None
-            if engine is not None:
-                del self._waiters[waiter]
-                waiter.future.set_result(self._register(engine, waiter.content_key))
-                room = self._has_room()
-                continue
-            refusal = refusals[waiter.patient]
-            if refusal is not None:
-                del self._waiters[waiter]
-                waiter.future.set_exception(
-                    NoCapacity(refusal.reason, refusal.retry_after_s, refusal.code)
-                )
-            elif not room and refusals[not waiter.patient] is None:
-                return
+    def _place(self, content_key: str, avoid: frozenset[str]) -> Claim | None:
+        engine = self._choose(content_key, avoid)
+        return None if engine is None else self._register(engine, content_key)
 
     def _noted(self) -> None:
         """Wake the fleet, which follows every change of engines, claims and waiters."""
@@ -449,5 +379,5 @@ class EnginePool:
 
     def _changed(self) -> None:
         """A change that may add room or decide a refusal: serve the waiters, wake the fleet."""
-        self._serve_waiters()
+        self._queue.serve(self._place, self.has_room, self._refusal)
         self._noted()
