@@ -84,6 +84,15 @@ class _Started:
     reason: str = "the engine could not start it"
 
 
+@dataclass(slots=True)
+class _Tries:
+    """Failover attempts in a row, and whether the one immediate move off a failed engine was
+    made."""
+
+    count: int = 0
+    moved_at_once: bool = False
+
+
 class _Stopped(Exception):
     """The channel was asked to stop while it waited."""
 
@@ -164,7 +173,7 @@ class Channel:
         self._bind(claim)
         session: EngineSession | None = None
         find_pid: str | None = None  # a start that timed out may have made a session
-        attempt, moved_at_once = 0, False
+        tries = _Tries()
         try:
             while True:
                 started = await self._start(claim, first=not self._started.done())
@@ -176,19 +185,19 @@ class Channel:
                     end, move = await self._read(claim, session)
                     if end is None:
                         return
-                    if isinstance(move, NoEngine):
-                        # The wait for a new home was this failure's first attempt; it is over.
-                        attempt += 1
-                        self._log_failover(claim, end, attempt)
-                        moved_at_once = True
-                    else:
-                        moved = move
                     if end.kind is EndKind.NO_DATA and not self.meter.bytes_in:
                         # A channel that never sent a byte is dead, not failing: do not make its
                         # players wait for it again on engine after engine.
                         raise EngineFailed(end.reason)
                     if end.streamed_s >= self._failover.healthy_run_s:
-                        attempt, moved_at_once = 0, False
+                        tries = _Tries()
+                    if isinstance(move, NoEngine):
+                        # The wait for a new home was this failure's first attempt; it is over.
+                        tries.count += 1
+                        self._log_failover(claim, end, tries.count)
+                        tries.moved_at_once = True
+                    else:
+                        moved = move
                     if self.players == 0:
                         log.info("channel_ended_without_players", reason=end.reason)
                         if moved is not None:
@@ -196,50 +205,9 @@ class Channel:
                         return
                 else:
                     end = SessionEnd(EndKind.OPEN_FAILED, started.reason)
-                while True:
-                    attempt += 1
-                    if attempt > self._failover.attempts:
-                        if moved is not None:
-                            moved.release()
-                        raise started.failure or EngineFailed(
-                            f"the channel failed {attempt} times: {end.reason}"
-                        )
-                    self._log_failover(claim, end, attempt)
-                    if moved is None:
-                        if end.engine_fault and not moved_at_once:
-                            # The first move off an engine that failed is not hammering anything:
-                            # go at once. Failures after it back off, so a fleet that is
-                            # recovering (a VPN reconnecting) gets time.
-                            moved_at_once = True
-                        else:
-                            await self._until_stopped(self._pause(self._failover.delay_s(attempt)))
-                        same = not end.engine_fault and self._usable(claim)
-                        if same and attempt == 1 and session is not None:
-                            # The engine is healthy: try it again first, ending the old session
-                            # first (a new pid would supersede it anyway).
-                            await self._stop_quietly(session)
-                            session = None
-                            break
-                        try:
-                            first = started.failure is not None
-                            moved = await self._until_stopped(
-                                self._claim({claim.engine.id}, patient=not first)
-                            )
-                        except NoEngine as exc:
-                            if started.failure is not None:
-                                raise started.failure from None  # no other engine for a start
-                            if same:  # no other engine now: the same one is better than none
-                                if session is not None:
-                                    await self._stop_quietly(session)
-                                session = None
-                                break
-                            end = SessionEnd(EndKind.OPEN_FAILED, exc.reason)
-                            continue
-                    # The new slot is held: now the old one may go (stopped, then released).
-                    self._retirer.retire(claim, self.content, session, find_pid)
-                    claim, session, find_pid = moved, None, None
-                    self._bind(claim)
-                    break
+                claim, session, find_pid = await self._fail_over(
+                    claim, session, find_pid, end, moved, started.failure, tries
+                )
         except _Stopped:
             return
         finally:
@@ -248,6 +216,62 @@ class Channel:
             self.session = None
             self.claim = None
             self._retirer.retire(claim, self.content, session, find_pid)
+
+    async def _fail_over(
+        self,
+        claim: Claim,
+        session: EngineSession | None,
+        find_pid: str | None,
+        end: SessionEnd,
+        moved: Claim | None,
+        first_failure: EngineFailed | None,
+        tries: _Tries,
+    ) -> tuple[Claim, EngineSession | None, str | None]:
+        """Where the channel goes on after ``end``: the same engine (its old session stopped)
+        or ``moved``, else a new claim (the old claim and session handed to the retirer); the
+        claim, session and pid to go on with. Raises the channel's end when the attempts are
+        used up, or when a first start (``first_failure``) has nowhere else to go; the claim
+        and session passed in are the caller's to retire then."""
+        while True:
+            tries.count += 1
+            if tries.count > self._failover.attempts:
+                if moved is not None:
+                    moved.release()
+                raise first_failure or EngineFailed(
+                    f"the channel failed {tries.count} times: {end.reason}"
+                )
+            self._log_failover(claim, end, tries.count)
+            if moved is None:
+                if end.engine_fault and not tries.moved_at_once:
+                    # The first move off an engine that failed is not hammering anything: go at
+                    # once. Failures after it back off, so a fleet that is recovering (a VPN
+                    # reconnecting) gets time.
+                    tries.moved_at_once = True
+                else:
+                    await self._until_stopped(self._pause(self._failover.delay_s(tries.count)))
+                same = not end.engine_fault and self._usable(claim)
+                if same and tries.count == 1 and session is not None:
+                    # The engine is healthy: try it again first, ending the old session first
+                    # (a new pid would supersede it anyway).
+                    await self._stop_quietly(session)
+                    return claim, None, find_pid
+                try:
+                    moved = await self._until_stopped(
+                        self._claim({claim.engine.id}, patient=first_failure is None)
+                    )
+                except NoEngine as exc:
+                    if first_failure is not None:
+                        raise first_failure from None  # no other engine for a first start
+                    if same:  # no other engine now: the same one is better than none
+                        if session is not None:
+                            await self._stop_quietly(session)
+                        return claim, None, find_pid
+                    end = SessionEnd(EndKind.OPEN_FAILED, exc.reason)
+                    continue
+            # The new slot is held: now the old one may go (stopped, then released).
+            self._retirer.retire(claim, self.content, session, find_pid)
+            self._bind(moved)
+            return moved, None, None
 
     def _bind(self, claim: Claim) -> None:
         """Name the channel's engine in its logs (bound in the channel's own task: a claim is
