@@ -502,16 +502,19 @@ class Reconciler:
             now=now,
             unhealthy_since=self._unhealthy_since,
             unhealthy_wait_s=self._settings.unhealthy_engine_timeout_s,
+            waiting=self._pool.waiting(),
         )
         for engine_id in plan.remove:  # out of selection before the first await
             engine = self._pool.get(engine_id)
             if engine is not None and engine.state is not EngineState.UNHEALTHY:
                 self._pool.set_state(engine_id, EngineState.DRAINING)
-        for engine_id in plan.remove:
+        for engine_id in plan.remove:  # removed first: a start may need the place
             engine = self._pool.get(engine_id)
             if engine is not None:
                 await self._remove_container(engine_id, engine.name, engine.state.value)
-        await self.provisioner.provision(plan.start)
+        # A removal that failed left its container, and its place, taken.
+        room = self._settings.max_active_replicas - len(self._pool.engines())
+        await self.provisioner.provision(min(plan.start, room))
         self.provisioner.publish()
         self._publish_vpn_block()
 
