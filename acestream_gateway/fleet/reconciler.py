@@ -513,8 +513,7 @@ class Reconciler:
             if engine is not None:
                 await self._remove_container(engine_id, engine.name, engine.state.value)
         # A removal that failed left its container, and its place, taken.
-        room = self._settings.max_active_replicas - len(self._pool.engines())
-        await self.provisioner.provision(min(plan.start, room))
+        await self.provisioner.provision(min(plan.start, self.admission.room()))
         self.provisioner.publish()
         self._publish_vpn_block()
 

@@ -14,6 +14,7 @@ from acestream_gateway.engines.client import EngineClient
 from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
 from acestream_gateway.engines.pool import Claim, EnginePool
 from acestream_gateway.fleet.docker import FleetError, docker_client
+from acestream_gateway.fleet.provisioner import Provisioned
 from acestream_gateway.fleet.reconciler import Reconciler
 from acestream_gateway.settings import Settings
 
@@ -33,8 +34,9 @@ class Recorder:
         if self.refuse:
             raise FleetError(500, "cannot remove")
 
-    async def provision(self, wanted: int) -> None:
+    async def provision(self, wanted: int) -> Provisioned:
         self.calls.append(("provision", wanted))
+        return Provisioned()
 
 
 @pytest.fixture
@@ -59,6 +61,7 @@ async def full_fleet_with_one_engine_leaving(
     pool = reconciler._pool
     for n in range(MAX):
         engine = Engine(f"c{n}", f"engine-{n}", EngineAddress("127.0.0.1", PORT + n))
+        assert reconciler.admission.hold(engine.id, PORT + n)  # as the reconciler adopts one
         pool.add(engine)
         pool.set_state(engine.id, EngineState.READY)
     claims = [await pool.claim(f"channel-{n}") for n in range(MAX)]
