@@ -200,6 +200,11 @@ class Settings(BaseSettings):
     player_channel_starts_per_minute: int = Field(0, ge=0)
     """Most distinct channels one client address may start within a minute (joining a channel
     that already plays is free); 0: no limit. For gateways reachable from beyond a LAN."""
+    max_waiting_channels: int = Field(32, ge=1)
+    """Most channels waiting for their start at once (an engine, then its session); a new
+    channel beyond it gets ``503`` with ``Retry-After``, joining a channel that exists never
+    does. A household starts a few at once, a site's crowd after a restart a few dozen; each
+    waiting channel holds tasks and may have an engine provisioned for it."""
     public_base_url: str | None = Field(None, pattern=r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$")
     """Base of the player URLs a rewritten playlist gets (``http://host:port[/path]``, no
     credentials: they would land in every playlist); unset: the request's own ``Host``."""

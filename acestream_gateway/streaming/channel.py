@@ -115,6 +115,11 @@ class Channel:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def starting(self) -> bool:
+        """Whether its first session is still to come (its players wait for the start)."""
+        return not self._started.done()
+
     def stop(self) -> None:
         """Ask the channel to end (its last player left, or the gateway closes)."""
         self._stop.set()
