@@ -9,6 +9,9 @@ A player that goes away while its channel starts gives its place back at once; a
 whose players left before its start completed is stopped at once (its claim wait is abandoned, a
 session being made is stopped once it exists), with no linger: lingering is for zapping between
 channels that play. At most ``max_waiting`` channels wait for their start at once.
+
+A channel that ended leaves nothing behind here, and the memory its bytes went through is handed
+back to the system (:mod:`.heap`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..tasks import Supervisor
 from .broadcast import Subscriber
 from .channel import Channel, FailoverPolicy
 from .errors import ChannelClosed, PlayerLeft, TooManyStarting
+from .heap import HeapTrimmer
 from .retire import Retirer
 from .upstream import Timeouts
 
@@ -89,6 +93,7 @@ class StreamRegistry:
         self._upstreams: dict[Channel, asyncio.Task[None]] = {}
         self._lingers: dict[Channel, asyncio.Task[None]] = {}
         self._closing = False
+        self.heap = HeapTrimmer()
         self.metrics = metrics or Metrics()
         self.tally = Tally()
 
@@ -169,6 +174,7 @@ class StreamRegistry:
             async with asyncio.timeout_at(deadline):
                 await asyncio.gather(*self._upstreams.values(), return_exceptions=True)
         await self._tasks.close()  # whatever did not end in time
+        self.heap.close()
         await self.retirer.close(max(0.0, deadline - loop.time()))
 
     def _joinable(self, content: ContentRef) -> Channel | None:
@@ -211,6 +217,8 @@ class StreamRegistry:
         if self._channels.get(channel.content.key) is channel:
             del self._channels[channel.content.key]
         log.info("channel_closed", content=channel.content.key, failovers=channel.failovers)
+        if not self._closing:
+            self.heap.request()
 
     def _last_player_left(self, channel: Channel) -> None:
         if not channel.starting:
