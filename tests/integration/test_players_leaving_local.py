@@ -77,7 +77,7 @@ async def test_a_player_that_resets_during_the_start_answer_leaves_no_claim_and_
         assert gateway.errors() == []
 
 
-async def test_a_channel_all_of_whose_players_left_while_it_waited_for_an_engine_never_starts(
+async def test_a_channel_all_of_whose_players_left_during_its_start_answer_is_stopped_at_once(
     emulators: Callable[..., Emulator], tmp_path: Path
 ) -> None:
     engine = emulators(**FAST, json_delay_s="0.5")
