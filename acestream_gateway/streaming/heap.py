@@ -8,8 +8,9 @@ grew at each replacement and did not level off, while everything in use stayed f
 heap (tracemalloc), the count of objects, pymalloc's arenas and malloc's bytes in use. The growth
 was free memory held by malloc. ``malloc_trim(0)`` returns the free pages of every arena to the
 kernel; it is asked for once a channel has ended, at most once per ``min_interval_s`` (it walks
-the heap: a few milliseconds on the loop), and always after the last channel that ended. Where the
-C library has no ``malloc_trim`` (musl, macOS) nothing is done.
+the heap on the loop: 0.1-0.4 ms for the soak's gateway, logged as ``heap_trimmed`` at debug
+level), and always after the last channel that ended. Where the C library has no
+``malloc_trim`` (musl, macOS) nothing is done.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import math
+import time
 from collections.abc import Callable
+
+from ..logs import get_logger
+
+log = get_logger(__name__)
 
 
 def malloc_trim() -> Callable[[], None] | None:
@@ -68,5 +74,7 @@ class HeapTrimmer:
         self._pending = None
         self._last = loop.time()
         assert self._trim is not None
+        started = time.perf_counter()
         self._trim()
         self.trims += 1
+        log.debug("heap_trimmed", took_ms=round((time.perf_counter() - started) * 1000, 2))
