@@ -221,6 +221,7 @@ async def _registry(app: web.Application) -> AsyncIterator[None]:
             attempts=settings.failover_attempts, backoff_s=settings.failover_backoff_s
         ),
         close_timeout_s=max(settings.engine_api_timeout_s, settings.engine_stop_timeout_s) + 1,
+        max_waiting=settings.max_waiting_channels,
         metrics=app[METRICS],
         hls=HlsPolicy(
             window=settings.hls_window,

@@ -258,6 +258,11 @@ class Settings(BaseSettings):
     max_connections_per_client: int = Field(256, ge=1)
     """Most connections one client (address; IPv6 by PLAYER_LIMIT_IPV6_PREFIX) holds at once;
     past it a connection gets ``429`` and is closed."""
+    max_waiting_channels: int = Field(32, ge=1)
+    """Most channels waiting for their start at once (an engine, then its session); a new
+    channel beyond it gets ``503`` with ``Retry-After``, joining a channel that exists never
+    does. A household starts a few at once, a site's crowd after a restart a few dozen; each
+    waiting channel holds tasks and may have an engine provisioned for it."""
     public_base_url: str | None = Field(None, pattern=r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$")
     """Base of the player URLs a rewritten playlist gets (``http://host:port[/path]``, no
     credentials: they would land in every playlist); unset: the request's own ``Host``."""

@@ -26,6 +26,7 @@ in flight, which would orphan the session the engine is making).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -146,6 +147,11 @@ class Channel:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def starting(self) -> bool:
+        """Whether its first session is still to come (its players wait for the start)."""
+        return not self._started.done()
 
     def stop(self) -> None:
         """Ask the channel to end (its last player left, or the gateway closes)."""
@@ -421,6 +427,8 @@ class Channel:
             for task in (main, *waiters):
                 task.cancel()
             await asyncio.gather(main, *waiters, return_exceptions=True)
+            for task in (main, *waiters):
+                _let_cancellation_go(task)
         if main.done() and not main.cancelled():
             return 0, main.result()
         for index, waiter in enumerate(waiters, 1):
@@ -449,3 +457,13 @@ class Channel:
             self._started.set_exception(error or ChannelClosed("the channel was closed"))
             self._started.exception()  # retrieved here: players may all have gone already
         self.broadcast.close(error.reason if error is not None else None)
+
+
+def _let_cancellation_go(task: asyncio.Future[object]) -> None:
+    """Take a cancelled task's error from it. The error's traceback holds the task's frames, and
+    a timeout scope in them holds the task again: a cycle that only a full garbage collection
+    frees, which may come minutes later, and with it everything the frames hold (a session's
+    reader, the channel's broadcast window, its players' sockets)."""
+    if task.cancelled():
+        with contextlib.suppress(asyncio.CancelledError):
+            task.exception()
