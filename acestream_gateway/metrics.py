@@ -69,3 +69,11 @@ class Metrics:
             "ready, image pulls).",
             registry=registry,
         )
+        self.ledger_repairs = Counter(
+            f"{PREFIX}_ledger_repairs",
+            "Times the fleet's ledger of slots and ports was corrected from Docker's listing, by "
+            "kind (reservation_adopted: a create that got no answer had made its container; "
+            "reservation_expired: it had not; held_gone: a container vanished unreported).",
+            ["kind"],
+            registry=registry,
+        )

@@ -147,6 +147,7 @@ class EnginePool:
         self._failures: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._change = asyncio.Event()
+        self.version = 0  # counts changes: a waiter that read it before may ask what it missed
 
     # --- the data path -------------------------------------------------------------------------
 
@@ -283,8 +284,11 @@ class EnginePool:
         if self.provisioning.lift(reason):
             self._changed()
 
-    async def wait_changed(self) -> None:
-        """Return at the next change of engines or claims (the reconciler sleeps on this)."""
+    async def wait_changed(self, since: int = -1) -> None:
+        """Return at the next change of engines or claims (the reconciler sleeps on this), at
+        once when there was one after :attr:`version` was ``since``."""
+        if 0 <= since != self.version:
+            return
         await self._change.wait()
 
     # --- internals ------------------------------------------------------------------------------
@@ -340,5 +344,6 @@ class EnginePool:
 
     def _changed(self) -> None:
         # Wake everyone waiting for a change, then arm a fresh event for the next one.
+        self.version += 1
         self._change.set()
         self._change = asyncio.Event()

@@ -44,6 +44,7 @@ class CircuitBreaker:
         self.open_for_s = 0.0  # how long the current (or last) opening lasts
         self._open_until: float | None = None  # when the current opening ends (clock time)
         self._trial = False  # the half-open attempt is under way
+        self.trials = 0  # half-open attempts let through so far: the number of the latest
 
     @property
     def state(self) -> BreakerState:
@@ -53,6 +54,11 @@ class CircuitBreaker:
         if self._clock() < self._open_until:
             return BreakerState.OPEN
         return BreakerState.HALF_OPEN
+
+    @property
+    def trial_running(self) -> bool:
+        """The half-open attempt was let through and has not ended yet."""
+        return self._trial
 
     def eta_s(self) -> float | None:
         """Seconds until the breaker lets an attempt through (0 when half-open), None if closed."""
@@ -68,11 +74,15 @@ class CircuitBreaker:
         if state is BreakerState.OPEN or self._trial or wanted < 1:
             return 0
         self._trial = True
+        self.trials += 1
         return 1
 
-    def give_back(self) -> None:
-        """The permitted half-open attempt did not happen (no port, Docker unreachable)."""
-        self._trial = False
+    def give_back(self, trial: int | None = None) -> None:
+        """The permitted half-open attempt did not happen (no port, Docker unreachable), or
+        said nothing about engines. With ``trial`` (its number), only when it is still the
+        current one: a trial of an earlier opening gives back nothing."""
+        if trial is None or trial == self.trials:
+            self._trial = False
 
     def record_success(self) -> None:
         """An engine was provisioned: whatever the state, provisioning works again."""

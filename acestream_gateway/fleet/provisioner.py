@@ -1,44 +1,66 @@
 """Starting engine containers: the image, one host port each, several at once, and the breaker.
 
-The rules of provisioning live together here. Failures that say something about engines (the
-image cannot be pulled, Docker refuses the container, a new engine never becomes ready) count
-toward the circuit breaker, which pauses provisioning when they keep coming. Failures that say
-something only about a port or a name (another program holds the port, a container of someone
-else has the name) set that port aside for a while and try another. A leftover container of ours
-in the way is removed. Docker being unreachable is neither: the pass fails and is retried.
+The rules of provisioning live together here. Every start goes through the admission point
+(``admission.py``): a slot, a port and a breaker permit, taken at once and given back exactly
+once; what a failed Docker call means is decided in one place (``admission.classify``). Failures
+that say something about engines (the image cannot be pulled, Docker refuses the container, a new
+engine never becomes ready) count toward the circuit breaker, which pauses provisioning when they
+keep coming. Failures that say something only about a port or a name (another program holds the
+port, a container of someone else has the name) set that port aside for a while and try another.
+A leftover container of ours in the way is removed. Docker being slow or unreachable is neither:
+the permit goes back, provisioning is blocked as ``docker_unavailable``, and a create that got no
+answer keeps its reservation until the next listing says whether Docker made the container. An
+engine the gateway removes itself while it starts is no failure either. One start's failure never
+cancels another's.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ..engines.pool import EnginePool
 from ..engines.provisioning import BlockedReason
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..settings import Settings
+from .admission import Admission, NotAdmitted, Refusal, Reservation, Verdict, classify
 from .breaker import BreakerState, CircuitBreaker
-from .docker import UNREACHABLE, DockerEngines, FleetError
-from .ports import PortAllocator, PortsExhausted, is_bind_failure
-from .specs import (
-    LABEL_INSTANCE,
-    LABEL_MANAGED,
-    LABEL_VPN,
-    ContainerRecord,
-    Namespace,
-    container_name,
-    create_body,
-)
+from .docker import TIMED_OUT, DockerEngines, FleetError
+from .ports import PortAllocator, is_bind_failure
+from .specs import LABEL_INSTANCE, LABEL_MANAGED, LABEL_VPN, ContainerRecord, Namespace, create_body
 from .vpns import Vpns
 
 log = get_logger(__name__)
 
 _START_ATTEMPTS = 3  # ports tried for one engine when ports or names are taken
-_NAME_TAKEN = "already in use"  # Docker's 409 when a container name exists
 
 Started = Callable[[ContainerRecord, int], None]
+
+
+@dataclass(slots=True)
+class Provisioned:
+    """What one :meth:`Provisioner.provision` did: the containers it started, and why it started
+    no more (None when the admission point let every wanted start through)."""
+
+    started: list[ContainerRecord] = field(default_factory=list)
+    refused: NotAdmitted | None = None
+
+
+class _AnotherPort:
+    """The port (or its container name) is someone else's: worth another port."""
+
+
+_ANOTHER_PORT = _AnotherPort()
+_Outcome = ContainerRecord | FleetError | _AnotherPort | None
+
+
+def docker_block_message(exc: FleetError) -> str:
+    """What players and the status are told while Docker is slow or away (no address in it)."""
+    if exc.status == TIMED_OUT:
+        return "Docker is too slow to answer in time: no new engine can be started now"
+    return "the Docker API cannot be reached: no new engine can be started"
 
 
 class Provisioner:
@@ -65,49 +87,70 @@ class Provisioner:
         self._pool = pool
         self._ports = ports
         self._on_started = on_started
-        self._vpns = vpns
-        self._starting: Counter[str] = Counter()  # VPN -> engines being started behind it
         self.breaker = CircuitBreaker(
             threshold=settings.circuit_breaker_failure_threshold,
             recovery_s=settings.circuit_breaker_recovery_timeout_s,
             max_backoff_s=settings.circuit_breaker_max_backoff_s,
         )
-        self._attempts: set[str] = set()  # started engines whose readiness is still to come
+        self.admission = Admission(
+            settings=settings,
+            ports=ports,
+            breaker=self.breaker,
+            on_failure=self._failed,
+            vpns=vpns,
+            metrics=self._metrics,
+        )
+        self._attempts: dict[str, int] = {}  # engines still to become ready -> trial held, or 0
         self._last_failure = ""
         self._ports_exhausted = False
 
-    async def provision(self, wanted: int) -> None:
-        """Start up to ``wanted`` engines, as many as the breaker lets through.
+    async def provision(self, wanted: int) -> Provisioned:
+        """Start up to ``wanted`` engines, as many as the admission point lets through.
 
         Raises :class:`FleetError` when the image cannot be had or Docker cannot be reached.
         """
+        result = Provisioned()
         if wanted < 1:
             self._pool.unblock(BlockedReason.IMAGE_UNAVAILABLE)
-            return
-        allowed = self.breaker.permits(wanted)
-        if allowed < 1:
-            return
+            return result
+        reservations = self._admit(wanted, result)
+        if not reservations:
+            return result
         if self.breaker.state is BreakerState.HALF_OPEN:
-            log.info("provisioning_breaker_half_open", trial_engines=allowed)
+            log.info("provisioning_breaker_half_open", trial_engines=len(reservations))
         try:
             await self._docker.ensure_image(self._settings.engine_image)
         except FleetError as exc:
-            self._image_failed(exc)
+            self._image_failed(exc, reservations)
+            raise
+        except BaseException:  # cancelled while pulling: nothing was created
+            for reservation in reservations:
+                reservation.give_back()
             raise
         self._pool.unblock(BlockedReason.IMAGE_UNAVAILABLE)
-        unreachable = await self._start_engines(allowed)
+        unreachable = await self._start_engines(reservations, result)
         if unreachable is not None:
             raise unreachable
+        return result
 
-    def attempt_done(self, engine_id: str, *, ok: bool, reason: str = "") -> None:
-        """A started engine became ready (``ok``), or never will; others are ignored."""
-        if engine_id not in self._attempts:
+    def attempt_done(
+        self, engine_id: str, *, ok: bool, reason: str = "", counts: bool = True
+    ) -> None:
+        """A started engine became ready (``ok``), or never will; others are ignored. Without
+        ``counts`` its end says nothing about engines (the gateway removed it itself)."""
+        trial = self._attempts.pop(engine_id, None)
+        if trial is None:
             return  # adopted, or already decided
-        self._attempts.discard(engine_id)
         if ok:
             self._succeeded()
-        else:
+        elif counts:
             self._failed(reason)
+        elif trial:
+            self.breaker.give_back(trial)
+
+    def attempt_withdrawn(self, engine_id: str) -> None:
+        """A starting engine was removed by the gateway itself: no failure of provisioning."""
+        self.attempt_done(engine_id, ok=False, counts=False)
 
     def publish(self) -> None:
         """Show the breaker in the pool's provisioning blocks: blocked while not closed."""
@@ -122,109 +165,142 @@ class Provisioner:
 
     # --- starting -------------------------------------------------------------------------------
 
-    def _image_failed(self, exc: FleetError) -> None:
-        message = f"cannot provision engines: {exc.message}"
-        if exc.status == UNREACHABLE:
-            self.breaker.give_back()
-            self._pool.block(BlockedReason.DOCKER_UNAVAILABLE, message)
-            return
-        self._pool.block(BlockedReason.IMAGE_UNAVAILABLE, message)
-        self._failed(f"image {self._settings.engine_image}: {exc.message}")
+    def _admit(self, wanted: int, result: Provisioned) -> list[Reservation]:
+        """Up to ``wanted`` reservations, stopping at the first refusal (kept in ``result``)."""
+        reservations: list[Reservation] = []
+        for _ in range(wanted):
+            try:
+                reservations.append(self.admission.admit())
+            except NotAdmitted as exc:
+                result.refused = exc
+                self._note_refusal(exc)
+                break
+        if reservations:
+            self._ports_exhausted = False
+        return reservations
 
-    async def _start_engines(self, count: int) -> FleetError | None:
-        """Start ``count`` engines, at most PROVISION_CONCURRENCY at a time, each on its own port;
-        returns the error if Docker could not be reached."""
+    def _note_refusal(self, exc: NotAdmitted) -> None:
+        if exc.refusal is not Refusal.NO_PORT:
+            return
+        if not self._ports_exhausted:
+            log.warning("engine_ports_exhausted", reason=exc.message, aside=self._ports.aside)
+        self._ports_exhausted = True
+
+    def _image_failed(self, exc: FleetError, reservations: list[Reservation]) -> None:
+        if classify(exc) is Verdict.DOCKER:
+            for reservation in reservations:
+                reservation.give_back()
+            self._pool.block(BlockedReason.DOCKER_UNAVAILABLE, docker_block_message(exc))
+            return
+        self._pool.block(
+            BlockedReason.IMAGE_UNAVAILABLE, f"cannot provision engines: {exc.message}"
+        )
+        first, *others = reservations
+        for reservation in others:
+            reservation.give_back()
+        first.failed(f"image {self._settings.engine_image}: {exc.message}")  # counted once
+
+    async def _start_engines(
+        self, reservations: list[Reservation], result: Provisioned
+    ) -> FleetError | None:
+        """Start the admitted engines, at most PROVISION_CONCURRENCY at a time; one start's
+        failure never cancels another. Returns the error if Docker could not be reached."""
         limit = asyncio.Semaphore(self._settings.provision_concurrency)
 
-        async def start_one() -> FleetError | None:
-            async with limit:
-                return await self._start_engine()
+        async def start_one(reservation: Reservation) -> ContainerRecord | FleetError | None:
+            with reservation:
+                async with limit:
+                    return await self._start_engine(reservation)
 
-        async with asyncio.TaskGroup() as group:
-            starts = [group.create_task(start_one(), name="engine start") for _ in range(count)]
-        return next((e for e in (t.result() for t in starts) if e is not None), None)
+        starts = [
+            asyncio.create_task(start_one(r), name=f"engine start on port {r.port}")
+            for r in reservations
+        ]
+        outcomes = await asyncio.gather(*starts, return_exceptions=True)
+        result.started += [o for o in outcomes if isinstance(o, ContainerRecord)]
+        crashed = [o for o in outcomes if isinstance(o, BaseException) and not _docker(o)]
+        if crashed:
+            raise crashed[0]
+        return next((o for o in outcomes if isinstance(o, FleetError)), None)
 
-    def _place(self) -> tuple[int, Namespace | None] | None:
-        """A port for a new engine (held as "starting") and, in VPN mode, the namespace it joins
-        (the same allocator in every mode, within the chosen VPN's share); None when no VPN can
-        take an engine now. Raises :class:`PortsExhausted`."""
-        if self._vpns is None:
-            return self._ports.reserve("starting"), None
-        placed = self._vpns.place(self._ports, self._starting)
-        if placed is not None:
-            self._starting[placed[1].labels[LABEL_VPN]] += 1
-        return placed
+    async def _start_engine(self, reservation: Reservation) -> ContainerRecord | FleetError | None:
+        """One engine on its reservation, on another port when the port or name is taken."""
+        for attempt in range(_START_ATTEMPTS):
+            if attempt:
+                try:
+                    reservation = self.admission.admit()
+                except NotAdmitted as exc:
+                    self._note_refusal(exc)
+                    return None
+            with reservation:
+                outcome = await self._create(reservation)
+            if not isinstance(outcome, _AnotherPort):
+                return outcome
+        return None  # every port tried was someone else's: says nothing of engines
 
-    def _placed_done(self, namespace: Namespace | None) -> None:
-        if namespace is not None and self._vpns is not None:
-            self._starting[namespace.labels[LABEL_VPN]] -= 1
-            self._vpns.started(namespace)
-
-    async def _start_engine(self) -> FleetError | None:
-        for _ in range(_START_ATTEMPTS):
-            try:
-                placed = self._place()
-            except PortsExhausted as exc:
-                self._no_port(str(exc))
-                return None
-            if placed is None:
-                self.breaker.give_back()  # no VPN can take one: the reconciler blocks and says why
-                return None
-            port, namespace = placed
-            self._ports_exhausted = False
-            try:
-                return await self._create(port, namespace)
-            except _TryAnotherPort:
-                continue
-            finally:
-                self._placed_done(namespace)
-        self.breaker.give_back()  # every port tried was someone else's: says nothing of engines
-        return None
-
-    async def _create(self, port: int, namespace: Namespace | None) -> FleetError | None:
-        """Create and start the engine on its reserved port; raises :class:`_TryAnotherPort`."""
+    async def _create(self, reservation: Reservation) -> _Outcome:
+        """Create and start the engine on its reservation; every path ends the reservation."""
+        port, namespace = reservation.port, reservation.namespace
+        reservation.sent()
         try:
             record = await self._docker.run(
-                container_name(self._settings, port),
-                create_body(self._settings, port, namespace),
+                reservation.name, create_body(self._settings, port, namespace)
             )
         except FleetError as exc:
-            if await self._port_or_name_problem(port, exc):
-                raise _TryAnotherPort from None
-            self._ports.release(port)  # no container was made (a half-made one was removed)
-            if namespace is not None and _namespace_gone(exc.message):
-                # The VPN container stopped or went since the pass looked: says nothing of engines.
-                log.warning("engine_vpn_namespace_gone", port=port, reason=exc.message)
-                self.breaker.give_back()
-                return None
-            if exc.status == UNREACHABLE:
-                self.breaker.give_back()
-                return exc
-            log.warning("engine_create_failed", port=port, reason=exc.message)
-            self._failed(f"create on port {port}: {exc.message}")
-            return None
-        self._ports.rename(port, record.id)
-        self._attempts.add(record.id)
+            return await self._create_failed(reservation, exc)
+        self._attempts[record.id] = reservation.held(record.id)
         log.info("engine_started", engine=record.name, port=port, **_placement(namespace))
         self._on_started(record, port)
-        return None
+        return record
 
-    async def _port_or_name_problem(self, port: int, exc: FleetError) -> bool:
-        """Handle a failure that says nothing about engines; True when worth another port."""
+    async def _create_failed(self, reservation: Reservation, exc: FleetError) -> _Outcome:
+        port = reservation.port
+        verdict = classify(exc)
+        if verdict is Verdict.DOCKER:
+            reservation.in_doubt()  # Docker may have made it: the next listing tells
+            self._pool.block(BlockedReason.DOCKER_UNAVAILABLE, docker_block_message(exc))
+            return exc
+        if verdict is Verdict.NEUTRAL:
+            log.warning("engine_vpn_namespace_gone", port=port, reason=exc.message)
+            reservation.give_back()
+            return None
+        if verdict is Verdict.ENGINE:
+            log.warning("engine_create_failed", port=port, reason=exc.message)
+            reservation.failed(f"create on port {port}: {exc.message}")
+            return None
         if is_bind_failure(exc.message):
             log.warning("engine_port_unusable", port=port, retry_after_s=self._ports.recheck_s)
-            self._ports.set_aside(port)
-            return True
-        if exc.status != 409 or _NAME_TAKEN not in exc.message:
-            return False
-        name = container_name(self._settings, port)
-        leftover = await self._docker.find(name)
-        if leftover is not None and self._is_ours(leftover):
-            self._ports.release(port)
-            return await self._remove_leftover(leftover)
-        log.warning("engine_name_taken", engine=name, port=port)
-        self._ports.set_aside(port)  # the name goes with the port: try another one for a while
-        return True
+            reservation.give_back(aside=True)
+            return _ANOTHER_PORT
+        return await self._name_taken(reservation)
+
+    async def _name_taken(self, reservation: Reservation) -> _Outcome:
+        """Docker refused the name: a leftover of ours is removed, another's sets the port aside.
+        Either way the create made nothing, so the reservation ends before the next call."""
+        name = reservation.name
+        try:
+            leftover = await self._docker.find(name)
+        except FleetError as exc:
+            reservation.give_back()
+            return self._call_failed(exc, name)
+        if leftover is None or not self._is_ours(leftover):
+            log.warning("engine_name_taken", engine=name, port=reservation.port)
+            reservation.give_back(aside=True)  # the name goes with the port: try another one
+            return _ANOTHER_PORT
+        reservation.give_back()
+        try:
+            await self._docker.remove(leftover.id)
+        except FleetError as exc:
+            return self._call_failed(exc, name)
+        log.info("engine_leftover_removed", engine=leftover.name, state=leftover.state)
+        return _ANOTHER_PORT
+
+    def _call_failed(self, exc: FleetError, name: str) -> FleetError | None:
+        """A Docker call beside the create failed: unreachable is the pass's, the rest logged."""
+        if classify(exc) is Verdict.DOCKER:
+            return exc
+        log.warning("engine_name_check_failed", engine=name, reason=exc.message)
+        return None
 
     def _is_ours(self, record: ContainerRecord) -> bool:
         """A container of this instance that the pool does not know (a half-made leftover)."""
@@ -233,24 +309,8 @@ class Provisioner:
             labels.get(LABEL_MANAGED) == "true"
             and labels.get(LABEL_INSTANCE) == self._settings.gateway_instance_name
             and self._pool.get(record.id) is None
+            and record.id not in self.admission.held
         )
-
-    async def _remove_leftover(self, record: ContainerRecord) -> bool:
-        try:
-            await self._docker.remove(record.id)
-        except FleetError as exc:
-            if exc.status == UNREACHABLE:
-                raise
-            log.warning("engine_remove_failed", engine=record.name, reason=exc.message)
-            return False
-        log.info("engine_leftover_removed", engine=record.name, state=record.state)
-        return True
-
-    def _no_port(self, reason: str) -> None:
-        self.breaker.give_back()
-        if not self._ports_exhausted:
-            log.warning("engine_ports_exhausted", reason=reason, aside=self._ports.aside)
-        self._ports_exhausted = True
 
     # --- the breaker ----------------------------------------------------------------------------
 
@@ -274,17 +334,11 @@ class Provisioner:
         self.publish()
 
 
-class _TryAnotherPort(Exception):
-    """The port (or its container name) is someone else's: worth another port."""
+def _docker(outcome: BaseException) -> bool:
+    return isinstance(outcome, FleetError)
 
 
 def _placement(namespace: Namespace | None) -> dict[str, object]:
     if namespace is None:
         return {}
     return {"vpn": namespace.labels[LABEL_VPN], "p2p_port": namespace.p2p_port}
-
-
-def _namespace_gone(message: str) -> bool:
-    """Whether Docker refused to join a VPN container's namespace because it is not running."""
-    text = message.lower()
-    return "non running container" in text or "no such container" in text

@@ -29,6 +29,7 @@ from ..logs import get_logger
 from ..metrics import Metrics
 from ..settings import Settings
 from ..tasks import Backoff, Supervisor
+from .admission import Admission
 from .breaker import BreakerState, CircuitBreaker
 from .docker import UNREACHABLE, DockerEngines, FleetError
 from .events import EventFollower, event_filter
@@ -107,7 +108,6 @@ class Reconciler:
         self.health = HealthProber.configured(settings, pool=pool, client=client)
         self._tasks = Supervisor("fleet reconciler")
         self._pass = asyncio.Lock()
-        self._ports_by_container: dict[str, int] = {}
         self._probes: dict[str, asyncio.Task[None]] = {}
         self._unhealthy_since: dict[str, float] = {}
         self._removal_failures: dict[str, str] = {}
@@ -140,6 +140,11 @@ class Reconciler:
         return Vpns(settings=settings, docker=docker, gluetun=gluetun, pool=pool)
 
     @property
+    def admission(self) -> Admission:
+        """The one admission point of engine starts, and the ledger of slots and ports."""
+        return self.provisioner.admission
+
+    @property
     def breaker(self) -> CircuitBreaker:
         """The provisioning breaker (its state is part of the fleet's status)."""
         return self.provisioner.breaker
@@ -155,6 +160,7 @@ class Reconciler:
         backoff = Backoff()
         try:
             while True:
+                seen = self._pool.version  # a change during the pass wakes the next one at once
                 try:
                     await self.reconcile()
                 except FleetError as exc:
@@ -173,7 +179,7 @@ class Reconciler:
                     backoff.reset()
                     self.last_error = None
                     delay = self._next_pass_in()
-                await self._sleep(delay, wake_on_change=not backoff.failures)
+                await self._sleep(delay, wake_on_change=not backoff.failures, since=seen)
         finally:
             await self.close()
 
@@ -203,8 +209,9 @@ class Reconciler:
             if self.vpns is not None:
                 await self.vpns.refresh()
                 self._publish_vpn_block()
+            listing = self.admission.listing()
             records = self._with_deaths(await self._docker.list(instance_filter(self._settings)))
-            await self._sync(records)
+            await self._sync(self.admission.heal(listing, records))
             if not self.adopted.is_set():
                 log.info("fleet_adopted", engines=len(self._pool.snapshot()))
                 self.adopted.set()
@@ -237,6 +244,7 @@ class Reconciler:
         """An engine's container is gone: out of the pool, and its port is free again."""
         self._died.discard(container_id)
         self.container_gone(container_id)
+        self.admission.destroyed(container_id)  # a listing under way must not bring it back
 
     def container_unhealthy(self, container_id: str) -> None:
         """Docker's health check of an engine failed: no new claims, its claims are lost."""
@@ -253,7 +261,9 @@ class Reconciler:
         if reachable:
             self._pool.unblock(BlockedReason.DOCKER_UNAVAILABLE)
         else:
-            message = "the Docker API cannot be reached: no new engine can be started"
+            message = (
+                "the Docker API cannot be reached or is too slow: no new engine can be started"
+            )
             self._pool.block(BlockedReason.DOCKER_UNAVAILABLE, message, retry_in_s or None)
         if reachable != self.docker_up:
             self.docker_up = reachable
@@ -307,16 +317,18 @@ class Reconciler:
     async def start_engine(self) -> Engine:
         """Start one engine now (the plan may reap it later as a surplus spare, after the grace
         period). Raises :class:`ActionRefused` when none can be started."""
-        if len(self._pool.engines()) >= self._settings.max_active_replicas:
-            raise ActionRefused("the fleet is at MAX_ACTIVE_REPLICAS")
+        if self.admission.room() < 1:  # a quick answer; the admission point decides below
+            limit = self._settings.max_active_replicas
+            raise ActionRefused(f"the fleet is at MAX_ACTIVE_REPLICAS ({limit})")
         async with self._pass:
-            before = {e.id for e in self._pool.engines()}
-            await self.provisioner.provision(1)
-            new = [e for e in self._pool.engines() if e.id not in before]
-        if not new:
-            block = self._pool.blocked()
-            raise ActionRefused(block.message if block else "no engine could be started")
-        return new[0]
+            result = await self.provisioner.provision(1)
+        new = [e for e in map(self._pool.get, (r.id for r in result.started)) if e is not None]
+        if new:
+            return new[0]
+        if result.refused is not None:
+            raise ActionRefused(result.refused.message)
+        block = self._pool.blocked()
+        raise ActionRefused(block.message if block else "no engine could be started")
 
     def drain(self, engine_id: str) -> Engine:
         """No new channel goes to the engine; the plan removes it once it carries none."""
@@ -393,18 +405,17 @@ class Reconciler:
         """Ports of engines that left the pool earlier (their container died) and whose
         container is no longer listed: the container is gone, so the port is free."""
         listed = {r.id for r in records}
-        for container_id in list(self._ports_by_container):
+        for container_id in self.admission.held:
             if container_id not in listed and self._pool.get(container_id) is None:
                 self._died.discard(container_id)
                 self._free_port(container_id)
 
     async def _adopt(self, record: ContainerRecord) -> None:
         port = record.port
-        if port is None or not self.ports.claim(port, record.id):
+        if port is None or not self.admission.hold(record.id, port):
             log.warning("engine_unadoptable", engine=record.name, port=port)
             await self._remove_container(record.id, record.name, "unadoptable")
             return
-        self._ports_by_container[record.id] = port
         engine = self._engine(record, port, created_at=record.created)
         if not self.ports.in_range(port):
             # Kept out of selection and removed once it carries nothing: its port belongs to an
@@ -434,13 +445,11 @@ class Reconciler:
 
     def _hold_port(self, record: ContainerRecord) -> None:
         port = record.port
-        if port is not None and self.ports.claim(port, record.id):
-            self._ports_by_container[record.id] = port
+        if port is not None:
+            self.admission.hold(record.id, port)
 
     def _free_port(self, engine_id: str) -> None:
-        port = self._ports_by_container.pop(engine_id, None)
-        if port is not None:
-            self.ports.release(port)
+        self.admission.gone(engine_id)
 
     async def _remove_container(self, container_id: str, name: str, why: str) -> bool:
         """Remove one container; a failure is logged and left for the next pass."""
@@ -455,6 +464,7 @@ class Reconciler:
             return False
         self._removal_failures.pop(name, None)
         self._died.discard(container_id)
+        self.provisioner.attempt_withdrawn(container_id)  # removed by us: no failed start
         engine = self._pool.get(container_id)
         if engine is not None:
             self._forget(engine, why)
@@ -509,8 +519,8 @@ class Reconciler:
             self._unhealthy_since.setdefault(engine_id, now)
 
     def _register(self, record: ContainerRecord, port: int) -> None:
-        """A container the provisioner started: in the pool as STARTING, probed until ready."""
-        self._ports_by_container[record.id] = port
+        """A container the provisioner started (its port held through the admission point): in
+        the pool as STARTING, probed until ready."""
         engine = self._engine(record, port, created_at=time.time())
         self._pool.add(engine)
         self._probe(engine)
@@ -569,14 +579,15 @@ class Reconciler:
         eta = self.breaker.eta_s()
         return delay if eta is None or eta <= 0 else min(delay, eta)
 
-    async def _sleep(self, delay_s: float, *, wake_on_change: bool) -> None:
+    async def _sleep(self, delay_s: float, *, wake_on_change: bool, since: int = -1) -> None:
         """Sleep ``delay_s``, or when healthy until the pool changes (a claim took a spare) or a
-        VPN container does (:meth:`wake`)."""
+        VPN container does (:meth:`wake`); a change after the pool's version ``since`` (taken
+        before the pass) counts too, so a claim made during the pass is not missed."""
         if not wake_on_change:
             await asyncio.sleep(delay_s)
             return
         waits = [
-            asyncio.ensure_future(self._pool.wait_changed()),
+            asyncio.ensure_future(self._pool.wait_changed(since)),
             asyncio.ensure_future(self._woken.wait()),
         ]
         try:

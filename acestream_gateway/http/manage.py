@@ -2,7 +2,8 @@
 
 Each needs the API key (when one is set), is logged with who asked (the peer's address) and what,
 and answers JSON: 404 for an unknown engine or stream, 409 when the action cannot apply (a fixed
-ENGINE_URLS fleet, an engine in the wrong state), 503 when Docker cannot be reached.
+ENGINE_URLS fleet, an engine in the wrong state, a fleet at MAX_ACTIVE_REPLICAS), 502 when Docker
+refuses the call, 503 when Docker cannot be reached or answers too slowly.
 """
 
 from __future__ import annotations
@@ -43,18 +44,7 @@ def _done(
 
 
 def _refused(request: web.Request, action: str, target: str, exc: Exception) -> web.Response:
-    if isinstance(exc, ActionRefused):
-        status, kind, detail = (
-            (404, "not_found", exc.message)
-            if exc.unknown
-            else (
-                409,
-                "conflict",
-                exc.message,
-            )
-        )
-    else:
-        status, kind, detail = 503, "docker_unavailable", "the Docker API cannot be reached"
+    status, kind, detail = _refusal(exc)
     log.warning(
         "management_action_refused",
         action=action,
@@ -64,6 +54,16 @@ def _refused(request: web.Request, action: str, target: str, exc: Exception) -> 
         reason=detail,
     )
     return json_error(status, kind, detail)
+
+
+def _refusal(exc: Exception) -> tuple[int, str, str]:
+    """The status, kind and detail of a refused action (the operator's mistake, the fleet's
+    state, or Docker's failure: each a JSON answer, never a bare 500)."""
+    if isinstance(exc, ActionRefused):
+        return (404, "not_found", exc.message) if exc.unknown else (409, "conflict", exc.message)
+    if isinstance(exc, FleetError) and not exc.unreachable:
+        return 502, "docker_error", f"Docker refused: {exc.message}"
+    return 503, "docker_unavailable", "the Docker API cannot be reached or answers too slowly"
 
 
 @routes.post("/engines")

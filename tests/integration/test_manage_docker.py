@@ -3,7 +3,9 @@ engine now, drain one (no new stream, removed once empty), remove one, reconcile
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +19,10 @@ from tests.support import (
     Player,
     containers_of,
     emulator_fleet_settings,
+    emulator_image,
     free_port,
+    free_port_range,
+    running_gateway,
     wait_until,
 )
 
@@ -115,3 +120,38 @@ async def test_an_operator_starts_drains_and_removes_engines(instance: str) -> N
         for player in players:
             await player.close()
         await server.close()
+
+
+async def test_concurrent_starts_by_operators_never_pass_max_active_replicas(
+    instance: str, tmp_path: Path
+) -> None:
+    lo, hi = free_port_range(12)
+    env = {
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(free_port()),
+        "GATEWAY_INSTANCE_NAME": instance,
+        "ENGINE_IMAGE": emulator_image(),
+        "ENGINE_PRESET": "custom",
+        "ENGINE_ARGS": "--client-console --http-port {port} --bind-all",
+        "MIN_REPLICAS": "1",
+        "MAX_ACTIVE_REPLICAS": "2",
+        "PORT_RANGE_HOST": f"{lo}-{hi}",
+        "HEALTH_CHECK_INTERVAL_S": "1",
+        "ENGINE_GRACE_PERIOD_S": "600",
+    }
+    async with running_gateway(env, tmp_path / "gateway.log") as gateway:
+
+        async def start() -> tuple[int, str, Any]:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(gateway.url + "/engines") as resp:
+                    return resp.status, resp.content_type, await resp.json()
+
+        answers = await asyncio.gather(*(start() for _ in range(10)))
+        assert all(kind == "application/json" for _, kind, _ in answers), answers
+        statuses = sorted(status for status, _, _ in answers)
+        assert statuses == [201] + [409] * 9, answers
+        refusals = [body for status, _, body in answers if status == 409]
+        assert all("MAX_ACTIVE_REPLICAS" in body["detail"] for body in refusals), refusals
+        for _ in range(3):  # and no pass after them makes more
+            assert len(containers_of(instance)) == 2
+            await asyncio.sleep(1)

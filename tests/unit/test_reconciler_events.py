@@ -45,8 +45,7 @@ def add_engine(reconciler: Reconciler, n: int) -> Engine:
     engine = Engine(
         id=f"c{n}", name=f"engine-{n}", address=EngineAddress("127.0.0.1", port), created_at=n
     )
-    assert reconciler.ports.claim(port, engine.id)
-    reconciler._ports_by_container[engine.id] = port
+    assert reconciler.admission.hold(engine.id, port)
     reconciler._pool.add(engine)
     reconciler._pool.set_state(engine.id, EngineState.READY)
     return engine
