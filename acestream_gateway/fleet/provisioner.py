@@ -27,9 +27,10 @@ from ..metrics import Metrics
 from ..settings import Settings
 from .admission import Admission, NotAdmitted, Refusal, Reservation, Verdict, classify
 from .breaker import BreakerState, CircuitBreaker
-from .docker import TIMED_OUT, DockerEngines, FleetError
-from .ports import PortAllocator, is_bind_failure
-from .specs import LABEL_INSTANCE, LABEL_MANAGED, LABEL_VPN, ContainerRecord, Namespace, create_body
+from .creates import AnotherPort, EngineCreator, docker_block_message
+from .docker import DockerEngines, FleetError
+from .ports import PortAllocator
+from .specs import LABEL_P2P_PORT, LABEL_VPN, ContainerRecord
 from .vpns import Vpns
 
 log = get_logger(__name__)
@@ -46,21 +47,6 @@ class Provisioned:
 
     started: list[ContainerRecord] = field(default_factory=list)
     refused: NotAdmitted | None = None
-
-
-class _AnotherPort:
-    """The port (or its container name) is someone else's: worth another port."""
-
-
-_ANOTHER_PORT = _AnotherPort()
-_Outcome = ContainerRecord | FleetError | _AnotherPort | None
-
-
-def docker_block_message(exc: FleetError) -> str:
-    """What players and the status are told while Docker is slow or away (no address in it)."""
-    if exc.status == TIMED_OUT:
-        return "Docker is too slow to answer in time: no new engine can be started now"
-    return "the Docker API cannot be reached: no new engine can be started"
 
 
 class Provisioner:
@@ -99,6 +85,9 @@ class Provisioner:
             on_failure=self._failed,
             vpns=vpns,
             metrics=self._metrics,
+        )
+        self._creator = EngineCreator(
+            settings=settings, docker=docker, pool=pool, ports=ports, admission=self.admission
         )
         self._attempts: dict[str, int] = {}  # engines still to become ready -> trial held, or 0
         self._last_failure = ""
@@ -233,84 +222,17 @@ class Provisioner:
                     self._note_refusal(exc)
                     return None
             with reservation:
-                outcome = await self._create(reservation)
-            if not isinstance(outcome, _AnotherPort):
+                outcome = await self._creator.create(reservation)
+                if isinstance(outcome, ContainerRecord):
+                    self._started(reservation, outcome)
+            if not isinstance(outcome, AnotherPort):
                 return outcome
         return None  # every port tried was someone else's: says nothing of engines
 
-    async def _create(self, reservation: Reservation) -> _Outcome:
-        """Create and start the engine on its reservation; every path ends the reservation."""
-        port, namespace = reservation.port, reservation.namespace
-        reservation.sent()
-        try:
-            record = await self._docker.run(
-                reservation.name, create_body(self._settings, port, namespace)
-            )
-        except FleetError as exc:
-            return await self._create_failed(reservation, exc)
+    def _started(self, reservation: Reservation, record: ContainerRecord) -> None:
         self._attempts[record.id] = reservation.held(record.id)
-        log.info("engine_started", engine=record.name, port=port, **_placement(namespace))
-        self._on_started(record, port)
-        return record
-
-    async def _create_failed(self, reservation: Reservation, exc: FleetError) -> _Outcome:
-        port = reservation.port
-        verdict = classify(exc)
-        if verdict is Verdict.DOCKER:
-            reservation.in_doubt()  # Docker may have made it: the next listing tells
-            self._pool.block(BlockedReason.DOCKER_UNAVAILABLE, docker_block_message(exc))
-            return exc
-        if verdict is Verdict.NEUTRAL:
-            log.warning("engine_vpn_namespace_gone", port=port, reason=exc.message)
-            reservation.give_back()
-            return None
-        if verdict is Verdict.ENGINE:
-            log.warning("engine_create_failed", port=port, reason=exc.message)
-            reservation.failed(f"create on port {port}: {exc.message}")
-            return None
-        if is_bind_failure(exc.message):
-            log.warning("engine_port_unusable", port=port, retry_after_s=self._ports.recheck_s)
-            reservation.give_back(aside=True)
-            return _ANOTHER_PORT
-        return await self._name_taken(reservation)
-
-    async def _name_taken(self, reservation: Reservation) -> _Outcome:
-        """Docker refused the name: a leftover of ours is removed, another's sets the port aside.
-        Either way the create made nothing, so the reservation ends before the next call."""
-        name = reservation.name
-        try:
-            leftover = await self._docker.find(name)
-        except FleetError as exc:
-            reservation.give_back()
-            return self._call_failed(exc, name)
-        if leftover is None or not self._is_ours(leftover):
-            log.warning("engine_name_taken", engine=name, port=reservation.port)
-            reservation.give_back(aside=True)  # the name goes with the port: try another one
-            return _ANOTHER_PORT
-        reservation.give_back()
-        try:
-            await self._docker.remove(leftover.id)
-        except FleetError as exc:
-            return self._call_failed(exc, name)
-        log.info("engine_leftover_removed", engine=leftover.name, state=leftover.state)
-        return _ANOTHER_PORT
-
-    def _call_failed(self, exc: FleetError, name: str) -> FleetError | None:
-        """A Docker call beside the create failed: unreachable is the pass's, the rest logged."""
-        if classify(exc) is Verdict.DOCKER:
-            return exc
-        log.warning("engine_name_check_failed", engine=name, reason=exc.message)
-        return None
-
-    def _is_ours(self, record: ContainerRecord) -> bool:
-        """A container of this instance that the pool does not know (a half-made leftover)."""
-        labels = record.labels
-        return (
-            labels.get(LABEL_MANAGED) == "true"
-            and labels.get(LABEL_INSTANCE) == self._settings.gateway_instance_name
-            and self._pool.get(record.id) is None
-            and record.id not in self.admission.held
-        )
+        log.info("engine_started", engine=record.name, port=reservation.port, **_placement(record))
+        self._on_started(record, reservation.port)
 
     # --- the breaker ----------------------------------------------------------------------------
 
@@ -338,7 +260,7 @@ def _docker(outcome: BaseException) -> bool:
     return isinstance(outcome, FleetError)
 
 
-def _placement(namespace: Namespace | None) -> dict[str, object]:
-    if namespace is None:
+def _placement(record: ContainerRecord) -> dict[str, object]:
+    if LABEL_VPN not in record.labels:
         return {}
-    return {"vpn": namespace.labels[LABEL_VPN], "p2p_port": namespace.p2p_port}
+    return {"vpn": record.labels[LABEL_VPN], "p2p_port": record.labels.get(LABEL_P2P_PORT)}

@@ -185,7 +185,9 @@ class Fleet(RuleBasedStateMachine):
         return record
 
 
-Fleet.TestCase.settings = hypothesis_settings(max_examples=300, stateful_step_count=40)
+Fleet.TestCase.settings = hypothesis_settings(
+    max_examples=300, stateful_step_count=40, deadline=None
+)
 test_the_admission_point_keeps_its_ledger_under_any_sequence = Fleet.TestCase
 
 
