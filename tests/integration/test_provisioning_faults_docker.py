@@ -220,9 +220,16 @@ async def test_a_slow_docker_blocks_provisioning_as_docker_unavailable_and_never
     async with gateway(env, tmp_path / "gateway.log") as process:
         await wait_for_ready_engines(process, 2, timeout_s=60)
         engines = running(instance)
+        # Docker lists at once but is slow to do anything: image inspects (or pulls), creates and
+        # removals answer after DOCKER_TIMEOUT_S.
         slow = [
-            proxy.inject(delay_request(method, "/.*", DOCKER_TIMEOUT_S + 2))
-            for method in ("GET", "POST", "DELETE")
+            proxy.inject(delay_request(method, path, DOCKER_TIMEOUT_S + 2))
+            for method, path in (
+                ("GET", "/images/.*"),
+                ("POST", "/images/.*"),
+                ("POST", "/containers/create"),
+                ("DELETE", "/containers/.*"),
+            )
         ]
         # Demand: an engine is drained, so the plan wants a new spare and removes the old one.
         async with (
