@@ -103,6 +103,7 @@ class Reservation:
         self, admission: Admission, port: int, namespace: Namespace | None, trial: int
     ) -> None:
         self._admission = admission
+        self.ports = admission.ports  # the allocator (of one Docker endpoint) it took the port from
         self.port = port
         self.namespace = namespace
         self.trial = trial  # the number of the half-open breaker's trial it holds, or 0
@@ -240,7 +241,7 @@ class Admission:
 
     def _hold_reserved(self, reservation: Reservation, container_id: str) -> None:
         if self._end(reservation):
-            self.ports.rename(reservation.port, container_id)
+            reservation.ports.rename(reservation.port, container_id)
             self._held[container_id] = reservation.port
             self._held_at[container_id] = self._generation
 
@@ -248,9 +249,9 @@ class Admission:
         if not self._end(reservation):
             return False
         if aside:
-            self.ports.set_aside(reservation.port)
+            reservation.ports.set_aside(reservation.port)
         else:
-            self.ports.release(reservation.port)
+            reservation.ports.release(reservation.port)
         if trial:
             self._return_trial(reservation.trial)
         return True

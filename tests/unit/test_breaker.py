@@ -68,6 +68,25 @@ def test_a_half_open_attempt_that_did_not_happen_is_given_back() -> None:
     assert state(b) is BreakerState.HALF_OPEN
 
 
+def test_a_trial_of_an_earlier_opening_gives_back_nothing_of_the_current_one() -> None:
+    clock = Clock()
+    b = breaker(clock, threshold=1)
+    b.record_failure()
+    clock.now += 30
+    assert b.permits(1) == 1
+    first = b.trials
+    b.record_failure()  # another attempt failed: open again, the first trial still under way
+    clock.now += 60
+    assert b.permits(1) == 1
+    assert b.trials != first
+    b.give_back(first)  # the first trial ends, having said nothing
+    assert b.trial_running, "the current trial is still under way"
+    assert b.permits(1) == 0
+    b.give_back(b.trials)
+    assert not b.trial_running
+    assert b.permits(1) == 1
+
+
 def test_each_failed_trial_doubles_the_open_time_up_to_the_cap() -> None:
     clock = Clock()
     b = breaker(clock, threshold=1)
