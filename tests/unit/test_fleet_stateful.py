@@ -63,9 +63,12 @@ class EngineApis:
     def __init__(self, docker: FakeDocker) -> None:
         self._docker = docker
         self.http = None
+        self.booting: asyncio.Event | None = None  # set: engines answer; None: at once
 
     async def version(self, address: EngineAddress) -> str:
         await asyncio.sleep(0)
+        if self.booting is not None:
+            await self.booting.wait()
         port = str(address.port)
         for container in self._docker.containers.values():
             if container.labels.get(LABEL_PORT) == port and container.state == "running":
@@ -104,11 +107,12 @@ class FleetMachine(RuleBasedStateMachine):
         self.pool = EnginePool(
             max_streams_per_engine=1, max_engines=MAX, provision_wait_s=1e6, failure_threshold=3
         )
+        self.apis = EngineApis(self.docker)
         self.reconciler = Reconciler(
             settings=self.settings,
             docker=self.docker,
             pool=self.pool,
-            client=cast(EngineClient, EngineApis(self.docker)),
+            client=cast(EngineClient, self.apis),
         )
         self._set_clocks()
         self.tasks: list[asyncio.Task[Any]] = []  # fleet work: passes, operators' actions
@@ -116,6 +120,9 @@ class FleetMachine(RuleBasedStateMachine):
         self.claims: list[Claim] = []
         self.gates: list[asyncio.Event] = []
         self.crashes: list[str] = []
+        self.engine_faults = 0  # faults injected that say something about engines
+        self.events = self.loop.create_task(self._follow_events(), name="docker events")
+        self.loop.run_until_complete(asyncio.sleep(0))  # subscribed before the first step
 
         self.last_pass_began = -1.0  # fake-clock time the latest pass that ended began
 
@@ -125,6 +132,12 @@ class FleetMachine(RuleBasedStateMachine):
         self.reconciler.admission.clock = self.clock
 
     # --- the loop ------------------------------------------------------------------------------
+
+    async def _follow_events(self) -> None:
+        """Docker's events reach the reconciler as its event follower hands them on."""
+        async with self.docker.watch({}) as events:
+            async for event in events:
+                self.reconciler.events.apply(event)
 
     def _turns(self, count: int) -> None:
         async def turns() -> None:
@@ -242,6 +255,22 @@ class FleetMachine(RuleBasedStateMachine):
         for _ in range(fails):
             self.pool.note_failure(ids[pick % len(ids)], "status probe timed out")
 
+    @precondition(lambda self: self.apis.booting is None)
+    @rule()
+    def engines_boot_slowly(self) -> None:
+        """New engines stay STARTING (their API does not answer yet) until they boot."""
+        self.apis.booting = asyncio.Event()
+
+    @precondition(lambda self: self.apis.booting is not None)
+    @rule()
+    def engines_boot(self) -> None:
+        self._engines_boot()
+
+    def _engines_boot(self) -> None:
+        if self.apis.booting is not None:
+            self.apis.booting.set()
+            self.apis.booting = None
+
     # --- Docker ---------------------------------------------------------------------------------
 
     @rule(
@@ -249,6 +278,8 @@ class FleetMachine(RuleBasedStateMachine):
         fault=st.sampled_from(["409", "500", "timeout_before", "timeout_after", "hold", "late"]),
     )
     def docker_fails_a_call(self, method: str, fault: str) -> None:
+        if fault in ("409", "500") and method in ("run", "ensure_image"):
+            self.engine_faults += 1  # Docker refuses the engine or its image
         if fault in ("409", "500"):
             message = "Conflict" if fault == "409" else "internal server error"
             self.docker.fail(method, int(fault), message)
@@ -267,14 +298,14 @@ class FleetMachine(RuleBasedStateMachine):
     def container_goes(self, pick: int, how: str) -> None:
         ids = self._container_ids()
         container_id = ids[pick % len(ids)]
+        self.engine_faults += 1  # an engine that was starting may have died
         if how == "lost":  # gone without an event (missed while the stream was down)
             self.docker.lose(container_id)
         elif how == "died":
-            self.docker.containers[container_id].state = "exited"
-            self.reconciler.container_stopped(container_id, "die")
-        else:
+            self.docker.kill(container_id)
+        else:  # someone else removed it: die, then destroy
+            self.docker.kill(container_id)
             self.docker.destroy(container_id)
-            self.reconciler.container_destroyed(container_id)
 
     # --- a quiet pass ---------------------------------------------------------------------------
 
@@ -305,6 +336,7 @@ class FleetMachine(RuleBasedStateMachine):
         self.loop.run_until_complete(bounded())
 
     def _heal_docker(self) -> None:
+        self._engines_boot()
         self.docker._faults.clear()
         self._answer_held_calls()
 
@@ -337,6 +369,14 @@ class FleetMachine(RuleBasedStateMachine):
     @invariant()
     def no_crash(self) -> None:
         assert not self.crashes, self.crashes
+
+    @invariant()
+    def only_engine_failures_count_against_the_breaker(self) -> None:
+        registry = self.reconciler.metrics.registry
+        failures = registry.get_sample_value("acestream_gateway_provisioning_failures_total") or 0
+        assert failures <= self.engine_faults, (
+            f"{failures:g} provisioning failures counted, {self.engine_faults} engine faults made"
+        )
 
     @invariant()
     def containers_stay_within_max(self) -> None:
@@ -385,7 +425,7 @@ class FleetMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         async def end() -> None:
-            pending = [*self.tasks, *self.players]
+            pending = [*self.tasks, *self.players, self.events]
             for task in pending:
                 task.cancel()
             self._heal_docker()
@@ -418,6 +458,7 @@ def replay(*steps: tuple[str, dict[str, Any]]) -> None:
             getattr(machine, name)(**arguments)
             for check in (
                 machine.no_crash,
+                machine.only_engine_failures_count_against_the_breaker,
                 machine.containers_stay_within_max,
                 machine.every_container_holds_its_port,
                 machine.ports_held_are_the_ledgers_containers_and_reservations,
@@ -459,4 +500,17 @@ def test_a_create_cancelled_after_docker_made_the_container_keeps_its_port() -> 
         ("cancel_a_task", {"pick": 0}),
         ("cancel_a_task", {"pick": 0}),
         ("quiet_pass", {}),
+    )
+
+
+def test_an_operator_removing_a_starting_engine_counts_no_provisioning_failure() -> None:
+    replay(
+        ("engines_boot_slowly", {}),
+        ("operator_starts_an_engine", {}),
+        ("run", {"turns": 2}),
+        ("operator_starts_an_engine", {}),
+        ("reconcile_pass", {}),
+        ("operator_removes_an_engine", {"pick": 0}),
+        ("operator_starts_an_engine", {}),
+        ("cancel_a_task", {"pick": 0}),
     )
