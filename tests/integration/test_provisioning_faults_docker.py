@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.equipment.docker_faults import answer, delay_answer, delay_request
+from tests.equipment.docker_faults import Fault, answer, delay_answer, delay_request, drop
 from tests.equipment.docker_proxy import DockerProxy, docker_proxy
 from tests.support import (
     GatewayProcess,
@@ -134,16 +134,26 @@ def name_problems(process: GatewayProcess) -> list[dict[str, Any]]:
     ]
 
 
-# --- a create answered after the client gave up ---------------------------------------------------
+# --- a create with no answer ----------------------------------------------------------------------
 
 
-async def test_a_create_answered_after_the_timeout_leaves_no_port_leak_and_no_name_conflict(
-    instance: str, proxy: DockerProxy, tmp_path: Path
+@pytest.mark.parametrize(
+    "make_fault",
+    [
+        pytest.param(lambda: delay_answer("POST", "/containers/create", DOCKER_TIMEOUT_S + 3, 1),
+                     id="answered after the timeout, Docker made it"),
+        pytest.param(lambda: drop("POST", "/containers/create", times=1),
+                     id="lost on its way, Docker made nothing"),
+    ],
+)  # fmt: skip
+async def test_a_create_without_an_answer_leaves_no_port_leak_and_no_name_conflict(
+    instance: str, proxy: DockerProxy, tmp_path: Path, make_fault: Callable[[], Fault]
 ) -> None:
-    """Docker made the container, its answer came after DOCKER_TIMEOUT_S: the next listing adopts
-    the container or removes it, the fleet fills every port of a range exactly MAX_ACTIVE_REPLICAS
-    long (a port leaked either way would leave it short or cause a name conflict)."""
-    late = proxy.inject(delay_answer("POST", "/containers/create", DOCKER_TIMEOUT_S + 3, times=1))
+    """The create got no answer within DOCKER_TIMEOUT_S, whether Docker made the container or
+    not: the next listings adopt the container, remove it or free its port, and the fleet fills
+    every port of a range exactly MAX_ACTIVE_REPLICAS long (a port leaked either way would leave
+    it short, or cause a name conflict)."""
+    late = proxy.inject(make_fault())  # a fault of its own: it counts this test's matches
     lo, hi = free_port_range(2)
     env = gateway_env(instance, proxy, (lo, hi), MIN_REPLICAS="2", MAX_ACTIVE_REPLICAS="2")
     async with gateway(env, tmp_path / "gateway.log") as process:
@@ -153,7 +163,7 @@ async def test_a_create_answered_after_the_timeout_leaves_no_port_leak_and_no_na
         assert ports_of(instance) == [lo, hi], "each port held by exactly one container"
         status = await fleet_status(process)
         assert status["provisioning"]["circuit_breaker_state"] == "closed"
-        assert await provisioning_failures(process) == 0, "a late answer is no engine failure"
+        assert await provisioning_failures(process) == 0, "no answer is no engine failure"
         assert name_problems(process) == [], "the next create never ran into the made container"
         assert process.errors() == []
 
