@@ -33,7 +33,16 @@ class Daemon:
         self.at.append(time.monotonic())
         if request.path.endswith("/events"):
             return await self._events(request)
+        if request.path.endswith("/attach/ws"):
+            return await self._attach(request)
         return web.json_response({"Id": "c1", "echo": body.decode()}, status=201)
+
+    async def _attach(self, request: web.Request) -> web.StreamResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        async for message in socket:
+            await socket.send_str(message.data.upper())
+        return socket
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
@@ -161,3 +170,17 @@ async def test_a_long_lived_answer_streams_through_while_other_faults_apply(
         assert await events.content.readline() == b'{"Action": "start"}\n'
     async with http.get("http://docker/version") as version:
         assert (version.status, await version.json()) == (500, {"message": "broken"})
+
+
+async def test_an_upgraded_connection_is_forwarded_raw_both_ways(
+    proxy: DockerProxy, daemon: Daemon, http: aiohttp.ClientSession
+) -> None:
+    """After a request that upgrades the connection (attach), bytes are no longer HTTP."""
+    proxy.inject(answer("GET", "/version", 500, "never reached"))  # parsing is off on this one
+    async with (
+        asyncio.timeout(5),
+        http.ws_connect("http://docker/v1.43/containers/c1/attach/ws") as attached,
+    ):
+        for word in ("version", "GET /version HTTP/1.1"):
+            await attached.send_str(word)
+            assert (await attached.receive()).data == word.upper()
