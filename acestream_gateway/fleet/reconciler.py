@@ -469,6 +469,9 @@ class Reconciler:
 
     async def _remove_container(self, container_id: str, name: str, why: str) -> bool:
         """Remove one container; a failure is logged and left for the next pass."""
+        # Removed by us, so no failed start: decided before the call, because Docker reports the
+        # container's death (``die``) before it answers the removal.
+        self.provisioner.attempt_withdrawn(container_id)
         try:
             await self._docker.remove(container_id)
         except FleetError as exc:
@@ -480,7 +483,6 @@ class Reconciler:
             return False
         self._removal_failures.pop(name, None)
         self._died.discard(container_id)
-        self.provisioner.attempt_withdrawn(container_id)  # removed by us: no failed start
         engine = self._pool.get(container_id)
         if engine is not None:
             self._forget(engine, why)
