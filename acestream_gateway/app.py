@@ -6,6 +6,7 @@ reverse, so channels stop their engine sessions before the HTTP client they use 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -13,13 +14,17 @@ import aiohttp
 from aiohttp import web
 
 from .engines.client import EngineClient
+from .engines.journal import SessionJournal, journal_path
 from .engines.pool import EnginePool
+from .engines.recovery import LeftSessions, end_left_sessions, load_left_sessions
 from .fleet.docker import docker_client
 from .fleet.reconciler import Reconciler
 from .fleet.static import StaticFleet
-from .http import dashboard, hls, listings, manage, ops, players, playlists
+from .http import channels, dashboard, hdhr, hls, listings, manage, ops, players, playlists
+from .http.channels import CHANNELS
 from .http.errors import error_middleware, request_context
 from .http.forwarded import forwarded_remote
+from .http.hdhr import HDHR_IDENTITY
 from .http.keys import (
     ENGINE_CLIENT,
     METRICS,
@@ -35,7 +40,11 @@ from .http.keys import (
 from .http.ops import fleet_facts
 from .logs import get_logger
 from .metrics import Metrics
+from .ops import hdhr as hdhr_answers
 from .ops.auth import RefusalLimiter
+from .ops.hdhr_discovery import PORT as DISCOVERY_PORT
+from .ops.hdhr_discovery import Announcement, DiscoveryProtocol
+from .ops.lineup.service import ChannelService
 from .ops.players import StartLimiter
 from .ops.scrape import GatewayCollector
 from .ops.stats import StatPoller
@@ -47,6 +56,9 @@ from .streaming.upstream import Timeouts
 from .tasks import Supervisor
 
 log = get_logger(__name__)
+
+_JOURNAL = web.AppKey("session_journal", SessionJournal)
+_LEFT_SESSIONS = web.AppKey("left_sessions", LeftSessions)
 
 __all__ = ["ENGINE_CLIENT", "RECONCILER", "STATIC_FLEET", "create_app"]
 
@@ -73,12 +85,20 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
         provision_wait_s=settings.provision_wait_s,
         failure_threshold=settings.health_failure_threshold,
     )
+    app.cleanup_ctx.append(_session_journal)
     app.cleanup_ctx.append(_engine_client)
     if with_fleet:
         app.cleanup_ctx.append(_static_fleet if settings.static_fleet else _fleet)
     app.cleanup_ctx.append(_registry)
     app.cleanup_ctx.append(_stat_poller)
     app.cleanup_ctx.append(_scrape)
+    app[HDHR_IDENTITY] = hdhr_answers.Identity(
+        device_id=settings.hdhr_device(),
+        tuner_count=settings.hdhr_tuners(),
+        friendly_name=f"AceStream Gateway {settings.gateway_instance_name}",
+    )
+    app.cleanup_ctx.append(_channels)
+    app.cleanup_ctx.append(_discovery)
     app.on_shutdown.append(_end_players)
     app.add_routes(players.routes)
     app.add_routes(hls.routes)
@@ -87,7 +107,34 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     app.add_routes(manage.routes)
     app.add_routes(playlists.routes)
     app.add_routes(dashboard.routes)
+    app.add_routes(channels.routes)
+    app.add_routes(hdhr.routes)
     return app
+
+
+async def _session_journal(app: web.Application) -> AsyncIterator[None]:
+    """The journal of engine sessions, seeded with what the previous run left (ended by the
+    fleet's setup, before any channel can be placed); closed last, after every session stop."""
+    settings = app[SETTINGS]
+    path = journal_path(settings.state_dir, settings.gateway_instance_name)
+    left = await asyncio.to_thread(load_left_sessions, path)
+    journal = SessionJournal(path, left.entries)
+    app[_LEFT_SESSIONS], app[_JOURNAL] = left, journal
+    async with _looping(journal.run, "session journal writer"):
+        await journal.flush()  # the file exists from now on: a later start trusts it
+        yield
+    await journal.close()
+
+
+async def _end_left_sessions(app: web.Application) -> LeftSessions:
+    left = app[_LEFT_SESSIONS]
+    await end_left_sessions(
+        left,
+        app[_JOURNAL],
+        app[ENGINE_CLIENT],
+        find_timeout_s=app[SETTINGS].engine_api_timeout_s,
+    )
+    return left
 
 
 async def _engine_client(app: web.Application) -> AsyncIterator[None]:
@@ -105,11 +152,13 @@ async def _engine_client(app: web.Application) -> AsyncIterator[None]:
             api_timeout_s=settings.engine_api_timeout_s,
             stop_timeout_s=settings.engine_stop_timeout_s,
             probe_http=probe_http,
+            journal=app[_JOURNAL],
         )
         yield
 
 
 async def _fleet(app: web.Application) -> AsyncIterator[None]:
+    left_sessions = await _end_left_sessions(app)  # before any engine is adopted
     async with docker_client(timeout_s=app[SETTINGS].docker_timeout_s) as docker:
         reconciler = Reconciler(
             settings=app[SETTINGS],
@@ -117,6 +166,7 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
             pool=app[POOL],
             client=app[ENGINE_CLIENT],
             metrics=app[METRICS],
+            left_sessions=left_sessions,
         )
         app[RECONCILER] = reconciler
         await reconciler.check_vpns()  # a VPN that does not publish its engines' ports: refused
@@ -137,6 +187,7 @@ async def _looping(body: Callable[[], Awaitable[None]], name: str) -> AsyncItera
 
 
 async def _static_fleet(app: web.Application) -> AsyncIterator[None]:
+    await _end_left_sessions(app)  # engines nobody replaces: their sessions are ended, at least
     fleet = StaticFleet(settings=app[SETTINGS], pool=app[POOL], client=app[ENGINE_CLIENT])
     app[STATIC_FLEET] = fleet
     fleet.start()
@@ -170,6 +221,7 @@ async def _registry(app: web.Application) -> AsyncIterator[None]:
             attempts=settings.failover_attempts, backoff_s=settings.failover_backoff_s
         ),
         close_timeout_s=max(settings.engine_api_timeout_s, settings.engine_stop_timeout_s) + 1,
+        max_waiting=settings.max_waiting_channels,
         metrics=app[METRICS],
         hls=HlsPolicy(
             window=settings.hls_window,
@@ -207,3 +259,67 @@ async def _scrape(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         registry.unregister(collector)
+
+
+async def _channels(app: web.Application) -> AsyncIterator[None]:
+    """The channel list and its guide: loaded before the gateway listens (within
+    CHANNELS_FETCH_TIMEOUT_S each; a failure leaves the lineup empty and is retried), then
+    refreshed every CHANNELS_REFRESH_S."""
+    settings = app[SETTINGS]
+    async with aiohttp.ClientSession() as http:
+        service = ChannelService(
+            location=settings.channels_location,
+            guide_location=settings.guide_location,
+            http=http,
+            timeout_s=settings.channels_fetch_timeout_s,
+            retry_s=settings.source_retry_s,
+        )
+        app[CHANNELS] = service
+        if not service.configured:
+            yield
+            return
+        await service.refresh()
+        refresh_s = settings.channels_refresh_s
+        async with _looping(lambda: service.run(refresh_s), "channel list refresher"):
+            yield
+
+
+async def _discovery(app: web.Application) -> AsyncIterator[None]:
+    """HDHomeRun discovery on UDP 65001 of GATEWAY_HOST, when a channel list is configured and
+    HDHR_DISCOVERY is on; a port that cannot be bound is one warning, not a failed start."""
+    settings = app[SETTINGS]
+    if not (settings.hdhr_discovery and settings.channels_location):
+        yield
+        return
+    identity = app[HDHR_IDENTITY]
+
+    def announcement(host: str) -> Announcement:
+        base = settings.public_base_url or f"http://{_url_host(host)}:{settings.gateway_port}"
+        return Announcement(
+            identity.device_id, identity.tuner_count, base.rstrip("/"), identity.device_auth
+        )
+
+    loop = asyncio.get_running_loop()
+    try:
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: DiscoveryProtocol(announcement),
+            local_addr=(settings.gateway_host, DISCOVERY_PORT),
+        )
+    except OSError as exc:
+        log.warning(
+            "hdhr_discovery_unavailable",
+            host=settings.gateway_host,
+            port=DISCOVERY_PORT,
+            reason=exc.strerror or str(exc),
+        )
+        yield
+        return
+    log.info("hdhr_discovery_listening", host=settings.gateway_host, port=DISCOVERY_PORT)
+    try:
+        yield
+    finally:
+        transport.close()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -22,6 +22,7 @@ from .fleet.docker import FleetError
 from .fleet.vpn import VpnError
 from .http.connections import ConnectionGuard, GuardedRunner
 from .logs import configure_logging, get_logger
+from .ops.lineup.summary import summarize
 from .settings import Settings, describe_errors, load_settings
 
 log = get_logger(__name__)
@@ -50,7 +51,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = _settings_or_exit()
     if args.command == "check-config":
-        print(json.dumps(settings.masked(), indent=2, default=str))
+        shown = settings.masked()
+        if settings.channels_location is not None:
+            shown["CHANNELS (effective)"] = asyncio.run(
+                summarize(
+                    settings.channels_location,
+                    timeout_s=settings.channels_fetch_timeout_s,
+                    guide=settings.guide_location,
+                )
+            )
+        print(json.dumps(shown, indent=2, default=str))
         return
     serve(settings)
 

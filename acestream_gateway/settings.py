@@ -8,8 +8,10 @@ at start with a message naming the variable (see :func:`describe_errors`).
 from __future__ import annotations
 
 import json
+import os
 import re
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -22,7 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from . import presets
+from . import hdhr_id, presets
 from .engine_urls import EngineUrl, parse_engine_urls
 
 _PORT_RANGE = re.compile(r"^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$")
@@ -77,6 +79,10 @@ class Settings(BaseSettings):
     """TCP port of the gateway's HTTP server."""
     gateway_instance_name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     """Label value that keeps two gateways on one Docker host out of each other's engines."""
+    state_dir: Path = Field(default_factory=lambda: _default_state_dir())
+    """Directory of what must outlive the gateway process: the session journal (one file per
+    GATEWAY_INSTANCE_NAME), from which a start ends engine sessions a dead gateway left behind.
+    An absolute path; the image declares it as a volume."""
 
     # --- the engine fleet ----------------------------------------------------------------------
     engine_urls: Annotated[tuple[EngineUrl, ...], NoDecode] = ()
@@ -194,6 +200,34 @@ class Settings(BaseSettings):
     allow_url_input: bool = False
     """Whether players may name content by ``url`` or ``magnet`` (the engine then fetches it)."""
 
+    # --- channels, the HDHomeRun tuner and the guide --------------------------------------------
+    channels_file: str | None = None
+    """A local M3U channel list (channels with several AceStream sources each); see README,
+    "Channels and tuner". At most one of CHANNELS_FILE and CHANNELS_URL."""
+    channels_url: str | None = Field(None, pattern=r"^https?://\S+$")
+    """An http(s) M3U channel list, fetched at start and every CHANNELS_REFRESH_S."""
+    channels_refresh_s: float = Field(3600.0, gt=0)
+    """Seconds between two loads of the channel list and the guide; a failed load keeps the last
+    good copy."""
+    channels_fetch_timeout_s: float = Field(30.0, gt=0)
+    """Seconds one load of the channel list or of the guide may take before it counts as failed."""
+    source_retry_s: float = Field(300.0, ge=0)
+    """Seconds a channel's source that failed is skipped by later starts of the channel."""
+    epg_url: str | None = Field(None, pattern=r"^https?://\S+$")
+    """An http(s) XMLTV guide (plain or gzip) served limited to the lineup as ``/epg.xml``;
+    unset: the guide the channel list names (``url-tvg`` / ``x-tvg-url``), if any."""
+    epg_file: str | None = None
+    """A local XMLTV guide file (plain or gzip), instead of EPG_URL."""
+    hdhr_device_id: str | None = None
+    """The HDHomeRun tuner's device id (8 hex digits passing libhdhomerun's check digit); unset:
+    derived from GATEWAY_INSTANCE_NAME, the same on every start."""
+    hdhr_tuner_count: int | None = Field(None, ge=1)
+    """Tuners the HDHomeRun tuner announces; unset: the channels the fleet can carry at once
+    (MAX_ACTIVE_REPLICAS, or the ENGINE_URLS engines, times MAX_STREAMS_PER_ENGINE)."""
+    hdhr_discovery: bool = True
+    """Whether the gateway answers HDHomeRun discovery on UDP port 65001 of GATEWAY_HOST when a
+    channel list is configured (media servers then find the tuner by themselves)."""
+
     # --- operations ----------------------------------------------------------------------------
     api_key: SecretStr | None = None
     """Key for the management endpoints (``Authorization: Bearer`` or ``X-API-Key``); unset: they
@@ -224,6 +258,11 @@ class Settings(BaseSettings):
     max_connections_per_client: int = Field(256, ge=1)
     """Most connections one client (address; IPv6 by PLAYER_LIMIT_IPV6_PREFIX) holds at once;
     past it a connection gets ``429`` and is closed."""
+    max_waiting_channels: int = Field(32, ge=1)
+    """Most channels waiting for their start at once (an engine, then its session); a new
+    channel beyond it gets ``503`` with ``Retry-After``, joining a channel that exists never
+    does. A household starts a few at once, a site's crowd after a restart a few dozen; each
+    waiting channel holds tasks and may have an engine provisioned for it."""
     public_base_url: str | None = Field(None, pattern=r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$")
     """Base of the player URLs a rewritten playlist gets (``http://host:port[/path]``, no
     credentials: they would land in every playlist); unset: the request's own ``Host``."""
@@ -332,6 +371,13 @@ class Settings(BaseSettings):
             raise ValueError("PROTECT_READS=true needs API_KEY: without a key nothing is protected")
         return self
 
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
     @field_validator("min_replicas")
     @classmethod
     def _at_least_one_spare(cls, value: int) -> int:
@@ -345,6 +391,58 @@ class Settings(BaseSettings):
         for word in presets.split_args(value):
             presets.check_template(word)
         return value
+
+    @field_validator("hdhr_device_id", mode="before")
+    @classmethod
+    def _valid_device_id(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            return f"{hdhr_id.parse(value):08X}"
+        return value
+
+    @field_validator("channels_file", "epg_file", "channels_url", "epg_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("channels_file", "epg_file")
+    @classmethod
+    def _readable_file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"{value!r} is not a file")
+        return value
+
+    @model_validator(mode="after")
+    def _one_channel_list(self) -> Settings:
+        if self.channels_file and self.channels_url:
+            raise ValueError("set CHANNELS_FILE or CHANNELS_URL, not both")
+        if self.epg_file and self.epg_url:
+            raise ValueError("set EPG_FILE or EPG_URL, not both")
+        return self
+
+    @property
+    def channels_location(self) -> str | None:
+        """Where the channel list is read from (a path or a URL), if anywhere."""
+        return self.channels_file or self.channels_url
+
+    @property
+    def guide_location(self) -> str | None:
+        """The guide EPG_FILE or EPG_URL names, if any."""
+        return self.epg_file or self.epg_url
+
+    def hdhr_device(self) -> int:
+        """The HDHomeRun device id: HDHR_DEVICE_ID, else derived from the instance name."""
+        if self.hdhr_device_id is not None:
+            return int(self.hdhr_device_id, 16)
+        return hdhr_id.derive(self.gateway_instance_name)
+
+    def hdhr_tuners(self) -> int:
+        """The tuners announced: HDHR_TUNER_COUNT, else what the fleet carries at once."""
+        if self.hdhr_tuner_count is not None:
+            return self.hdhr_tuner_count
+        engines = len(self.engine_urls) or self.max_active_replicas
+        return engines * self.max_streams_per_engine
 
     @property
     def static_fleet(self) -> bool:
@@ -534,3 +632,16 @@ def describe_errors(error: ValidationError) -> list[str]:
         message = item["msg"].removeprefix("Value error, ")
         lines.append(f"{name}: {message} (got {item.get('input')!r})" if item["loc"] else message)
     return lines
+
+
+def _default_state_dir() -> Path:
+    """Where a plain process keeps its state: ``$XDG_STATE_HOME/acestream-gateway``, else
+    ``~/.local/state/acestream-gateway``, else (a user without a home) ``/var/tmp``'s (the image
+    sets STATE_DIR to its volume)."""
+    base = os.environ.get("XDG_STATE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".local" / "state")
+        except (RuntimeError, KeyError):  # no HOME, and a uid with no passwd entry
+            base = "/var/tmp"
+    return Path(base).absolute() / "acestream-gateway"

@@ -3,7 +3,9 @@
 It stands in for :class:`~acestream_gateway.fleet.docker.DockerEngines` (same methods, same
 :class:`FleetError` statuses) and keeps containers the way Docker does: a name is taken once, a
 create that "times out after creating" leaves its container behind, removal emits a ``destroy``
-event. Faults are queued per method and consumed one call at a time:
+event (and first, for a running container, a ``die`` that its watchers get before the removal
+answers, as a forced removal kills first). Faults are queued per method and consumed one call
+at a time:
 
 - ``fail(method, status, message)``: the call raises ``FleetError(status, message)``;
 - ``time_out(method, after=True)``: the call raises the 408 of ``DockerEngines._call``, having
@@ -91,6 +93,13 @@ class FakeDocker(DockerEngines):
         """The container disappears without a ``destroy`` event (missed while disconnected)."""
         self.containers.pop(container_id, None)
 
+    def kill(self, container_id: str) -> None:
+        """The container stops (it crashed, or was killed): it stays, and ``die`` goes out."""
+        container = self.containers.get(container_id)
+        if container is not None and container.state == "running":
+            container.state = "exited"
+            self._emit(ContainerEvent(container_id, "die"))
+
     def destroy(self, container_id: str) -> None:
         """Someone else removed the container: it is gone, and a ``destroy`` event goes out."""
         if self.containers.pop(container_id, None) is not None:
@@ -143,6 +152,10 @@ class FakeDocker(DockerEngines):
 
     async def remove(self, container_id: str) -> None:
         fault = await self._before("remove")
+        if container_id in self.containers and self.containers[container_id].state == "running":
+            # A forced removal kills first: Docker's ``die`` goes out before its answer does.
+            self.kill(container_id)
+            await asyncio.sleep(0)
         self.destroy(container_id)
         await self._after(fault)
 

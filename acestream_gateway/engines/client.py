@@ -2,72 +2,59 @@
 
 One ``aiohttp.ClientSession`` serves every engine (its owner, the app, closes it). Each call has a
 timeout that suits it; the stream itself has no total timeout (it is live) and its read timeouts
-are the upstream reader's business. URLs the engine returns are built from the ``Host`` we used,
-so only their path is kept and joined to the engine's own address.
+are the upstream reader's business. Every JSON answer is read up to ``MAX_ANSWER_BYTES`` and
+understood by :mod:`.answers`, so whatever an engine answers, a call raises nothing but
+:class:`EngineError`. Probes (``status``, ``version``) go over connections of their own that are
+never kept: a probe must prove the engine still takes connections. With a session journal, every
+session is written down before its start request goes out and crossed out once it is stopped or
+refused (:mod:`.journal`), so a later start can end what a dead gateway left behind.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
+from .answers import (
+    MAX_ANSWER_BYTES,
+    EngineBadAnswer,
+    EngineError,
+    EngineNotConnected,
+    EngineRefused,
+    EngineSession,
+    EngineTimeout,
+    EngineUnreachable,
+    parse_answer,
+    rebase,
+    session_from_answer,
+    stat_from_answer,
+    status_from_answer,
+    stop_confirmed,
+    version_from_answer,
+)
+from .journal import SessionJournal
 from .model import ContentRef, EngineAddress
 
-_UNKNOWN_SESSION = "unknown playback session id"
-
-
-class EngineError(Exception):
-    """An engine call failed; ``reason`` is short and safe to show a player (no address, no
-    exception text), ``detail`` says more for the logs."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason} ({detail})" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-
-class EngineUnreachable(EngineError):
-    """The engine did not answer (connection refused, reset, timeout)."""
-
-
-class EngineTimeout(EngineUnreachable):
-    """The engine did not answer in time; it may still act on the request later."""
-
-
-class EngineRefused(EngineError):
-    """The engine answered with an error for this content (unknown or broken channel)."""
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSession:
-    """One playback session on one engine, with its URLs rebased on the engine's address."""
-
-    address: EngineAddress
-    pid: str
-    playback_url: str
-    stat_url: str
-    command_url: str
-    infohash: str
-    playback_session_id: str
-    is_live: bool
+__all__ = [
+    "EngineBadAnswer",
+    "EngineClient",
+    "EngineError",
+    "EngineNotConnected",
+    "EngineRefused",
+    "EngineSession",
+    "EngineTimeout",
+    "EngineUnreachable",
+    "new_pid",
+    "rebase",
+]
 
 
 def new_pid() -> str:
     """A player id of our own for one engine session (the engine kills a session whose content is
     started again under another pid, so each shared session has exactly one)."""
     return secrets.token_hex(16)
-
-
-def rebase(address: EngineAddress, url: str) -> str:
-    """Keep only the path and query of an engine URL and put the engine's own address in front."""
-    parts = urlsplit(url)
-    if not parts.path.startswith("/"):
-        raise EngineError("engine returned an unusable URL", repr(url))
-    return address.base_url + parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 class EngineClient:
@@ -80,11 +67,15 @@ class EngineClient:
         api_timeout_s: float,
         stop_timeout_s: float,
         probe_http: aiohttp.ClientSession | None = None,
+        journal: SessionJournal | None = None,
     ) -> None:
         """``probe_http``: a session whose connector never keeps connections (``force_close``),
-        for health probes; without one, probes ask the engine to close theirs."""
+        for probes; without one, probes share ``http`` and only ask the engine to close theirs
+        (a connection another call kept alive may then carry a probe). ``journal``: where the
+        sessions this client starts are written down (its writer task must be running)."""
         self._http = http
         self._probe_http = probe_http or http
+        self._journal = journal
         self._api_timeout = aiohttp.ClientTimeout(total=api_timeout_s)
         self._stop_timeout = aiohttp.ClientTimeout(total=stop_timeout_s)
 
@@ -107,23 +98,17 @@ class EngineClient:
         """
         params = {"format": "json", **content.engine_params(), "pid": pid}
         limit = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else self._api_timeout
-        body = await self._get_json(address.base_url + "/ace/getstream", params, limit)
-        response = body.get("response")
-        if body.get("error") or not isinstance(response, dict):
-            raise EngineRefused(f"engine refused the channel: {body.get('error') or 'no response'}")
+        if self._journal is not None:
+            await self._journal.starting(address, content, pid)
         try:
-            return EngineSession(
-                address=address,
-                pid=pid,
-                playback_url=rebase(address, str(response["playback_url"])),
-                stat_url=rebase(address, str(response["stat_url"])),
-                command_url=rebase(address, str(response["command_url"])),
-                infohash=str(response.get("infohash", "")),
-                playback_session_id=str(response.get("playback_session_id", "")),
-                is_live=bool(response.get("is_live", 1)),
-            )
-        except KeyError as exc:
-            raise EngineError(f"engine answer lacks {exc.args[0]}") from None
+            body = await self._get_json(address.base_url + "/ace/getstream", params, limit)
+            session = session_from_answer(address, pid, body)
+        except (EngineRefused, EngineNotConnected):
+            self.forget_session(pid)  # the engine made no session
+            raise
+        if self._journal is not None:
+            self._journal.started(pid, session.command_url)
+        return session
 
     async def stop_session(self, session: EngineSession) -> bool:
         """Stop a session; True when the engine confirmed or already had no such session.
@@ -132,26 +117,30 @@ class EngineClient:
         caller can log that a session may linger on the engine.
         """
         body = await self._get_json(session.command_url, {"method": "stop"}, self._stop_timeout)
-        error = body.get("error")
-        if error and _UNKNOWN_SESSION not in str(error):
-            raise EngineError(f"engine did not stop the session: {error}")
+        stop_confirmed(body)
+        self.forget_session(session.pid)
         return True
+
+    def forget_session(self, pid: str) -> None:
+        """The session started under ``pid`` is over for this gateway (stopped, or gone with its
+        engine): no later start needs to end it."""
+        if self._journal is not None:
+            self._journal.forget(pid)
 
     async def stat(self, session: EngineSession) -> dict[str, Any] | None:
         """The session's statistics, or None when the engine no longer knows the session."""
-        body = await self._get_json(session.stat_url, {}, self._api_timeout)
-        response = body.get("response")
-        return response if isinstance(response, dict) else None
+        return stat_from_answer(await self._get_json(session.stat_url, {}, self._api_timeout))
 
     async def version(self, address: EngineAddress) -> str:
-        """The engine's version string; proves its HTTP API answers."""
+        """The engine's version string; proves its HTTP API answers (the readiness probe of a
+        starting engine, so over a connection of its own like :meth:`status`)."""
         body = await self._get_json(
-            address.base_url + "/webui/api/service", {"method": "get_version"}, self._api_timeout
+            address.base_url + "/webui/api/service",
+            {"method": "get_version"},
+            self._api_timeout,
+            probe=True,
         )
-        result = body.get("result")
-        if not isinstance(result, dict) or "version" not in result:
-            raise EngineError("engine version answer lacks a version")
-        return str(result["version"])
+        return version_from_answer(body)
 
     async def status(self, address: EngineAddress, timeout_s: float) -> dict[str, Any]:
         """The engine's ``get_status`` answer: the health probe of a running engine.
@@ -163,12 +152,9 @@ class EngineClient:
             address.base_url + "/server/api",
             {"api_version": "3", "method": "get_status"},
             aiohttp.ClientTimeout(total=timeout_s),
-            fresh_connection=True,
+            probe=True,
         )
-        result = body.get("result")
-        if not isinstance(result, dict):
-            raise EngineError("engine status answer lacks a result")
-        return result
+        return status_from_answer(body)
 
     async def open_stream(self, session: EngineSession) -> aiohttp.ClientResponse:
         """Open the session's playback URL; the caller reads it and must release it.
@@ -195,24 +181,35 @@ class EngineClient:
         params: dict[str, str],
         limit: aiohttp.ClientTimeout,
         *,
-        fresh_connection: bool = False,
+        probe: bool = False,
     ) -> dict[str, Any]:
         # A probe must prove the engine still takes connections: one kept alive from an earlier
-        # call would answer even after the engine stopped listening.
-        headers = {"Connection": "close"} if fresh_connection else None
+        # call would answer even after the engine stopped listening. Probes go over the probe
+        # session (its connector never keeps a connection) and say so to the engine.
+        http = self._probe_http if probe else self._http
+        headers = {"Connection": "close"} if probe else None
         try:
-            async with self._http.get(
-                url, params=params, timeout=limit, headers=headers
-            ) as response:
+            async with http.get(url, params=params, timeout=limit, headers=headers) as response:
                 if response.status != 200:
                     raise EngineError(f"engine answered HTTP {response.status}")
-                body = await response.json(content_type=None)
+                raw = await _read_capped(response)
         except TimeoutError:
             raise EngineTimeout(f"engine did not answer within {limit.total:g} s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise EngineNotConnected("engine unreachable", repr(exc)) from None
         except aiohttp.ClientError as exc:
             raise EngineUnreachable("engine unreachable", repr(exc)) from None
-        except ValueError:
-            raise EngineError("engine answered with malformed JSON") from None
-        if not isinstance(body, dict):
-            raise EngineError("engine answered with unexpected JSON")
-        return body
+        return parse_answer(raw)
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """The body, refused once it grows past ``MAX_ANSWER_BYTES`` (the rest is never read)."""
+    declared = response.content_length
+    if declared is not None and declared > MAX_ANSWER_BYTES:
+        raise EngineBadAnswer("engine answer too large", f"{declared} bytes declared")
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise EngineBadAnswer("engine answer too large", f"over {MAX_ANSWER_BYTES} bytes")
+    return bytes(body)

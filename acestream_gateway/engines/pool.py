@@ -5,6 +5,12 @@ pool's ``asyncio.Lock`` while it selects, and between the choice and the registr
 pending claim there is no ``await``, so no burst of requests can overfill an engine. Every mutation
 is synchronous for the same reason. The fleet reconciler feeds engines in and reads snapshots;
 the data path claims and releases. The decisions themselves are pure functions below.
+
+A claim that finds no engine waits in a queue (``waiting.py``), first come first served. A change
+that adds room (an engine turned ready, a claim released) hands that room to the waiters in
+order, in the same synchronous step as the change (so nothing runs between the choice and the
+registration, as under the lock): only the waiters that get an engine are woken, plus the ones a
+change refuses. The number of waiting claims is the fleet's demand (``waiting``).
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ import enum
 import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from .model import Engine, EngineState
 from .provisioning import Blocked, BlockedReason, Provisioning
+from .waiting import WaitQueue
 
 
 class NoCapacity(Exception):
@@ -92,7 +100,7 @@ class Claim:
         """The engine session plays: the claim becomes an active stream."""
         if self.state is ClaimState.PENDING:
             self.state = ClaimState.ACTIVE
-            self._pool._changed()
+            self._pool._noted()
 
     def release(self) -> None:
         """Give the engine's slot back; idempotent, synchronous so it is safe in ``finally``."""
@@ -103,12 +111,15 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class EngineLoad:
-    """One engine in a pool snapshot, with what the fleet needs to plan around it."""
+    """One engine in a pool snapshot, with what the fleet needs to plan around it.
+
+    ``moving``: its claims that were told to move (their channels need a new home)."""
 
     engine: Engine
     pending: int
     active: int
     idle_since: float | None
+    moving: int = 0
 
     @property
     def streams(self) -> int:
@@ -143,6 +154,8 @@ class EnginePool:
         self._lock = asyncio.Lock()
         self._engines: dict[str, Engine] = {}
         self._claims: dict[str, dict[int, Claim]] = {}
+        self._holders: dict[str, set[str]] = {}  # content key -> engines holding a claim of it
+        self._queue: WaitQueue[Claim] = WaitQueue(self._noted)
         self._idle_since: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._ids = itertools.count(1)
@@ -162,33 +175,35 @@ class EnginePool:
 
         ``exclude`` names engines not to use (a failover leaving one). The lock is held only while
         choosing and registering, never while waiting, so a claim that waits for a new engine does
-        not hold up one that fits on a running engine. Raises :class:`NoCapacity` at once when the
-        fleet cannot grow, or after ``provision_wait_s`` when no engine became ready in time.
-        With ``wait_for_provisioning`` a provisioning block (Docker, a VPN reconnecting) is waited
-        out like a starting engine instead of refused at once.
+        not hold up one that fits on a running engine; a waiting claim is queued and handed an
+        engine when one has room (see the module docstring). Raises :class:`NoCapacity` at once
+        when the fleet cannot grow, or after ``provision_wait_s`` when no engine became ready in
+        time. With ``wait_for_provisioning`` (a failover) a provisioning block (Docker, a VPN
+        reconnecting) is waited out like a starting engine, and so is a full fleet with a leaving
+        engine in it (the fleet removes that engine to make room), instead of refused at once.
         """
-        avoid = set(exclude)
-        deadline = self._clock() + self.provision_wait_s
-        while True:
-            async with self._lock:
-                engine = self._choose(content_key, avoid)
-                if engine is not None:
-                    return self._register(engine, content_key)
-                self._refuse_if_cannot_grow(patient=wait_for_provisioning)
-                changed = self._change
-            remaining = deadline - self._clock()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
-            except TimeoutError:
-                block = self.provisioning.current()
-                raise NoCapacity(
-                    f"no engine became ready within {self.provision_wait_s:g} s",
-                    retry_after_s=max(self.provision_wait_s, 5.0),
-                    code=None if block is None else block.reason,
-                ) from None
+        avoid = frozenset(exclude)
+        async with self._lock:
+            engine = self._choose(content_key, avoid)
+            if engine is not None:
+                return self._register(engine, content_key)
+            refusal = self._refusal(wait_for_provisioning)
+            if refusal is not None:
+                raise refusal
+            waiter = self._queue.join(content_key, avoid, patient=wait_for_provisioning)
+        claim = await self._queue.turn(waiter, self.provision_wait_s)
+        if claim is None:
+            block = self.provisioning.current()
+            raise NoCapacity(
+                f"no engine became ready within {self.provision_wait_s:g} s",
+                retry_after_s=max(self.provision_wait_s, 5.0),
+                code=None if block is None else block.reason,
+            )
+        return claim
+
+    def waiting(self) -> int:
+        """Claims waiting for an engine (new channels and failovers): the fleet's demand."""
+        return len(self._queue)
 
     def has_room(self, content_key: str | None = None) -> bool:
         """Whether a new channel would be placed on an engine right now, without waiting."""
@@ -293,29 +308,31 @@ class EnginePool:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _choose(self, content_key: str | None, avoid: set[str]) -> Engine | None:
+    def _choose(self, content_key: str | None, avoid: AbstractSet[str]) -> Engine | None:
         taken = avoid | self._holding(content_key) if content_key is not None else avoid
         candidates = (e for e in self._engines.values() if e.id not in taken)
         return choose_engine(candidates, self._loads(), self.max_streams_per_engine)
 
     def _holding(self, content_key: str) -> set[str]:
         """Engines that already hold a claim of this content."""
-        return {
-            engine_id
-            for engine_id, claims in self._claims.items()
-            if any(c.content_key == content_key for c in claims.values())
-        }
+        return self._holders.get(content_key, set())
 
     def _register(self, engine: Engine, content_key: str) -> Claim:
         claim = Claim(self, next(self._ids), engine, content_key)
         self._claims.setdefault(engine.id, {})[claim.id] = claim
+        self._holders.setdefault(content_key, set()).add(engine.id)
         self._idle_since.pop(engine.id, None)
-        self._changed()
+        self._noted()
         return claim
 
     def _release(self, claim: Claim) -> None:
         held = self._claims.get(claim.engine.id, {})
-        held.pop(claim.id, None)
+        if held.pop(claim.id, None) is not None:
+            # One claim of a content per engine: this was the engine's only one of it.
+            holders = self._holders.get(claim.content_key, set())
+            holders.discard(claim.engine.id)
+            if not holders:
+                self._holders.pop(claim.content_key, None)
         if not held:
             self._claims.pop(claim.engine.id, None)
             if claim.engine.id in self._engines:
@@ -332,18 +349,41 @@ class EnginePool:
     def _load_of(self, engine: Engine) -> EngineLoad:
         claims = self._claims.get(engine.id, {}).values()
         active = sum(1 for c in claims if c.state is ClaimState.ACTIVE)
-        return EngineLoad(engine, len(claims) - active, active, self._idle_since.get(engine.id))
+        moving = sum(1 for c in claims if c.lost.is_set())
+        return EngineLoad(
+            engine, len(claims) - active, active, self._idle_since.get(engine.id), moving
+        )
 
-    def _refuse_if_cannot_grow(self, *, patient: bool = False) -> None:
+    def _refusal(self, patient: bool) -> NoCapacity | None:
+        """Why a claim that finds no engine must not wait, or None when one may still come."""
         if any(e.state is EngineState.STARTING for e in self._engines.values()):
-            return  # an engine on its way may take the channel: wait for it
-        # A patient claim (a failover) waits out a provisioning block, never a full fleet.
-        block = self._full() if patient else self.blocked()
-        if block is not None:
-            raise NoCapacity(block.message, self.provisioning.retry_after_s(block), block.reason)
+            return None  # an engine on its way may take the channel: wait for it
+        # A patient claim (a failover) waits out a provisioning block, and a full fleet while
+        # an engine in it is leaving (the fleet removes it to make room).
+        block = self._full_for_good() if patient else self.blocked()
+        if block is None:
+            return None
+        return NoCapacity(block.message, self.provisioning.retry_after_s(block), block.reason)
 
-    def _changed(self) -> None:
-        # Wake everyone waiting for a change, then arm a fresh event for the next one.
+    def _full_for_good(self) -> Blocked | None:
+        """The fleet is full and no engine in it is leaving to make room."""
+        going = (EngineState.UNHEALTHY, EngineState.DRAINING)
+        if any(e.state in going for e in self._engines.values()):
+            return None
+        return self._full()
+
+    def _place(self, content_key: str, avoid: frozenset[str]) -> Claim | None:
+        engine = self._choose(content_key, avoid)
+        return None if engine is None else self._register(engine, content_key)
+
+    def _noted(self) -> None:
+        """Wake the fleet, which follows every change of engines, claims and waiters (counted, so
+        a pass that began before a change still sees it)."""
         self.version += 1
         self._change.set()
         self._change = asyncio.Event()
+
+    def _changed(self) -> None:
+        """A change that may add room or decide a refusal: serve the waiters, wake the fleet."""
+        self._queue.serve(self._place, self.has_room, self._refusal)
+        self._noted()

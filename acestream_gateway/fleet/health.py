@@ -2,7 +2,9 @@
 
 Engines hang without dying, so a container that runs proves nothing. Every READY engine is asked
 ``get_status`` on an interval, each probe under a short timeout of its own, probes of different
-engines at the same time but bounded, so one hung engine never delays the verdict on another. The
+engines at the same time but bounded, so one hung engine never delays the verdict on another, and
+each isolated, so whatever one engine answers (or whatever goes wrong probing it) is a failed
+probe of that engine and never ends the round of the others. The
 outcomes go to the pool, which counts failures in a row and turns the engine UNHEALTHY at the
 threshold (no new claims, its claims lost, the plan replaces it). The reconciler owns the loop.
 
@@ -104,6 +106,9 @@ class HealthProber:
                 await self._client.status(engine.address, self.timeout_s)
             except EngineError as exc:
                 self._failed(engine, exc.reason)
+            except Exception as exc:  # the guard of one probe: the round's other probes go on
+                log.exception("engine_probe_crashed", engine=engine.name)
+                self._failed(engine, f"its probe crashed: {type(exc).__name__}")
             else:
                 self._pool.note_success(engine.id)
                 if self._revive and engine.state is EngineState.UNHEALTHY:

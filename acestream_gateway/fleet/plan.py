@@ -4,10 +4,18 @@ Pure, so the rules are tested exhaustively: ``MIN_REPLICAS`` counts engines with
 (rule 3), the fleet never grows past ``MAX_ACTIVE_REPLICAS`` (rule 6), and an engine is only
 removed when it carries nothing and the spare count stays at ``MIN_REPLICAS`` without it.
 
-Engines still starting count as spares when deciding how many to start (they are on their way),
-but not when deciding whether a ready spare may go: a starting engine may never become ready.
+Demand, not just spares: the fleet wants ``MIN_REPLICAS`` empty engines plus one for every claim
+waiting for an engine (new channels and failovers), and the provisioner starts them several at
+once. Engines still starting count toward that (they are on their way), but not when deciding
+whether a ready spare may go: a starting engine may never become ready. No spare is reaped while
+claims wait.
+
 An unhealthy engine is replaced at once (it is no spare), and removed once its channels moved off,
-or when its wait for that is over. A draining engine goes as soon as it carries nothing.
+or when its wait for that is over. A draining engine goes as soon as it carries nothing. Leaving
+engines make room: when the fleet is at its maximum and the demand needs places, a leaving
+(unhealthy or draining) engine whose channels were told to move is removed to free its place, in
+the same plan as the start that takes it. The reconciler removes before it starts, so the count of
+containers never passes the maximum, not even for a moment.
 """
 
 from __future__ import annotations
@@ -40,11 +48,13 @@ def plan_fleet(
     now: float,
     unhealthy_since: Mapping[str, float] | None = None,
     unhealthy_wait_s: float = math.inf,
+    waiting: int = 0,
 ) -> FleetPlan:
-    """Replace broken engines, top spares up to ``min_replicas``, reap idle surplus.
+    """Replace broken engines, start engines for the demand, make room, reap idle surplus.
 
-    ``unhealthy_since`` says when each unhealthy engine was found so; one that still carries
-    channels ``unhealthy_wait_s`` later is removed anyway.
+    ``waiting`` counts the claims waiting for an engine. ``unhealthy_since`` says when each
+    unhealthy engine was found so; one that still carries channels ``unhealthy_wait_s`` later is
+    removed anyway.
     """
     since = unhealthy_since or {}
     broken = [x.engine.id for x in loads if _must_go(x, since, now, unhealthy_wait_s)]
@@ -56,14 +66,31 @@ def plan_fleet(
         key=lambda x: (x.idle_since, x.engine.name),
     )
     over_max = max(0, kept - max_replicas)
-    surplus = len(ready_spares) - min_replicas
+    surplus = 0 if waiting else len(ready_spares) - min_replicas
     reap = [
         x.engine.id
         for i, x in enumerate(reapable)
         if i < over_max or (i < surplus and now - (x.idle_since or now) >= grace_s)
     ]
-    start = max(0, min(min_replicas - len(spares) + len(reap), max_replicas - kept + len(reap)))
-    return FleetPlan(start=start, remove=(*broken, *reap))
+    wanted = min_replicas + waiting - len(spares) + len(reap)
+    room = max_replicas - kept + len(reap)
+    make_room = _making_room(loads, broken, max(0, min(wanted, waiting) - max(0, room)))
+    start = max(0, min(wanted, room + len(make_room)))
+    return FleetPlan(start=start, remove=(*broken, *make_room, *reap))
+
+
+def _making_room(loads: Sequence[EngineLoad], broken: Sequence[str], places: int) -> list[str]:
+    """Up to ``places`` leaving engines whose channels wait to move, to remove for their places:
+    unhealthy ones first, then the most moving channels."""
+    leaving = sorted(
+        (
+            x
+            for x in loads
+            if x.engine.state in _GOING_STATES and x.moving and x.engine.id not in broken
+        ),
+        key=lambda x: (x.engine.state is not EngineState.UNHEALTHY, -x.moving, x.engine.name),
+    )
+    return [x.engine.id for x in leaving[:places]]
 
 
 def _must_go(load: EngineLoad, since: Mapping[str, float], now: float, wait_s: float) -> bool:

@@ -205,7 +205,14 @@ class Provisioner:
             asyncio.create_task(start_one(r), name=f"engine start on port {r.port}")
             for r in reservations
         ]
-        outcomes = await asyncio.gather(*starts, return_exceptions=True)
+        try:
+            outcomes = await asyncio.gather(*starts, return_exceptions=True)
+        finally:
+            # A start cancelled before its first step never entered its ``with``: its create was
+            # never sent, so everything goes back (a no-op for the reservations already ended).
+            for reservation in reservations:
+                if reservation.deadline is None:
+                    reservation.give_back()
         result.started += [o for o in outcomes if isinstance(o, ContainerRecord)]
         crashed = [o for o in outcomes if isinstance(o, BaseException) and not _docker(o)]
         if crashed:

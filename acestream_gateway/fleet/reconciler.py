@@ -25,6 +25,7 @@ from ..engines.client import EngineClient
 from ..engines.model import Engine, EngineState
 from ..engines.pool import EnginePool
 from ..engines.provisioning import BlockedReason
+from ..engines.recovery import LeftSessions
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..settings import Settings
@@ -84,8 +85,12 @@ class Reconciler:
         pool: EnginePool,
         client: EngineClient,
         metrics: Metrics | None = None,
+        left_sessions: LeftSessions | None = None,
     ) -> None:
+        """``left_sessions``: what the start knows of sessions a dead gateway left on engines;
+        an engine it cannot account for is adopted out of selection and replaced."""
         self._settings = settings
+        self._left_sessions = left_sessions
         self._docker = docker
         self.metrics = metrics or Metrics()
         self._pool = pool
@@ -422,10 +427,21 @@ class Reconciler:
             # older configuration, and PORT_RANGE_HOST is what the operator asked for now.
             engine.state = EngineState.DRAINING
             log.warning("engine_port_outside_range", engine=record.name, port=port)
+        elif not self._accounted(engine):
+            # It may carry sessions a dead gateway left, which nobody reads but which count
+            # against its limit all the same: out of selection, replaced once empty (at once).
+            engine.state = EngineState.DRAINING
+            log.warning("engine_sessions_unaccounted", engine=record.name, port=port)
         self._pool.add(engine)
         log.info("engine_adopted", engine=record.name, port=port)
         if engine.state is EngineState.STARTING:
             self._probe(engine)
+
+    def _accounted(self, engine: Engine) -> bool:
+        """Whether an engine found at start carries no session the gateway does not know of
+        (engines adopted later were found by this run, which journals its own sessions)."""
+        left = self._left_sessions
+        return left is None or self.adopted.is_set() or left.accounts_for(engine.address)
 
     def _drop(self, engine_id: str, reason: str) -> None:
         """An engine went without being asked to: log it, then forget it."""
@@ -453,6 +469,9 @@ class Reconciler:
 
     async def _remove_container(self, container_id: str, name: str, why: str) -> bool:
         """Remove one container; a failure is logged and left for the next pass."""
+        # Removed by us, so no failed start: decided before the call, because Docker reports the
+        # container's death (``die``) before it answers the removal.
+        self.provisioner.attempt_withdrawn(container_id)
         try:
             await self._docker.remove(container_id)
         except FleetError as exc:
@@ -464,7 +483,6 @@ class Reconciler:
             return False
         self._removal_failures.pop(name, None)
         self._died.discard(container_id)
-        self.provisioner.attempt_withdrawn(container_id)  # removed by us: no failed start
         engine = self._pool.get(container_id)
         if engine is not None:
             self._forget(engine, why)
@@ -486,16 +504,18 @@ class Reconciler:
             now=now,
             unhealthy_since=self._unhealthy_since,
             unhealthy_wait_s=self._settings.unhealthy_engine_timeout_s,
+            waiting=self._pool.waiting(),
         )
         for engine_id in plan.remove:  # out of selection before the first await
             engine = self._pool.get(engine_id)
             if engine is not None and engine.state is not EngineState.UNHEALTHY:
                 self._pool.set_state(engine_id, EngineState.DRAINING)
-        for engine_id in plan.remove:
+        for engine_id in plan.remove:  # removed first: a start may need the place
             engine = self._pool.get(engine_id)
             if engine is not None:
                 await self._remove_container(engine_id, engine.name, engine.state.value)
-        await self.provisioner.provision(plan.start)
+        # A removal that failed left its container, and its place, taken.
+        await self.provisioner.provision(min(plan.start, self.admission.room()))
         self.provisioner.publish()
         self._publish_vpn_block()
 

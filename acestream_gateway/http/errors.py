@@ -16,6 +16,7 @@ from ..streaming.errors import (
     EngineFailed,
     EngineRefusedChannel,
     NoEngine,
+    TooManyStarting,
 )
 from .content import BadInput
 
@@ -112,6 +113,8 @@ def channel_error(exc: ChannelError) -> web.Response:
         return json_error(503, "no_capacity", exc.reason, exc.retry_after_s, exc.code)
     if isinstance(exc, EngineRefusedChannel):
         return json_error(502, "engine_refused", exc.reason)
+    if isinstance(exc, TooManyStarting):
+        return json_error(503, "busy", exc.reason, exc.retry_after_s, "too_many_starting")
     if isinstance(exc, ChannelClosed):
         return json_error(503, "shutting_down", exc.reason, 5)
     if isinstance(exc, EngineFailed):

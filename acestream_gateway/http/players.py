@@ -5,17 +5,24 @@ chunked framing), so a player's bytes are the channel's shared blocks as they ar
 the live edge is handed each block by the channel itself, straight to its socket, in one pass
 over all such players (see ``streaming.broadcast``); only a player behind the live edge (joining,
 or catching up after its socket filled) runs its own loop, with flow control and a deadline.
+
+Nothing is written to a player before its channel has started (a failure still gets a JSON
+answer), and aiohttp does not cancel a handler whose client went away: while the player waits,
+its connection is watched, and a player that hangs up gives its place back at once. Hanging up is
+zapping, an info line (``player_left``), never an error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 from aiohttp import web
 
 from ..logs import get_logger
 from ..streaming.broadcast import BroadcastEnded, PlayerTooSlow, Subscriber
+from ..streaming.errors import PlayerLeft
 from ..streaming.mpegts import NULL_PACKET
 from ..streaming.registry import Player
 from .auth import player_token_refusal
@@ -24,6 +31,9 @@ from .keys import REGISTRY, SETTINGS
 from .start_limit import start_refusal
 
 log = get_logger(__name__)
+
+_GONE_POLL_S = 0.25
+"""How often a player's connection is looked at while it waits for its channel's start."""
 
 routes = web.RouteTableDef()
 
@@ -100,14 +110,41 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
     if refusal is not None:
         return refusal
     log.info("player_joining", content=content.key, peer=request.remote)
-    async with request.app[REGISTRY].play(content) as player:
-        response = LiveResponse()
-        await response.prepare(request)
-        finished = await _feed(response, request.transport, player, settings.stall_timeout_s)
+    # A player that hung up before its headers went out gets this answer unsent: aiohttp finds
+    # the connection closed and lets it go quietly.
+    response = LiveResponse()
+    try:
+        async with request.app[REGISTRY].play(content, functools.partial(_gone, request)) as player:
+            if not await _prepared(response, request):
+                return response
+            finished = await _feed(response, request.transport, player, settings.stall_timeout_s)
+    except PlayerLeft:
+        log.info("player_left", bytes=0)
+        return response
     # The player no longer counts for the channel; its connection still must not hang on a
     # client that stopped reading: the end of the response gets the same deadline as a write.
     await _finish(response, request.transport, finished, settings.stall_timeout_s)
     return response
+
+
+async def _gone(request: web.Request) -> None:
+    """Return once the player's connection has closed (reset, or closed by the player).
+
+    aiohttp tells a handler nothing when its client goes away; its transport is dropped, so it
+    is looked at, only while the player waits for its channel's start (a player that streams
+    is seen going away by its writes). There is no event to wait for instead."""
+    while (transport := request.transport) is not None and not transport.is_closing():  # noqa: ASYNC110
+        await asyncio.sleep(_GONE_POLL_S)
+
+
+async def _prepared(response: web.StreamResponse, request: web.Request) -> bool:
+    """Send the headers; False when the player hung up just as its channel started."""
+    try:
+        await response.prepare(request)
+    except ConnectionError:
+        log.info("player_left", bytes=0)
+        return False
+    return True
 
 
 async def _feed(

@@ -5,7 +5,8 @@ once per request (N engine calls per status request is what the incumbents did).
 every playing session's engine on an interval, a bounded number at a time, each under the
 engine API timeout, and keeps the last answer per channel; ``/streams`` shows that. Values come
 as strings or numbers, in snake_case or camelCase depending on the engine version:
-:func:`figures_from_stat` reads both.
+:func:`figures_from_stat` reads both, and anything else as "no figure". One session's poll
+failing, whatever the reason, never ends the round of the others.
 """
 
 from __future__ import annotations
@@ -126,6 +127,9 @@ class StatPoller:
                 stat = await self._client.stat(session)
             except EngineError as exc:
                 log.debug("engine_stat_failed", content=key, reason=exc.reason)
+                return
+            except Exception:  # the guard of one poll: the round's other polls go on
+                log.exception("engine_stat_crashed", content=key)
                 return
         if stat is not None:
             self._figures[key] = figures_from_stat(_id(session), stat, time.time())

@@ -10,6 +10,14 @@ to the same broadcast, so players keep their connections. Keep-alive packets cov
 new data starts at a splice point. Attempts in a row are bounded (``FAILOVER_ATTEMPTS``, with
 backoff); a session that played a good while starts the count over.
 
+An engine that is told to let its channels go (it turned unhealthy, or is retired) may still be
+streaming fine: the channel keeps reading it while it claims a new home, waiting for one as long
+as the fleet may take to make it (``PROVISION_WAIT_S``; at ``MAX_ACTIVE_REPLICAS`` the fleet first
+removes the leaving engine to free its place), and switches once the new slot is held. That wait
+is one attempt. A first start that fails because of its engine (it died, is gone, does not answer)
+moves to another engine the same way, its players still waiting for their headers; when no other
+engine can take the channel, or the engine refuses the content itself, the channel ends.
+
 Old sessions are handed to the :class:`~.retire.Retirer`, which stops them and only then releases
 their claims. The registry asks a channel to end with :meth:`stop` (never by cancelling a start
 in flight, which would orphan the session the engine is making).
@@ -18,6 +26,7 @@ in flight, which would orphan the session the engine is making).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -66,12 +75,24 @@ class FailoverPolicy:
 
 @dataclass(frozen=True, slots=True)
 class _Started:
-    """What one session start gave: a session, or a pid to find again, and an error that ends
-    the channel (first start only)."""
+    """What one session start gave: a session, or a pid to find again, and on a first start the
+    error that ends the channel: at once (``error``, the content was refused) or when no other
+    engine can take it (``failure``, the engine failed)."""
 
     session: EngineSession | None = None
     find_pid: str | None = None
     error: ChannelError | None = None
+    failure: EngineFailed | None = None
+    reason: str = "the engine could not start it"
+
+
+@dataclass(slots=True)
+class _Tries:
+    """Failover attempts in a row, and whether the one immediate move off a failed engine was
+    made."""
+
+    count: int = 0
+    moved_at_once: bool = False
 
 
 class _Stopped(Exception):
@@ -127,6 +148,11 @@ class Channel:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def starting(self) -> bool:
+        """Whether its first session is still to come (its players wait for the start)."""
+        return not self._started.done()
+
     def stop(self) -> None:
         """Ask the channel to end (its last player left, or the gateway closes)."""
         self._stop.set()
@@ -159,20 +185,22 @@ class Channel:
 
     async def _life(self) -> None:
         try:
-            claim = await self._until_stopped(self._claim(()))
+            claim = await self._until_stopped(self._claim((), patient=False))
         except _Stopped:
             return
+        self._bind(claim)
         session: EngineSession | None = None
         find_pid: str | None = None  # a start that timed out may have made a session
-        attempt, moved_at_once = 0, False
+        tries = _Tries()
         try:
             while True:
                 started = await self._start(claim, first=not self._started.done())
                 session, find_pid = started.session, started.find_pid
                 if started.error is not None:
                     raise started.error
+                moved: Claim | None = None  # a new home claimed while the old session played
                 if session is not None:
-                    end = await self._read(claim, session)
+                    end, move = await self._read(claim, session)
                     if end is None:
                         return
                     if end.kind is EndKind.NO_DATA and not self.meter.bytes_in:
@@ -180,45 +208,24 @@ class Channel:
                         # players wait for it again on engine after engine.
                         raise EngineFailed(end.reason)
                     if end.streamed_s >= self._failover.healthy_run_s:
-                        attempt, moved_at_once = 0, False
+                        tries = _Tries()
+                    if isinstance(move, NoEngine):
+                        # The wait for a new home was this failure's first attempt; it is over.
+                        tries.count += 1
+                        self._log_failover(claim, end, tries.count)
+                        tries.moved_at_once = True
+                    else:
+                        moved = move
                     if not self.watched:
                         log.info("channel_ended_without_players", reason=end.reason)
+                        if moved is not None:
+                            moved.release()
                         return
                 else:
-                    end = SessionEnd(EndKind.OPEN_FAILED, "the engine could not start it")
-                while True:
-                    attempt += 1
-                    if attempt > self._failover.attempts:
-                        raise EngineFailed(f"the channel failed {attempt} times: {end.reason}")
-                    self._log_failover(claim, end, attempt)
-                    if end.engine_fault and not moved_at_once:
-                        # The first move off an engine that failed is not hammering anything:
-                        # go at once. Failures after it back off, so a fleet that is recovering
-                        # (a VPN reconnecting) gets time.
-                        moved_at_once = True
-                    else:
-                        await self._until_stopped(self._pause(self._failover.delay_s(attempt)))
-                    same = not end.engine_fault and self._usable(claim)
-                    if same and attempt == 1 and session is not None:
-                        # The engine is healthy: try it again first, ending the old session
-                        # first (a new pid would supersede it anyway).
-                        await self._stop_quietly(session)
-                        session = None
-                        break
-                    try:
-                        new = await self._until_stopped(self._claim({claim.engine.id}))
-                    except NoEngine as exc:
-                        if same:  # no other engine now: the same one is better than none
-                            if session is not None:
-                                await self._stop_quietly(session)
-                            session = None
-                            break
-                        end = SessionEnd(EndKind.OPEN_FAILED, exc.reason)
-                        continue
-                    # The new slot is held: now the old one may go (stopped, then released).
-                    self._retirer.retire(claim, self.content, session, find_pid)
-                    claim, session, find_pid = new, None, None
-                    break
+                    end = SessionEnd(EndKind.OPEN_FAILED, started.reason)
+                claim, session, find_pid = await self._fail_over(
+                    claim, session, find_pid, end, moved, started.failure, tries
+                )
         except _Stopped:
             return
         finally:
@@ -227,6 +234,68 @@ class Channel:
             self.session = None
             self.claim = None
             self._retirer.retire(claim, self.content, session, find_pid)
+
+    async def _fail_over(
+        self,
+        claim: Claim,
+        session: EngineSession | None,
+        find_pid: str | None,
+        end: SessionEnd,
+        moved: Claim | None,
+        first_failure: EngineFailed | None,
+        tries: _Tries,
+    ) -> tuple[Claim, EngineSession | None, str | None]:
+        """Where the channel goes on after ``end``: the same engine (its old session stopped)
+        or ``moved``, else a new claim (the old claim and session handed to the retirer); the
+        claim, session and pid to go on with. Raises the channel's end when the attempts are
+        used up, or when a first start (``first_failure``) has nowhere else to go; the claim
+        and session passed in are the caller's to retire then."""
+        while True:
+            tries.count += 1
+            if tries.count > self._failover.attempts:
+                if moved is not None:
+                    moved.release()
+                raise first_failure or EngineFailed(
+                    f"the channel failed {tries.count} times: {end.reason}"
+                )
+            self._log_failover(claim, end, tries.count)
+            if moved is None:
+                if end.engine_fault and not tries.moved_at_once:
+                    # The first move off an engine that failed is not hammering anything: go at
+                    # once. Failures after it back off, so a fleet that is recovering (a VPN
+                    # reconnecting) gets time.
+                    tries.moved_at_once = True
+                else:
+                    await self._until_stopped(self._pause(self._failover.delay_s(tries.count)))
+                same = not end.engine_fault and self._usable(claim)
+                if same and tries.count == 1 and session is not None:
+                    # The engine is healthy: try it again first, ending the old session first
+                    # (a new pid would supersede it anyway).
+                    await self._stop_quietly(session)
+                    return claim, None, find_pid
+                try:
+                    moved = await self._until_stopped(
+                        self._claim({claim.engine.id}, patient=first_failure is None)
+                    )
+                except NoEngine as exc:
+                    if first_failure is not None:
+                        raise first_failure from None  # no other engine for a first start
+                    if same:  # no other engine now: the same one is better than none
+                        if session is not None:
+                            await self._stop_quietly(session)
+                        return claim, None, find_pid
+                    end = SessionEnd(EndKind.OPEN_FAILED, exc.reason)
+                    continue
+            # The new slot is held: now the old one may go (stopped, then released).
+            self._retirer.retire(claim, self.content, session, find_pid)
+            self._bind(moved)
+            return moved, None, None
+
+    def _bind(self, claim: Claim) -> None:
+        """Name the channel's engine in its logs (bound in the channel's own task: a claim is
+        made in a child task, whose context ends with it)."""
+        self.claim = claim
+        structlog.contextvars.bind_contextvars(engine=claim.engine.name)
 
     def _log_failover(self, claim: Claim, end: SessionEnd, attempt: int) -> None:
         self.failovers += 1
@@ -247,10 +316,10 @@ class Channel:
 
     # --- one session -----------------------------------------------------------------------------
 
-    async def _claim(self, exclude: set[str] | tuple[()]) -> Claim:
+    async def _claim(self, exclude: set[str] | tuple[()], *, patient: bool = True) -> Claim:
         # A failover (players are attached) waits out a provisioning block, such as a VPN that
-        # is reconnecting, for up to PROVISION_WAIT_S; a first start is refused at once.
-        patient = bool(exclude)
+        # is reconnecting, and a full fleet's making room, for up to PROVISION_WAIT_S; a first
+        # start is refused at once, like a new channel.
         try:
             claim = await self._pool.claim(
                 self.content.key, exclude=exclude, wait_for_provisioning=patient
@@ -258,15 +327,14 @@ class Channel:
         except NoCapacity as exc:
             code = exc.code.value if exc.code else None
             raise NoEngine(exc.reason, exc.retry_after_s, code) from None
-        self.claim = claim
-        structlog.contextvars.bind_contextvars(engine=claim.engine.name)
         return claim
 
     async def _start(self, claim: Claim, *, first: bool) -> _Started:
         """Start a session on the claimed engine (never raises: the caller decides).
 
-        The first start of a channel has players waiting for an answer: a failure then carries
-        the error that ends the channel at once, rather than keeping them waiting.
+        The first start of a channel has players waiting for an answer: a refusal of the content
+        then carries the error that ends the channel at once, and a failure of the engine the
+        one to end it with when no other engine can take the channel.
         """
         pid = new_pid()
         try:
@@ -279,10 +347,11 @@ class Channel:
             log.warning("engine_session_failed", reason=exc.reason, detail=exc.detail)
             self.metrics.session_failures.labels(reason="engine_error").inc()
             self._pool.note_failure(claim.engine.id, exc.reason)
-            failure = EngineFailed(exc.reason) if first else None
-            if failure is not None:
-                self._end(failure)  # players hear it now, before any clean-up
-            return _Started(find_pid=pid if isinstance(exc, EngineTimeout) else None, error=failure)
+            return _Started(
+                find_pid=pid if isinstance(exc, EngineTimeout) else None,
+                failure=EngineFailed(exc.reason) if first else None,
+                reason=exc.reason,
+            )
         self._pool.note_success(claim.engine.id)
         self.metrics.session_starts.inc()
         self.session = session
@@ -291,25 +360,44 @@ class Channel:
             self._started.set_result(None)
         return _Started(session=session)
 
-    async def _read(self, claim: Claim, session: EngineSession) -> SessionEnd | None:
-        """Read the session until it ends or its engine is lost; None when asked to stop."""
-        reading = read_session(
-            self._client,
-            session,
-            self.broadcast,
-            self._timeouts,
-            splice=self.broadcast.bytes_published > 0,
-            on_open=claim.activate,
-            meter=self.meter,
+    async def _read(
+        self, claim: Claim, session: EngineSession
+    ) -> tuple[SessionEnd | None, Claim | NoEngine | None]:
+        """Read the session until it ends, or until its engine is lost and a new home is held
+        (then the new claim comes with the end, or why none could be had); the end is None when
+        asked to stop."""
+        reading = asyncio.ensure_future(
+            read_session(
+                self._client,
+                session,
+                self.broadcast,
+                self._timeouts,
+                splice=self.broadcast.bytes_published > 0,
+                on_open=claim.activate,
+                meter=self.meter,
+            )
         )
-        winner, end = await self._first(reading, self._stop, claim.lost)
-        if winner == 1:
-            return None
-        if winner == 2:
+        try:
+            winner, end = await self._first(asyncio.shield(reading), self._stop, claim.lost)
+            if winner == 1:
+                return None, None
+            if winner == 0:
+                assert end is not None
+                return end, None
             log.warning("engine_lost", engine=claim.engine.name)
-            return SessionEnd(EndKind.ENGINE_LOST, "the engine failed")
-        assert end is not None
-        return end
+            lost = SessionEnd(EndKind.ENGINE_LOST, "the engine failed")
+            if self._failover.attempts < 1:
+                return lost, None
+            try:  # the old session plays on (if it can) while the new home is made
+                moved = await self._until_stopped(self._claim({claim.engine.id}))
+            except NoEngine as exc:
+                return SessionEnd(EndKind.ENGINE_LOST, exc.reason), exc
+            except _Stopped:
+                return None, None
+            return lost, moved
+        finally:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
 
     async def _stop_quietly(self, session: EngineSession) -> None:
         try:
@@ -339,6 +427,8 @@ class Channel:
             for task in (main, *waiters):
                 task.cancel()
             await asyncio.gather(main, *waiters, return_exceptions=True)
+            for task in (main, *waiters):
+                _let_cancellation_go(task)
         if main.done() and not main.cancelled():
             return 0, main.result()
         for index, waiter in enumerate(waiters, 1):
@@ -367,3 +457,13 @@ class Channel:
             self._started.set_exception(error or ChannelClosed("the channel was closed"))
             self._started.exception()  # retrieved here: players may all have gone already
         self.broadcast.close(error.reason if error is not None else None)
+
+
+def _let_cancellation_go(task: asyncio.Future[object]) -> None:
+    """Take a cancelled task's error from it. The error's traceback holds the task's frames, and
+    a timeout scope in them holds the task again: a cycle that only a full garbage collection
+    frees, which may come minutes later, and with it everything the frames hold (a session's
+    reader, the channel's broadcast window, its players' sockets)."""
+    if task.cancelled():
+        with contextlib.suppress(asyncio.CancelledError):
+            task.exception()

@@ -35,3 +35,16 @@ class EngineFailed(ChannelError):
 
 class ChannelClosed(ChannelError):
     """The gateway closed the channel (it is shutting down)."""
+
+
+class TooManyStarting(ChannelError):
+    """So many channels already wait for their start that a new one is refused for now
+    (``MAX_WAITING_CHANNELS``); joining a channel that exists is never refused for it."""
+
+    def __init__(self, reason: str, retry_after_s: float) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
+
+
+class PlayerLeft(Exception):
+    """The player went away while it waited for its channel to start: nobody to answer."""

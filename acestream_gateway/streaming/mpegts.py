@@ -17,7 +17,11 @@ NULL_PACKET = bytes([SYNC_BYTE, 0x1F, 0xFF, 0x10]) + b"\xff" * (PACKET_SIZE - 4)
 
 
 class TsAligner:
-    """Cuts an arbitrary byte stream into runs of whole TS packets, resynchronising on garbage."""
+    """Cuts an arbitrary byte stream into runs of whole TS packets, resynchronising on garbage.
+
+    Linear in its input whatever it is: garbage is skipped by moving an offset (one slice at the
+    end, never one per skipped stretch), and sync bytes are looked for with ``bytes.find``.
+    """
 
     __slots__ = ("_rest", "skipped")
 
@@ -28,21 +32,25 @@ class TsAligner:
     def feed(self, data: bytes) -> bytes:
         """Whole packets completed by ``data`` (possibly empty); the tail waits for more."""
         buf = self._rest + data if self._rest else data
-        while buf and buf[0] != SYNC_BYTE:
-            buf = buf[self._resync(buf) :]
-        end = len(buf) // PACKET_SIZE * PACKET_SIZE
+        start = 0
+        while start < len(buf) and buf[start] != SYNC_BYTE:
+            start += self._resync(buf, start)
+        end = start + (len(buf) - start) // PACKET_SIZE * PACKET_SIZE
         self._rest = buf[end:]
-        return buf if end == len(buf) else buf[:end]
+        return buf if start == 0 and end == len(buf) else buf[start:end]
 
-    def _resync(self, buf: bytes) -> int:
-        """How many bytes to skip: up to the first sync byte that the next packet confirms (or
-        that the data ends too early to refute), or a whole packet's worth of garbage."""
-        for offset in range(1, min(len(buf), PACKET_SIZE)):
-            nxt = offset + PACKET_SIZE
-            if buf[offset] == SYNC_BYTE and (nxt >= len(buf) or buf[nxt] == SYNC_BYTE):
-                self.skipped += offset
-                return offset
-        skip = min(len(buf), PACKET_SIZE)
+    def _resync(self, buf: bytes, start: int) -> int:
+        """How many bytes to skip from ``start``: up to the first sync byte that the next packet
+        confirms (or that the data ends too early to refute), or a whole packet's worth of
+        garbage."""
+        limit = min(len(buf), start + PACKET_SIZE)
+        at = buf.find(SYNC_BYTE, start + 1, limit)
+        while at != -1:
+            nxt = at + PACKET_SIZE
+            if nxt >= len(buf) or buf[nxt] == SYNC_BYTE:
+                break
+            at = buf.find(SYNC_BYTE, at + 1, limit)
+        skip = (limit if at == -1 else at) - start
         self.skipped += skip
         return skip
 

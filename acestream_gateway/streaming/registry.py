@@ -4,6 +4,14 @@ Looking a channel up and creating it happen with no ``await`` in between, so two
 one channel can never open two engine sessions. The registry owns every channel's task and every
 linger timer (one supervisor names and guards them) and the retirer that stops old sessions; a
 channel is ended by asking it to stop, and the registry waits for that when it closes.
+
+A player that goes away while its channel starts gives its place back at once; a channel all of
+whose players left before its start completed is stopped at once (its claim wait is abandoned, a
+session being made is stopped once it exists), with no linger: lingering is for zapping between
+channels that play. At most ``max_waiting`` channels wait for their start at once.
+
+A channel that ended leaves nothing behind here, and the memory its bytes went through is handed
+back to the system (:mod:`.heap`).
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from ..engines.client import EngineClient
@@ -23,7 +31,8 @@ from ..metrics import Metrics
 from ..tasks import Supervisor
 from .broadcast import Subscriber
 from .channel import Channel, FailoverPolicy
-from .errors import ChannelClosed
+from .errors import ChannelClosed, PlayerLeft, TooManyStarting
+from .heap import HeapTrimmer
 from .hls.feed import HlsFeed, HlsPolicy
 from .retire import Retirer
 from .upstream import Timeouts
@@ -31,6 +40,7 @@ from .upstream import Timeouts
 log = get_logger(__name__)
 
 _HLS_RECHECK_S = 1.0  # how often a lingering channel held by HLS looks at its hold again
+_RETRY_WHEN_BUSY_S = 5.0  # about how long a start takes when an engine has room
 
 
 @dataclass(slots=True)
@@ -70,6 +80,7 @@ class StreamRegistry:
         close_timeout_s: float = 10.0,
         metrics: Metrics | None = None,
         hls: HlsPolicy | None = None,
+        max_waiting: int = 32,
     ) -> None:
         self._pool = pool
         self._client = client
@@ -78,12 +89,14 @@ class StreamRegistry:
         self._linger_s = linger_s
         self._failover = failover or FailoverPolicy()
         self._close_timeout_s = close_timeout_s
+        self._max_waiting = max_waiting
         self._tasks = Supervisor("stream registry")
         self.retirer = Retirer(pool=pool, client=client, abandon_s=timeouts.abandon_s)
         self._channels: dict[str, Channel] = {}
         self._upstreams: dict[Channel, asyncio.Task[None]] = {}
         self._lingers: dict[Channel, asyncio.Task[None]] = {}
         self._closing = False
+        self.heap = HeapTrimmer()
         self.metrics = metrics or Metrics()
         self.tally = Tally()
         self.hls_policy = hls or HlsPolicy()
@@ -114,11 +127,20 @@ class StreamRegistry:
         log.info("channel_stopped_by_operator", content=content_key, players=channel.players)
         return channel
 
+    def waiting(self) -> int:
+        """Channels whose first start is still to come (those asked to stop included: their
+        start may still be under way)."""
+        return sum(1 for channel in self._upstreams if channel.starting)
+
     @contextlib.asynccontextmanager
-    async def play(self, content: ContentRef) -> AsyncIterator[Player]:
+    async def play(
+        self, content: ContentRef, gone: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[Player]:
         """Join (or start) ``content``'s channel for one player, for as long as the block runs.
 
-        Raises :class:`~.errors.ChannelError` before yielding when the channel cannot start.
+        ``gone()`` ends when the player goes away; while the channel starts that gives the
+        player's place back at once (raising :class:`~.errors.PlayerLeft`). Raises
+        :class:`~.errors.ChannelError` before yielding when the channel cannot start.
         """
         if self._closing:
             raise ChannelClosed("the gateway is shutting down")
@@ -128,13 +150,13 @@ class StreamRegistry:
         self._cancel_linger(channel)
         subscriber = channel.broadcast.subscribe()
         try:
-            await channel.wait_started()
+            await _started_unless_gone(channel, gone)
             yield Player(channel, subscriber, self.tally, joined_at)
         finally:
             subscriber.close()
             channel.players -= 1
             if channel.players == 0:
-                self._start_linger(channel)
+                self._last_player_left(channel)
 
     def watch_hls(self, content: ContentRef, client: str, *, start: bool) -> Channel | None:
         """Count an HLS fetch of ``content`` by ``client``: the channel is held open for the
@@ -175,6 +197,7 @@ class StreamRegistry:
             async with asyncio.timeout_at(deadline):
                 await asyncio.gather(*self._upstreams.values(), return_exceptions=True)
         await self._tasks.close()  # whatever did not end in time
+        self.heap.close()
         await self.retirer.close(max(0.0, deadline - loop.time()))
 
     def _joinable(self, content: ContentRef) -> Channel | None:
@@ -188,6 +211,12 @@ class StreamRegistry:
         joinable = self._joinable(content)
         if joinable is not None:
             return joinable
+        if self.waiting() >= self._max_waiting:
+            log.warning("channel_refused_too_many_starting", waiting=self._max_waiting)
+            raise TooManyStarting(
+                f"{self._max_waiting} channels are starting already; try again shortly",
+                _RETRY_WHEN_BUSY_S,
+            )
         channel = Channel(
             content,
             pool=self._pool,
@@ -211,6 +240,20 @@ class StreamRegistry:
         if self._channels.get(channel.content.key) is channel:
             del self._channels[channel.content.key]
         log.info("channel_closed", content=channel.content.key, failovers=channel.failovers)
+        if not self._closing:
+            self.heap.request()
+
+    def _last_player_left(self, channel: Channel) -> None:
+        if not channel.starting or channel.watched:
+            # A channel that plays lingers; so does one an HLS player still holds (its playlist
+            # request waits for the same start): the linger waits out the hold first.
+            self._start_linger(channel)
+            return
+        # Nobody waits for it: no start for nobody. Stopping abandons a claim wait and never
+        # cancels a session start in flight (the session is stopped once it exists).
+        if not channel.stopping and not self._closing:
+            log.info("channel_abandoned", content=channel.content.key)
+        self._stop(channel)
 
     def _start_linger(self, channel: Channel) -> None:
         # A channel whose upstream already ended finishes its own clean-up: never cut it short.
@@ -249,3 +292,26 @@ class StreamRegistry:
         if self._channels.get(channel.content.key) is channel:
             del self._channels[channel.content.key]
         channel.stop()
+
+
+async def _started_unless_gone(
+    channel: Channel, gone: Callable[[], Awaitable[None]] | None
+) -> None:
+    """Wait for ``channel``'s start; raise :class:`PlayerLeft` if ``gone()`` ends first."""
+    if gone is None:
+        await channel.wait_started()
+        return
+    started = asyncio.ensure_future(channel.wait_started())
+    left = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait((started, left), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        started.cancel()
+        left.cancel()
+        await asyncio.gather(started, left, return_exceptions=True)
+    if started.done() and not started.cancelled():
+        started.result()  # raises why the channel could not start
+        return
+    if left.done() and not left.cancelled():
+        raise PlayerLeft
+    raise asyncio.CancelledError

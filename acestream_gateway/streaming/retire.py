@@ -78,6 +78,7 @@ class Retirer:
             if session is not None:
                 await self._stop(claim, session)
         finally:
+            self._client.forget_session(session.pid if session is not None else pid or "")
             claim.release()
 
     async def _find(self, claim: Claim, content: ContentRef, pid: str) -> EngineSession | None:

@@ -6,9 +6,11 @@ phase alone; ``make bench`` uses the defaults.
                           [--players 50,200,500,1000] [--channels 1,10,50] [--no-large]
                           [--extras burst,isolation,memory] [--window-s 10] [--failover-runs 10]
                           [--rounds 3] [--rounds-other 1]
+    python -m tests.bench --endurance
 
 The failover phase needs Docker and the engine emulator image (``EMULATOR_IMAGE``, which
-``make bench`` sets).
+``make bench`` sets). ``--endurance`` runs only the long endurance runs instead (rapid zapping,
+a 10-minute channel churn soak; see ``tests/integration/test_endurance_local.py``), pass or fail.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -65,6 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--keyframe-interval-s", type=float, default=2.0, help="failover stream")
     parser.add_argument("--health-interval-s", type=float, default=1.0, help="failover gateway")
+    parser.add_argument(
+        "--endurance", action="store_true", help="only the long zapping and churn soak runs"
+    )
     parser.add_argument("--only", choices=PHASES, help="run one phase, keep the other's figures")
     parser.add_argument("--out", type=Path, default=scenario.ROOT / "bench-results" / "latest.json")
     parser.add_argument("--doc", type=Path, default=scenario.ROOT / "docs" / "BENCHMARKS.md")
@@ -128,6 +134,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.endurance:
+        return _endurance()
     phases = [args.only] if args.only else list(PHASES)
     problem = _equipment_problem(args, phases)
     if problem:
@@ -166,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary(results, phases))
     print(f"\nraw figures: {args.out}\npage: {args.doc}")
     return 0
+
+
+def _endurance() -> int:
+    """The endurance tests at their long length (about 15 minutes), with their figures shown."""
+    test = scenario.ROOT / "tests" / "integration" / "test_endurance_local.py"
+    command = [sys.executable, "-m", "pytest", "-W", "error", "-s", "--timeout", "3600", str(test)]
+    env = {**os.environ, "ENDURANCE": "long"}
+    return subprocess.run(command, cwd=scenario.ROOT, env=env, check=False).returncode
 
 
 def _equipment_problem(args: argparse.Namespace, phases: list[str]) -> str | None:

@@ -16,10 +16,11 @@ from typing import Any
 from . import report_failover, report_fanout
 from .failover import FailoverPlan
 
-# The HLS start's section is written by ``python -m tests.bench.hls_start`` alone; every run of
-# the phases here keeps it as it is on the page.
-SECTIONS = ("fanout", "failover", "hls")
-_NAMES = {"fanout": "fan-out", "failover": "failover", "hls": "HLS start"}
+SECTIONS = ("fanout", "failover")
+# Sections measured by a command of their own (named in them), not by ``make bench``: every run
+# keeps them as they are written.
+AS_WRITTEN = ("hls", "replacement")
+_NAMES = {"fanout": "fan-out", "failover": "failover"}
 _MARKED = re.compile(r"<!-- (\w+) -->\n(.*?)\n<!-- /\1 -->", re.DOTALL)
 
 
@@ -64,7 +65,9 @@ def kept_sections(doc_path: Path) -> dict[str, str]:
         page = doc_path.read_text()
     except OSError:
         return {}
-    marked = {name: text for name, text in _MARKED.findall(page) if name in SECTIONS}
+    marked = {
+        name: text for name, text in _MARKED.findall(page) if name in (*SECTIONS, *AS_WRITTEN)
+    }
     if marked or "\n- Date:" not in page:
         return marked
     return {"fanout": page[page.index("\n- Date:") + 1 :].strip()}
@@ -117,6 +120,9 @@ def markdown(
         else:
             continue
         lines += ["", f"<!-- {name} -->", body, f"<!-- /{name} -->"]
+    for name in AS_WRITTEN:
+        if name in kept:
+            lines += ["", f"<!-- {name} -->", kept[name], f"<!-- /{name} -->"]
     return "\n".join(lines) + "\n"
 
 

@@ -19,7 +19,9 @@ def instance() -> Iterator[str]:
     need_docker()
     name = f"test-{uuid.uuid4().hex[:10]}"
     yield name
-    subprocess.run(["docker", "rm", "-f", f"gateway-{name}"], capture_output=True, check=False)
+    subprocess.run(
+        ["docker", "rm", "-f", "-v", f"gateway-{name}"], capture_output=True, check=False
+    )
     remove_containers_of(name)
 
 

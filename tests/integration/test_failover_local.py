@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 import aiohttp
 import pytest
+import structlog
 from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
 
 from acestream_gateway.engines.client import EngineClient
 from acestream_gateway.engines.model import (
@@ -207,14 +209,17 @@ async def test_a_start_still_pending_when_its_last_player_leaves_is_stopped_once
 async def test_a_timed_out_start_never_supersedes_a_later_session_of_the_same_channel(
     emulators: Callable[..., Emulator],
 ) -> None:
-    # The first engine answers too late: its session is found again by its pid and stopped. A
-    # second player meanwhile must not get a session on that engine that the search supersedes.
+    # The first engine answers too late: the channel's first start moves to the other engine,
+    # and the late session is found again by its pid and stopped. No session of the channel may
+    # be put on the slow engine meanwhile, where the search would supersede it.
     slow, fast = emulators(**FAST, json_delay_s="1.0"), emulators(**FAST)
     async with gateway(settings(engine_api_timeout_s=0.5), slow, fast) as server:
-        async with aiohttp.ClientSession() as http, http.get(stream_url(server)) as resp:
-            assert resp.status == 502
+        server.app[POOL].set_state("emu1", EngineState.DRAINING)  # the first start goes to slow
         player = Player(stream_url(server))
+        await asyncio.sleep(0.2)
+        server.app[POOL].set_state("emu1", EngineState.READY)
         await player.receives(188 * 1000)
+        assert player.status == 200, "the first start moved to the engine that answers"
 
         async def late_session_stopped() -> bool:
             stats = await slow.stats()
@@ -291,3 +296,68 @@ async def test_a_player_that_stops_reading_is_disconnected_and_does_not_keep_the
             await wait_until(stopped, timeout_s=10)
         finally:
             stuck.close()
+
+
+async def test_a_first_start_on_an_engine_that_died_plays_from_another_engine(
+    emulators: Callable[..., Emulator],
+) -> None:
+    dead, alive = emulators(**FAST), emulators(**FAST)
+    async with gateway(settings(**FAILOVER), dead, alive) as server:
+        server.app[POOL].set_state("emu1", EngineState.DRAINING)  # the first start goes to dead
+        dead.stop()
+        player = Player(stream_url(server))
+        await asyncio.sleep(0.2)
+        server.app[POOL].set_state("emu1", EngineState.READY)
+        await player.receives(188 * 1000)
+        assert player.status == 200
+        assert (await alive.stats())["sessions_active"] == 1
+        await player.close()
+
+
+async def test_an_engine_told_to_let_go_keeps_streaming_until_the_channel_has_a_new_home(
+    emulators: Callable[..., Emulator],
+) -> None:
+    first, second = emulators(**FAST), emulators(**FAST)
+    cfg = settings(**FAILOVER, provision_wait_s=20)
+    async with gateway(cfg, first, second) as server:
+        pool = server.app[POOL]
+        pool.set_state("emu1", EngineState.DRAINING)  # no other home for now
+        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            player = Player(stream_url(server))
+            await player.receives(188 * 1000)
+            pool.retire("emu0")  # a false alarm: the stream itself is fine
+            await asyncio.sleep(0.5)
+            await player.receives(188 * 1000, timeout_s=2)  # still flowing from the old engine
+            assert (await first.stats())["sessions_active"] == 1
+            assert pool.waiting() == 1, "the channel waits for a new home"
+            pool.set_state("emu1", EngineState.READY)  # the new home is ready
+            await player.receives(500_000)
+            assert not player.ended.is_set()
+            assert (await second.stats())["sessions_active"] == 1
+
+            async def old_stopped() -> bool:
+                return bool((await first.stats())["sessions_active"] == 0)
+
+            await wait_until(old_stopped, timeout_s=10)
+            assert (
+                assert_resumes_cleanly(bytes(player.data), the_channel(server).meter.splices) >= 1
+            )
+            await player.close()
+        started = [e.get("engine") for e in logs if e["event"] == "engine_session_started"]
+        assert started == ["emulator-0", "emulator-1"], "the channel's logs name its engine"
+
+
+async def test_waiting_for_a_new_home_that_never_comes_is_one_attempt_bounded_by_the_wait(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST)
+    cfg = settings(**FAILOVER, provision_wait_s=2, failover_attempts=1)
+    async with gateway(cfg, engine) as server:
+        player = Player(stream_url(server))
+        await player.receives(188 * 1000)
+        server.app[POOL].set_state("emu0", EngineState.UNHEALTHY)  # and no other engine comes
+        lost_at = time.monotonic()
+        await asyncio.wait_for(player.ended.wait(), 15)
+        ended_in = time.monotonic() - lost_at
+        assert 1.5 < ended_in < 3.5, f"the players waited {ended_in:.1f} s for a new home"
+        await wait_until(lambda: app_capacity(server)["used"] == 0, timeout_s=10)

@@ -240,9 +240,11 @@ async def test_a_player_joining_a_running_channel_starts_with_pat_pmt_and_a_keyf
 async def test_an_engine_that_answers_too_slowly_gets_502_quickly_and_no_session_lingers(
     emulators: Callable[..., Emulator],
 ) -> None:
-    # The engine starts the session after its answer has already timed out.
+    # The engine starts the session after its answer has already timed out; it is the only
+    # engine there can be, so the channel has nowhere else to go.
     engine = emulators(**FAST, json_delay_s="1.0")
-    async with gateway(settings(engine_api_timeout_s=0.5), engine) as server:
+    cfg = settings(engine_api_timeout_s=0.5, max_active_replicas=1)
+    async with gateway(cfg, engine) as server:
         started = time.monotonic()
         async with aiohttp.ClientSession() as http, http.get(stream_url(server)) as resp:
             assert resp.status == 502

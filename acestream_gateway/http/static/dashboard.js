@@ -354,6 +354,57 @@ function render(status, engines, streams, at) {
   text("updated", `updated ${new Date(now).toLocaleTimeString()}`);
 }
 
+// --- channels -------------------------------------------------------------------------------
+
+const CHANNEL_FIELDS = ["number", "name", "group", "tvg_id", "sources"];
+
+function channelRow() {
+  const row = document.createElement("tr");
+  cells(row, CHANNEL_FIELDS);
+  return row;
+}
+
+function sourceText(source) {
+  const until = source.bad_until ? ` until ${clock(source.bad_until)}` : "";
+  return `${source.id.slice(0, 8)}… ${source.state}${until}`;
+}
+
+function updateChannel(row, channel) {
+  const working = channel.sources.some((s) => s.state !== "bad");
+  row.className = working ? "" : "state-unhealthy";
+  setCells(row, {
+    number: channel.number,
+    name: channel.name,
+    group: channel.group || "–",
+    tvg_id: channel.tvg_id || "–",
+  });
+  const cell = row.querySelector('[data-field="sources"]');
+  const shown = channel.sources.map(sourceText).join(" · ");
+  if (cell.dataset.shown === shown) return;
+  cell.dataset.shown = shown;
+  cell.replaceChildren(
+    ...channel.sources.flatMap((source, index) => {
+      const item = document.createElement("span");
+      item.className = `source source-${source.state}`;
+      item.title = source.id;
+      item.textContent = sourceText(source);
+      return index ? [" · ", item] : [item];
+    }),
+  );
+}
+
+function renderChannels(channels, report) {
+  syncRows($("channels").tBodies[0], channels, (x) => String(x.number), channelRow, updateChannel);
+  $("channels-empty").hidden = channels.length > 0 || report.configured;
+  const list = report.list;
+  let line = "";
+  if (report.configured) {
+    line = `${list.location}: ${list.channels ?? 0} channels, ${list.skipped ?? 0} entries skipped`;
+    if (list.error) line += ` · last load failed: ${list.error}`;
+  }
+  text("channels-source", line);
+}
+
 // --- errors and the action log -------------------------------------------------------------
 
 function alertWith(message) {
@@ -401,6 +452,7 @@ async function poll() {
       api("GET", "streams"),
     ]);
     render(status, engines, streams, performance.now());
+    renderChannels(...(await Promise.all([api("GET", "channels"), api("GET", "channels/status")])));
     alertWith("");
   } catch (error) {
     alertWith(readFailure(error));
