@@ -201,6 +201,21 @@ async def test_the_watch_button_names_the_channel_as_its_players_asked_for_it(
             await player.close()
 
 
+async def test_the_watch_page_shows_why_the_gateway_cannot_play_the_channel(
+    emulators: Callable[..., Emulator],
+) -> None:
+    engine = emulators(**FAST, unknown_ids=CHANNEL)
+    async with gateway(settings(), engine) as server, chromium() as browser:
+        await browser.open(f"http://127.0.0.1:{server.port}{WATCH}")
+        # hls.js asks once more after a 5xx, then gives up: the gateway's JSON reason is shown.
+        alert = await browser.text_of("#alert", bool, timeout_s=20)
+        refused = r"hls.js fatal networkError manifestLoadError \(HTTP 502: \w.*\)"
+        assert re.fullmatch(refused, alert), alert
+        assert await browser.text_of("#state", bool) == "error"
+        assert await browser.text_of("#play", bool) == "Play again"
+        await wait_until(lambda: no_session(engine), timeout_s=5)
+
+
 async def test_the_watch_page_asks_for_the_player_token_and_never_shows_it(
     emulators: Callable[..., Emulator],
 ) -> None:
