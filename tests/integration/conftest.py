@@ -1,17 +1,21 @@
 """Fixtures of the integration tests: engine emulators as local processes, and for Docker tests a
 gateway instance name of its own per test (every container labelled with it, and the gateway
-container named after it, is removed afterwards)."""
+container named after it, is removed afterwards), a second Docker host and a single-node Swarm
+(each a daemon the tests start once per session and remove at its end; docs/TESTING.md)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.equipment.second_daemon import DockerDaemon, docker_daemon
+from tests.equipment.swarm import Swarm
 from tests.integration.local import Emulator
-from tests.support import need_docker, remove_containers_of
+from tests.support import emulator_image, need, need_docker, need_tool, remove_containers_of
 
 
 @pytest.fixture
@@ -37,3 +41,35 @@ def emulators() -> Iterator[Callable[..., Emulator]]:
     yield start
     for emulator in started:
         emulator.stop()
+
+
+def need_daemon_equipment() -> None:
+    """What a test-owned Docker daemon needs: root, the machine's daemon (the images come from
+    it) and the tools that make its namespace and certificates."""
+    need_docker()
+    need(os.geteuid() == 0, "root (a second dockerd and its network namespace)")
+    need_tool("dockerd", "docker.io")
+    need_tool("openssl", "openssl")
+    need_tool("nsenter", "util-linux")
+    need_tool("ip", "iproute2")
+    need_tool("iptables-save", "iptables")
+
+
+@pytest.fixture(scope="session")
+def second_docker() -> Iterator[DockerDaemon]:
+    """A second Docker host: its own daemon, namespace, bridge and TLS listener, with the emulator
+    image loaded; shared by the session's tests, which remove what they make on it."""
+    need_daemon_equipment()
+    with docker_daemon(images=[emulator_image()]) as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="session")
+def swarm_docker() -> Iterator[Swarm]:
+    """A single-node Swarm on a daemon of its own (never the machine's), with the emulator image
+    loaded: ``docker_host`` is the manager's socket, ``node_address`` where engines are reached."""
+    need_daemon_equipment()
+    with docker_daemon(images=[emulator_image()]) as daemon:
+        swarm = Swarm(daemon)
+        swarm.init()
+        yield swarm
