@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Network
@@ -80,7 +81,7 @@ class Namespace:
     def __init__(self, name: str, subnets: Subnets) -> None:
         self.name = name
         self.subnets = subnets
-        self.host_if = f"{name}-h"
+        self.host_if = host_interface(name)
         self.ns_if = f"{name}-n"
 
     @property
@@ -112,11 +113,7 @@ class Namespace:
         _ip("link", "set", self.host_if, "up")
 
     def delete(self) -> None:
-        """Removes the namespace with all it holds (its end of the veth takes the other)."""
-        if (NETNS_DIR / self.name).exists():
-            _ip("netns", "delete", self.name)
-        if _link_exists(self.host_if):
-            _ip("link", "delete", self.host_if)
+        delete_namespace(self.name)
 
     def leftovers(self) -> list[str]:
         left = []
@@ -125,6 +122,24 @@ class Namespace:
         if _link_exists(self.host_if):
             left.append(f"interface {self.host_if}")
         return left
+
+
+def host_interface(name: str) -> str:
+    """The machine's end of the veth link of namespace ``name``."""
+    return f"{name}-h"
+
+
+def delete_namespace(name: str, timeout_s: float = 20) -> None:
+    """Removes namespace ``name`` with all it holds. The kernel tears a namespace down in the
+    background: its end of the veth takes the machine's end with it a moment later."""
+    if (NETNS_DIR / name).exists():
+        _ip("netns", "delete", name)
+    deadline = time.monotonic() + timeout_s
+    while _link_exists(host_interface(name)):
+        if time.monotonic() > deadline:
+            subprocess.run(["ip", "link", "delete", host_interface(name)], capture_output=True)
+            return
+        time.sleep(0.1)
 
 
 def _link_exists(name: str) -> bool:

@@ -2,7 +2,8 @@
 
 Each daemon runs in a network namespace of its own (tests/equipment/netns.py) joined to the
 machine by a veth link, and in a mount namespace of its own (its container mounts never show in
-the machine's mount table). Everything else it keeps under one temporary directory: data root, exec
+the machine's mount table). It keeps everything else on a tmpfs of its own mounted on one
+temporary directory (quick to fill with an image, gone at once when unmounted): data root, exec
 root, pid file, unix socket, config file, log and the TLS files. It listens on its unix socket and
 on ``tcp://<its address>:2376`` with ``--tlsverify`` (a CA, server and client certificates the
 tests make, tests/equipment/tls_files.py); its bridge has a subnet of its own, and its engines are
@@ -13,14 +14,14 @@ its data root kept (its containers are there again, stopped or restarted by thei
 :meth:`DockerDaemon.disconnect` cuts the network link only (everything keeps running, nothing is
 reachable). :func:`docker_daemon` removes it all at the end: containers, services, the swarm, the
 daemon and its containerd, leftover processes, mounts and cgroups, the namespace (with its bridge
-and netfilter rules) and the directory.
+and netfilter rules) and the directory; and before it starts one, it erases the daemons of runs
+that were killed (tests/equipment/host_traces.py).
 """
 
 from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -172,11 +173,7 @@ class DockerDaemon:
                 self.clear()
         finally:
             self.stop()
-            host_traces.kill(self._processes())
-            host_traces.unmount(host_traces.mounts_under(self.root))
-            host_traces.remove_cgroups(self.name)
-            self.namespace.delete()
-            shutil.rmtree(self.root, ignore_errors=True)
+            host_traces.erase(self.name, self.root)
 
     def _processes(self) -> list[int]:
         return host_traces.processes(self.root, NETNS_DIR / self.namespace.name, self.name)
@@ -209,8 +206,12 @@ class DockerDaemon:
 @contextmanager
 def docker_daemon(images: Sequence[str] = ()) -> Iterator[DockerDaemon]:
     """A started daemon with ``images`` loaded from the machine's daemon; removed at the end."""
+    host_traces.sweep_abandoned(Path(tempfile.gettempdir()))
     name = f"agw{uuid.uuid4().hex[:8]}"
     root = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    host_traces.claim(root)
+    host_traces.mount_scratch(root)
+    host_traces.claim(root)
     namespace = Namespace(name, pick_subnets(machine_networks(), random.Random()))
     daemon: DockerDaemon | None = None
     try:
@@ -227,5 +228,4 @@ def docker_daemon(images: Sequence[str] = ()) -> Iterator[DockerDaemon]:
         if daemon is not None:
             daemon.remove()
         else:
-            namespace.delete()
-            shutil.rmtree(root, ignore_errors=True)
+            host_traces.erase(name, root)

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.equipment import host_traces
 from tests.equipment.second_daemon import DockerDaemon, docker_daemon
 from tests.equipment.swarm import Swarm, Task
 from tests.equipment.tls_files import new_authority
@@ -225,3 +226,19 @@ async def test_a_removed_daemon_leaves_nothing_on_the_machine() -> None:
         assert any(item.startswith("cgroup ") for item in during)
     assert daemon.leftovers() == []
     assert not daemon.root.exists()
+
+
+async def test_equipment_of_a_killed_run_is_erased_when_the_next_one_starts() -> None:
+    need_daemon_equipment()
+    port = free_port()
+    with docker_daemon(images=[emulator_image()]) as daemon:
+        run_emulator(daemon, port, "--restart", "always")
+        await wait_until(lambda: answers(daemon.engine_host, port), timeout_s=30)
+        assert daemon.name not in host_traces.sweep_abandoned(daemon.root.parent)
+        assert await answers(daemon.engine_host, port), "a live run's equipment is left alone"
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        (daemon.root / host_traces.OWNER).write_text(f"{gone.pid} 0")
+        assert daemon.name in host_traces.sweep_abandoned(daemon.root.parent)
+        assert daemon.leftovers() == []
+        assert await engine_version(daemon.engine_host, port) is None
