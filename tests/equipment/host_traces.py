@@ -20,12 +20,14 @@ import shutil
 import signal
 import subprocess
 import time
+from ipaddress import IPv4Network
 from pathlib import Path
 
 from tests.equipment.netns import NETNS_DIR, delete_namespace
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 OWNER = "owner"
+BLOCK = "network"
 ROOT_NAME = re.compile(r"^(agw[0-9a-f]{8})-")
 # A directory whose owner is not written yet is someone's start in progress, unless it is old.
 _UNCLAIMED_GRACE_S = 600
@@ -35,13 +37,26 @@ _SCRATCH_SIZE = "4g"
 
 def erase(name: str, root: Path) -> None:
     """Removes every trace of the test daemon ``name`` whose directory is ``root``."""
+    block = _recorded_block(root)
     pids = processes(root, NETNS_DIR / name, name)
     kill(pids)
     _wait_gone(pids, timeout_s=20)
     unmount(mounts_under(root))
     remove_cgroups(name)
-    delete_namespace(name)
+    delete_namespace(name, block)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def record_block(root: Path, block: IPv4Network) -> None:
+    """Notes the network block of the daemon's namespace (its route is removed with it)."""
+    (root / BLOCK).write_text(f"{block}\n")
+
+
+def _recorded_block(root: Path) -> IPv4Network | None:
+    try:
+        return IPv4Network((root / BLOCK).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def claim(root: Path) -> None:

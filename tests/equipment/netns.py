@@ -4,7 +4,11 @@ A Docker daemon started inside it has its own interfaces, bridge, routes and net
 it never meets the machine's daemon (its ``docker0``, its iptables chains) and everything it makes
 there goes away with the namespace. The machine reaches the namespace over a point-to-point /30:
 the namespace's end (``address``) is where its daemon listens and its engines are published.
-Traffic from the tests goes to that address only, never beyond the machine.
+
+Traffic from the tests goes to that address only, never beyond the machine: while the namespace
+exists, the machine holds an ``unreachable`` route for its whole block, so that when the link is
+down (its connected route gone) a packet for the namespace fails at once instead of following the
+default route out of the machine.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ class Subnets:
     @property
     def address(self) -> str:
         return str(self.link.network_address + 2)
+
+    @property
+    def block(self) -> IPv4Network:
+        """The /23 that holds both."""
+        return self.link.supernet(new_prefix=23)
 
     @property
     def bridge_gateway(self) -> str:
@@ -96,6 +105,7 @@ class Namespace:
 
     def create(self) -> None:
         link = self.subnets.link.prefixlen
+        _ip("route", "add", "unreachable", str(self.subnets.block))
         _ip("netns", "add", self.name)
         _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if,
             "netns", self.name)  # fmt: skip
@@ -105,15 +115,21 @@ class Namespace:
         _ip("-n", self.name, "link", "set", self.ns_if, "up")
         self.reconnect()
 
-    def disconnect(self) -> None:
-        """The machine loses its link to the namespace: every address there is unreachable."""
-        _ip("link", "set", self.host_if, "down")
+    def disconnect(self, silent: bool = True) -> None:
+        """The namespace drops off the network. ``silent``: its end of the link goes down, and
+        packets to it vanish (connections time out, as to a machine that lost power); else the
+        machine's end goes down, and connections fail at once (no route to host)."""
+        if silent:
+            _ip("-n", self.name, "link", "set", self.ns_if, "down")
+        else:
+            _ip("link", "set", self.host_if, "down")
 
     def reconnect(self) -> None:
+        _ip("-n", self.name, "link", "set", self.ns_if, "up")
         _ip("link", "set", self.host_if, "up")
 
     def delete(self) -> None:
-        delete_namespace(self.name)
+        delete_namespace(self.name, self.subnets.block)
 
     def leftovers(self) -> list[str]:
         left = []
@@ -121,6 +137,8 @@ class Namespace:
             left.append(f"network namespace {self.name}")
         if _link_exists(self.host_if):
             left.append(f"interface {self.host_if}")
+        if _unreachable_route(self.subnets.block):
+            left.append(f"route unreachable {self.subnets.block}")
         return left
 
 
@@ -129,17 +147,24 @@ def host_interface(name: str) -> str:
     return f"{name}-h"
 
 
-def delete_namespace(name: str, timeout_s: float = 20) -> None:
-    """Removes namespace ``name`` with all it holds. The kernel tears a namespace down in the
-    background: its end of the veth takes the machine's end with it a moment later."""
+def delete_namespace(name: str, block: IPv4Network | None, timeout_s: float = 20) -> None:
+    """Removes namespace ``name`` with all it holds, and the route of its ``block``. The kernel
+    tears a namespace down in the background: its end of the veth takes the machine's end with it
+    a moment later."""
     if (NETNS_DIR / name).exists():
         _ip("netns", "delete", name)
     deadline = time.monotonic() + timeout_s
     while _link_exists(host_interface(name)):
         if time.monotonic() > deadline:
             subprocess.run(["ip", "link", "delete", host_interface(name)], capture_output=True)
-            return
+            break
         time.sleep(0.1)
+    if block is not None and _unreachable_route(block):
+        _ip("route", "delete", "unreachable", str(block))
+
+
+def _unreachable_route(block: IPv4Network) -> bool:
+    return bool(_ip_json("route", "show", "type", "unreachable", "exact", str(block)))
 
 
 def _link_exists(name: str) -> bool:

@@ -114,9 +114,10 @@ class DockerDaemon:
             proc.kill()
             proc.wait()
 
-    def disconnect(self) -> None:
-        """The host is cut off the network: it and its engines keep running, unreachable."""
-        self.namespace.disconnect()
+    def disconnect(self, silent: bool = True) -> None:
+        """The host is cut off the network: it and its engines keep running, unreachable
+        (``silent``: connections time out; else they fail at once)."""
+        self.namespace.disconnect(silent)
 
     def reconnect(self) -> None:
         self.namespace.reconnect()
@@ -209,10 +210,10 @@ def docker_daemon(images: Sequence[str] = ()) -> Iterator[DockerDaemon]:
     host_traces.sweep_abandoned(Path(tempfile.gettempdir()))
     name = f"agw{uuid.uuid4().hex[:8]}"
     root = Path(tempfile.mkdtemp(prefix=f"{name}-"))
-    host_traces.claim(root)
     host_traces.mount_scratch(root)
     host_traces.claim(root)
     namespace = Namespace(name, pick_subnets(machine_networks(), random.Random()))
+    host_traces.record_block(root, namespace.subnets.block)
     daemon: DockerDaemon | None = None
     try:
         namespace.create()

@@ -1,8 +1,9 @@
 """A single-node Docker Swarm on a daemon the tests own (tests/equipment/second_daemon.py), never
 on the machine's daemon.
 
-The manager advertises its namespace's address (Swarm refuses to advertise a loopback one, and the
-namespace's address is the one its engines are reached at). Engines run as one-replica services
+The manager advertises its namespace's address: the node's address (``Status.Addr``) is then the
+one its engines are reached at from the machine (a loopback address is accepted too, but names
+the namespace's own loopback, which the machine cannot reach). Engines run as one-replica services
 whose HTTP port is published in host mode (``--publish mode=host,target=P,published=P``): the
 port opens on the node the task lands on, with no routing mesh in between. A task is what Swarm
 restarts or reschedules; :meth:`Swarm.running_task` reads it the way an orchestrator would: the

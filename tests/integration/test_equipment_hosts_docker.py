@@ -6,6 +6,7 @@ engine as a service and reschedules its killed task."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import ssl
 import subprocess
@@ -157,19 +158,45 @@ async def test_a_stopped_and_restarted_host_keeps_its_containers(
         second_docker.docker("rm", "-f", kept, check=False)
 
 
-async def test_a_disconnected_host_is_unreachable_until_reconnected(
-    second_docker: DockerDaemon,
+async def connect_error(host: str, port: int) -> OSError | None:
+    """How a TCP connection to ``host:port`` fails within 2 s (None: it is made)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=2)
+    except OSError as error:
+        return error
+    writer.close()
+    return None
+
+
+def route_to(address: str) -> str:
+    result = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True)
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("silent", "expected_errno"),
+    [(True, None), (False, errno.EHOSTUNREACH)],
+    ids=["silent", "no-route"],
+)
+async def test_a_disconnected_host_is_unreachable_and_never_routed_off_the_machine(
+    second_docker: DockerDaemon, silent: bool, expected_errno: int | None
 ) -> None:
     port = free_port()
     engine = run_emulator(second_docker, port)
     try:
         await wait_until(lambda: answers(second_docker.engine_host, port), timeout_s=30)
-        second_docker.disconnect()
+        second_docker.disconnect(silent=silent)
         try:
-            assert await engine_version(second_docker.engine_host, port) is None
-            assert second_docker.docker("inspect", "-f", "{{.State.Running}}", engine).stdout == (
-                "true\n"
-            ), "the host goes on behind the cut"
+            error = await connect_error(second_docker.engine_host, port)
+            if silent:
+                assert isinstance(error, TimeoutError), f"packets vanish, not {error!r}"
+            else:
+                assert error is not None
+                assert error.errno == expected_errno, f"no route at once, not {error!r}"
+            route = route_to(second_docker.engine_host)
+            assert second_docker.namespace.host_if in route or "No route to host" in route, route
+            running = second_docker.docker("inspect", "-f", "{{.State.Running}}", engine)
+            assert running.stdout == "true\n", "the host goes on behind the cut"
         finally:
             second_docker.reconnect()
         await wait_until(lambda: answers(second_docker.engine_host, port), timeout_s=30)
@@ -224,6 +251,7 @@ async def test_a_removed_daemon_leaves_nothing_on_the_machine() -> None:
         assert any(item.startswith("process ") for item in during)
         assert any(item.startswith("network namespace ") for item in during)
         assert any(item.startswith("cgroup ") for item in during)
+        assert any(item.startswith("route unreachable ") for item in during)
     assert daemon.leftovers() == []
     assert not daemon.root.exists()
 
