@@ -40,7 +40,7 @@ def erase(name: str, root: Path) -> None:
     block = _recorded_block(root)
     pids = processes(root, NETNS_DIR / name, name)
     kill(pids)
-    _wait_gone(pids, timeout_s=20)
+    wait_gone(pids, timeout_s=20)
     unmount(mounts_under(root))
     remove_cgroups(name)
     delete_namespace(name, block)
@@ -94,7 +94,7 @@ def _identity(pid: int) -> str | None:
     return f"{pid} {stat.rpartition(')')[2].split()[19]}"
 
 
-def _wait_gone(pids: list[int], timeout_s: float) -> None:
+def wait_gone(pids: list[int], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while any(_alive(Path(f"/proc/{pid}")) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)

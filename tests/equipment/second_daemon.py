@@ -9,8 +9,9 @@ on ``tcp://<its address>:2376`` with ``--tlsverify`` (a CA, server and client ce
 tests make, tests/equipment/tls_files.py); its bridge has a subnet of its own, and its engines are
 published on its address, so they are told apart from the machine daemon's by address alone.
 
-:meth:`DockerDaemon.stop` and :meth:`DockerDaemon.start` make the host go away and come back with
-its data root kept (its containers are there again, stopped or restarted by their policy);
+:meth:`DockerDaemon.stop` (a shutdown) or :meth:`DockerDaemon.crash` (a power cut) and
+:meth:`DockerDaemon.start` make the host go away and come back with its data root kept (its
+containers are there again, stopped or restarted by their policy);
 :meth:`DockerDaemon.disconnect` cuts the network link only (everything keeps running, nothing is
 reachable). :func:`docker_daemon` removes it all at the end: containers, services, the swarm, the
 daemon and its containerd, leftover processes, mounts and cgroups, the namespace (with its bridge
@@ -113,6 +114,17 @@ class DockerDaemon:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+    def crash(self) -> None:
+        """The host loses power: the daemon, its containerd, shims, proxies and containers are
+        killed at once (data root kept; a later :meth:`start` finds the containers exited and
+        restarts those whose policy says so)."""
+        proc, self._proc = self._proc, None
+        pids = self._processes()
+        host_traces.kill(pids)
+        host_traces.wait_gone(pids, timeout_s=30)
+        if proc is not None:
+            proc.wait(30)
 
     def disconnect(self, silent: bool = True) -> None:
         """The host is cut off the network: it and its engines keep running, unreachable

@@ -49,9 +49,11 @@ async def answers(host: str, port: int) -> bool:
 
 
 def run_emulator(daemon: DockerDaemon, port: int, *options: str) -> str:
-    """An emulator container on ``daemon`` serving on ``port`` of the daemon's address."""
+    """An emulator container on ``daemon`` serving on ``port`` of the daemon's address (where
+    the gateway publishes its engines' ports)."""
     return daemon.docker(
-        "run", "-d", "--name", f"emulator-{uuid.uuid4().hex[:8]}", "-p", f"{port}:{port}",
+        "run", "-d", "--name", f"emulator-{uuid.uuid4().hex[:8]}",
+        "-p", f"{daemon.engine_host}:{port}:{port}",
         *options, emulator_image(), "--client-console", "--http-port", str(port), "--bind-all",
     ).stdout.strip()  # fmt: skip
 
@@ -141,14 +143,15 @@ async def test_an_engine_there_is_reached_on_its_own_address_not_the_machines(
         second_docker.docker("rm", "-f", second, check=False)
 
 
-async def test_a_stopped_and_restarted_host_keeps_its_containers(
-    second_docker: DockerDaemon,
+@pytest.mark.parametrize("going", ["stop", "crash"])
+async def test_a_host_that_goes_away_and_comes_back_keeps_its_containers(
+    second_docker: DockerDaemon, going: str
 ) -> None:
     port = free_port()
     kept = run_emulator(second_docker, port, "--restart", "unless-stopped")
     try:
         await wait_until(lambda: answers(second_docker.engine_host, port), timeout_s=30)
-        second_docker.stop()
+        getattr(second_docker, going)()
         assert second_docker.docker("version", check=False, timeout=10).returncode != 0
         assert await engine_version(second_docker.engine_host, port) is None
         second_docker.start()
