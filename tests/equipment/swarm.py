@@ -54,6 +54,11 @@ class Swarm:
             f"--listen-addr={address}:{MANAGER_PORT}",
         )  # fmt: skip
 
+    def label_node(self, key: str, value: str) -> None:
+        """Labels the node, for placement constraints such as ``node.labels.<key>==<value>``."""
+        node = self.daemon.docker("info", "-f", "{{.Swarm.NodeID}}").stdout.strip()
+        self.daemon.docker("node", "update", "--label-add", f"{key}={value}", node)
+
     def running_task(self, service: str) -> Task | None:
         """The service's task that runs now, if any."""
         ids = self.daemon.docker(

@@ -221,12 +221,14 @@ async def running_task(swarm: Swarm, service: str, other_than: str = "") -> Task
     return found[-1]
 
 
-async def test_a_swarm_service_answers_on_its_node_and_a_killed_task_is_replaced(
+async def test_a_swarm_service_answers_on_its_labelled_node_and_a_killed_task_is_replaced(
     swarm_docker: Swarm,
 ) -> None:
     daemon, port, service = swarm_docker.daemon, free_port(), f"engine-{uuid.uuid4().hex[:8]}"
+    swarm_docker.label_node("acestream", "true")
     daemon.docker(
         "service", "create", "-d", "--name", service, "--replicas", "1",
+        "--constraint", "node.labels.acestream==true",
         "--publish", f"mode=host,target={port},published={port}", emulator_image(),
         "--client-console", "--http-port", str(port), "--bind-all",
     )  # fmt: skip
