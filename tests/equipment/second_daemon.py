@@ -67,6 +67,13 @@ class DockerDaemon:
         return f"tcp://{self.namespace.address}:{TLS_PORT}"
 
     @property
+    def https_url(self) -> str:
+        """The same listener with its scheme spelled out: aiodocker speaks TLS to a ``tcp://``
+        URL only when the TLS settings come from the environment or a Docker context, never
+        with an ``ssl_context`` alone (docs/TESTING.md)."""
+        return f"https://{self.namespace.address}:{TLS_PORT}"
+
+    @property
     def engine_host(self) -> str:
         """The address its containers' published ports are reached at."""
         return self.namespace.address

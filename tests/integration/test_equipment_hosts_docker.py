@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiodocker
 import aiohttp
 import pytest
 
@@ -87,6 +88,21 @@ async def test_the_second_daemon_answers_over_tls_with_the_client_certificate(
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert str(second_docker.root) in cli.stdout, "the CLI over TLS reaches the second daemon"
+
+
+async def test_aiodocker_reaches_the_second_daemon_over_tls_at_its_https_url(
+    second_docker: DockerDaemon,
+) -> None:
+    context = second_docker.client_tls.ssl_context()
+    async with aiodocker.Docker(url=second_docker.https_url, ssl_context=context) as docker:
+        info = await docker.system.info()
+        assert info["DockerRootDir"] == str(second_docker.root / "data")
+    # The same with a tcp:// URL is plain HTTP, which the TLS listener refuses.
+    async with aiodocker.Docker(url=second_docker.tcp_url, ssl_context=context) as docker:
+        with pytest.raises(aiodocker.DockerError) as refused:
+            await docker.system.info()
+    assert refused.value.status == 400
+    assert "HTTPS" in refused.value.message
 
 
 async def test_a_client_certificate_of_another_ca_is_refused_with_a_tls_error(
