@@ -167,6 +167,16 @@ class DockerDaemon:
         if save.returncode != 0 or load.returncode != 0:
             raise DaemonFailed(f"loading {image} into {self.name}: {load.stderr.strip()}")
 
+    def remove_labelled(self, label: str) -> None:
+        """Removes the services (on a swarm manager) and containers labelled ``label``
+        (``key=value``), as a test's cleanup on a host shared by the session."""
+        services = self.docker("service", "ls", "-q", "--filter", f"label={label}", check=False)
+        if services.returncode == 0 and services.stdout.split():
+            self.docker("service", "rm", *services.stdout.split(), check=False)
+        ids = self.docker("ps", "-aq", "--filter", f"label={label}").stdout.split()
+        if ids:
+            self.docker("rm", "-f", *ids, check=False)
+
     def clear(self) -> None:
         """Leaves the swarm and removes every container (services go with the swarm)."""
         self.docker("swarm", "leave", "--force", check=False)

@@ -1,6 +1,7 @@
 """Fixtures of the integration tests: engine emulators as local processes, and for Docker tests a
-gateway instance name of its own per test (every container labelled with it, and the gateway
-container named after it, is removed afterwards), a second Docker host and a single-node Swarm
+gateway instance name of its own per test (every container labelled with it, on the machine's
+daemon and on the test-owned hosts the test used, and the gateway container named after it, is
+removed afterwards), a second Docker host and a single-node Swarm
 (each a daemon the tests start once per session and remove at its end; docs/TESTING.md)."""
 
 from __future__ import annotations
@@ -17,14 +18,21 @@ from tests.equipment.swarm import Swarm
 from tests.integration.local import Emulator
 from tests.support import emulator_image, need, need_docker, need_tool, remove_containers_of
 
+INSTANCE_LABEL = "acestream-gateway.instance"
+
 
 @pytest.fixture
-def instance() -> Iterator[str]:
+def instance(request: pytest.FixtureRequest) -> Iterator[str]:
     need_docker()
     name = f"test-{uuid.uuid4().hex[:10]}"
     yield name
     subprocess.run(["docker", "rm", "-f", f"gateway-{name}"], capture_output=True, check=False)
     remove_containers_of(name)
+    # The test-owned hosts it used are shared by the session: its containers there go too.
+    if "second_docker" in request.fixturenames:
+        request.getfixturevalue("second_docker").remove_labelled(f"{INSTANCE_LABEL}={name}")
+    if "swarm_docker" in request.fixturenames:
+        request.getfixturevalue("swarm_docker").daemon.remove_labelled(f"{INSTANCE_LABEL}={name}")
 
 
 @pytest.fixture

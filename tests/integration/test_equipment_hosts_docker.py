@@ -262,6 +262,26 @@ async def test_a_swarm_service_answers_on_its_labelled_node_and_a_killed_task_is
         daemon.docker("service", "rm", service, check=False)
 
 
+def test_a_tests_cleanup_removes_only_its_own_services_and_containers(
+    swarm_docker: Swarm, instance: str
+) -> None:
+    daemon, label = swarm_docker.daemon, f"acestream-gateway.instance={instance}"
+    image = emulator_image()
+    ours = daemon.docker("create", "--label", label, image).stdout.strip()
+    other = daemon.docker("create", "--label", f"{label}-other", image).stdout.strip()
+    service = daemon.docker(
+        "service", "create", "-d", "--label", label, "--replicas", "0", image
+    ).stdout.strip()
+    try:
+        daemon.remove_labelled(label)
+        left = daemon.docker("ps", "-aq", "--no-trunc").stdout.split()
+        assert ours not in left
+        assert other in left
+        assert daemon.docker("service", "inspect", service, check=False).returncode != 0
+    finally:
+        daemon.docker("rm", "-f", other, check=False)
+
+
 async def test_a_removed_daemon_leaves_nothing_on_the_machine() -> None:
     need_daemon_equipment()
     port = free_port()
