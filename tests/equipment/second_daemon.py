@@ -36,6 +36,7 @@ from typing import Any
 from tests.equipment import host_traces
 from tests.equipment.netns import NETNS_DIR, Namespace, machine_networks, pick_subnets
 from tests.equipment.tls_files import ClientTls, new_authority
+from tests.support import need, need_docker, need_tool
 
 TLS_PORT = 2376
 
@@ -231,6 +232,19 @@ class DockerDaemon:
     def _log_tail(self) -> str:
         lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
         return "\n".join(lines[-20:])
+
+
+def need_daemon_equipment() -> None:
+    """What a test-owned Docker daemon needs: root, the machine's daemon (the images come from
+    it) and the tools that make its namespaces and certificates (a skip, or under CI a failure)."""
+    need_docker()
+    need(os.geteuid() == 0, "root (a second dockerd and its network namespace)")
+    need_tool("dockerd", "docker.io")
+    need_tool("openssl", "openssl")
+    need_tool("nsenter", "util-linux")
+    need_tool("unshare", "util-linux")
+    need_tool("ip", "iproute2")
+    need_tool("iptables-save", "iptables")
 
 
 @contextmanager

@@ -6,17 +6,16 @@ removed afterwards), a second Docker host and a single-node Swarm
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.equipment.second_daemon import DockerDaemon, docker_daemon
+from tests.equipment.second_daemon import DockerDaemon, docker_daemon, need_daemon_equipment
 from tests.equipment.swarm import Swarm
 from tests.integration.local import Emulator
-from tests.support import emulator_image, need, need_docker, need_tool, remove_containers_of
+from tests.support import emulator_image, need_docker, remove_containers_of
 
 INSTANCE_LABEL = "acestream-gateway.instance"
 
@@ -49,18 +48,6 @@ def emulators() -> Iterator[Callable[..., Emulator]]:
     yield start
     for emulator in started:
         emulator.stop()
-
-
-def need_daemon_equipment() -> None:
-    """What a test-owned Docker daemon needs: root, the machine's daemon (the images come from
-    it) and the tools that make its namespace and certificates."""
-    need_docker()
-    need(os.geteuid() == 0, "root (a second dockerd and its network namespace)")
-    need_tool("dockerd", "docker.io")
-    need_tool("openssl", "openssl")
-    need_tool("nsenter", "util-linux")
-    need_tool("ip", "iproute2")
-    need_tool("iptables-save", "iptables")
 
 
 @pytest.fixture(scope="session")

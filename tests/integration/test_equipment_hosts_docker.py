@@ -19,10 +19,9 @@ import aiohttp
 import pytest
 
 from tests.equipment import host_traces
-from tests.equipment.second_daemon import DockerDaemon, docker_daemon
+from tests.equipment.second_daemon import DockerDaemon, docker_daemon, need_daemon_equipment
 from tests.equipment.swarm import Swarm, Task
 from tests.equipment.tls_files import new_authority
-from tests.integration.conftest import need_daemon_equipment
 from tests.support import emulator_image, free_port, wait_until
 
 pytestmark = pytest.mark.docker
