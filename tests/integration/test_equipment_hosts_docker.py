@@ -158,6 +158,30 @@ async def test_an_engine_there_is_reached_on_its_own_address_not_the_machines(
         second_docker.docker("rm", "-f", second, check=False)
 
 
+def test_a_container_on_the_machines_daemon_reaches_an_engine_on_the_second_host(
+    second_docker: DockerDaemon, instance: str
+) -> None:
+    port = free_port()
+    engine = run_emulator(second_docker, port)
+    url = f"http://{second_docker.engine_host}:{port}{VERSION}"
+    script = (
+        "import time, urllib.request\n"
+        "for _ in range(100):\n"
+        "    try:\n"
+        f"        print(urllib.request.urlopen({url!r}, timeout=5).read().decode()); break\n"
+        "    except OSError: time.sleep(0.2)\n"
+    )
+    try:
+        seen = subprocess.run(
+            ["docker", "run", "--rm", "--label", f"acestream-gateway.instance={instance}",
+             "--entrypoint", "python3", emulator_image(), "-c", script],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        assert '"version"' in seen, "a gateway in its image reaches the second host's engines"
+    finally:
+        second_docker.docker("rm", "-f", engine, check=False)
+
+
 @pytest.mark.parametrize("going", ["stop", "crash"])
 async def test_a_host_that_goes_away_and_comes_back_keeps_its_containers(
     second_docker: DockerDaemon, going: str
