@@ -197,6 +197,8 @@ async def test_a_host_that_goes_away_and_comes_back_keeps_its_containers(
         assert kept in second_docker.docker("ps", "-q", "--no-trunc").stdout.split()
         await wait_until(lambda: answers(second_docker.engine_host, port), timeout_s=30)
     finally:
+        if not second_docker.running:  # the host stays up for the session's other tests
+            second_docker.start()
         second_docker.docker("rm", "-f", kept, check=False)
 
 
