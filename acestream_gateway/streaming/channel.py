@@ -398,6 +398,7 @@ class Channel:
         finally:
             reading.cancel()
             await asyncio.gather(reading, return_exceptions=True)
+            _let_cancellation_go(reading)
 
     async def _stop_quietly(self, session: EngineSession) -> None:
         try:
