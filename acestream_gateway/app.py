@@ -49,7 +49,7 @@ from .http.keys import (
     STATIC_FLEET,
 )
 from .http.ops import fleet_facts
-from .http.stations import STATIONS
+from .http.stations import STATIONS, station_facts
 from .logs import get_logger
 from .metrics import Metrics
 from .ops import hdhr as hdhr_answers
@@ -266,7 +266,10 @@ async def _stat_poller(app: web.Application) -> AsyncIterator[None]:
 async def _scrape(app: web.Application) -> AsyncIterator[None]:
     """The state half of /metrics, read from the components at scrape time."""
     collector = GatewayCollector(
-        pool=app[POOL], registry=app[REGISTRY], fleet=lambda: fleet_facts(app)
+        pool=app[POOL],
+        registry=app[REGISTRY],
+        fleet=lambda: fleet_facts(app),
+        stations=lambda: station_facts(app),
     )
     registry = app[METRICS].registry
     registry.register(collector)

@@ -22,6 +22,7 @@ from aiohttp import web
 from ..engines.model import ContentRef
 from ..logs import get_logger
 from ..ops.lineup.numbering import Channel
+from ..ops.status import StationFacts
 from ..streaming.errors import ChannelError, EngineFailed, EngineRefusedChannel, PlayerLeft
 from ..streaming.mpegts import NULL_PACKET
 from ..streaming.station import SourceFailure, Station, Stations
@@ -153,6 +154,21 @@ class _KeepAlive:
                 transport.write(NULL_PACKET)
                 sent_at = now
             await asyncio.sleep(_POLL_S)
+
+
+def station_facts(app: web.Application) -> StationFacts:
+    """The lineup's channels as they play, for the status and the metrics."""
+    if STATIONS not in app or CHANNELS not in app:
+        return StationFacts()
+    service = app[CHANNELS]
+    return StationFacts(
+        tuners=app[HDHR_IDENTITY].tuner_count,
+        tuned=app[STATIONS].tuned(),
+        without_source=sum(
+            1 for channel in service.lineup.channels if not service.sources(channel).working
+        ),
+        stations=[station.describe() for station in app[STATIONS].all()],
+    )
 
 
 for _path in (r"/channel/{number:\d+}", r"/channel/{number:\d+}.ts", r"/auto/v{number:\d+}"):

@@ -72,6 +72,19 @@ def real(data: bytes | bytearray) -> int:
     return sum(1 for p in packets(data) if pid_of(p) != NULL_PID)
 
 
+async def get_json(server: TestServer, path: str) -> Any:
+    async with aiohttp.ClientSession() as http, http.get(url(server, path)) as resp:
+        assert resp.status == 200
+        return await resp.json()
+
+
+async def metric(server: TestServer, line_start: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(url(server, "/metrics")) as resp:
+        text = await resp.text()
+    [value] = [line.split()[-1] for line in text.splitlines() if line.startswith(line_start + " ")]
+    return float(value)
+
+
 async def nothing_leaked(server: TestServer, *emulators: Emulator) -> None:
     pool: EnginePool = server.app[POOL]
 
@@ -152,6 +165,16 @@ async def test_players_of_a_channel_move_to_its_next_source_on_the_same_connecti
         assert states(sport) == ["bad", "current"]
         sessions = [(await e.stats())["sessions_active"] for e in engines]
         assert sum(sessions) == 1, "one engine session for the channel"
+        [stream] = await get_json(server, "/streams")
+        assert stream["content_id"] == B
+        assert stream["stations"] == [{"number": 1, "name": "Sport", "source_failovers": 1}]
+        channels = (await get_json(server, "/orchestrator/status"))["channels"]
+        assert channels["tuned"] == 1
+        [playing] = channels["playing"]
+        assert playing["current_source"] == B
+        assert playing["players"] == 3
+        reason = 'acestream_gateway_source_failovers_total{reason="ended"}'
+        assert await metric(server, reason) == 1
         for player in players:
             await player.close()
         await nothing_leaked(server, *engines)
@@ -186,6 +209,12 @@ async def test_a_channel_whose_sources_are_all_dead_ends_its_responses_and_shows
         assert real(player.data) == 0
         [dead] = await lineup(server)
         assert states(dead) == ["bad", "bad"]
+        assert await metric(server, "acestream_gateway_channels_without_source") == 1
+        status = await get_json(server, "/orchestrator/status")
+        assert status["channels"]["without_source"] == 1
+        assert status["channels"]["tuned"] == 0
+        refused = 'acestream_gateway_source_failovers_total{reason="refused"}'
+        assert await metric(server, refused) == 2
         await nothing_leaked(server, engine)
         async with aiohttp.ClientSession() as http, http.get(url(server, "/channel/1")) as resp:
             assert resp.status == 503
