@@ -109,7 +109,9 @@ async def _play(request: web.Request, response: web.StreamResponse, station: Sta
     failed: ContentRef | None = None
     why: SourceFailure | None = None
     finished = True
-    while (ref := await stations.source(station, failed, why)) is not None:
+    tried: set[ContentRef] = set()  # since the last source that played
+    while (ref := await stations.source(station, failed, why, tried)) is not None:
+        tried.add(ref)
         keepalive = _KeepAlive(request, settings.keepalive_interval_s)
         try:
             async with request.app[REGISTRY].play(ref, keepalive.until_gone) as player:
@@ -134,6 +136,8 @@ async def _play(request: web.Request, response: web.StreamResponse, station: Sta
             return finished  # the player left or was dropped, or an operator stopped it
         failed = ref
         why = SourceFailure.ENDED if channel.meter.bytes_in else SourceFailure.NO_START
+        if channel.meter.bytes_in:
+            tried = {ref}  # it played: a new failure, the list may be gone through again
     return finished
 
 

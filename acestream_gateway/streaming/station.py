@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -119,26 +119,35 @@ class Stations:
                 station.sources.stopped()  # its next start begins with the most preferred source
 
     async def source(
-        self, station: Station, failed: ContentRef | None, why: SourceFailure | None = None
+        self,
+        station: Station,
+        failed: ContentRef | None,
+        why: SourceFailure | None = None,
+        tried: Collection[ContentRef] = (),
     ) -> ContentRef | None:
         """The source a player of ``station`` plays next, after ``failed`` (None on its first
-        start); None when every source is bad."""
+        start); None when every source is bad, or every one left was ``tried`` by this player
+        since its last source that played (so the list is gone through once per failure even
+        when ``SOURCE_RETRY_S`` is short)."""
         async with station.lock:
             if failed is not None and failed == station.current:
                 self._leave(station, failed, why or SourceFailure.ENDED)
             if station.current is None:
-                candidates = station.sources.candidates()
-                station.current = candidates[0] if candidates else None
-                if station.current is None:
-                    log.warning("station_without_source", station=station.number, name=station.name)
-                else:
-                    log.info(
-                        "station_source_chosen",
-                        station=station.number,
-                        name=station.name,
-                        source=station.current.value,
-                    )
-            return station.current
+                station.current = _first(station.sources.candidates(), tried)
+                self._log_choice(station)
+            return station.current if station.current not in tried else None
+
+    @staticmethod
+    def _log_choice(station: Station) -> None:
+        if station.current is None:
+            log.warning("station_without_source", station=station.number, name=station.name)
+            return
+        log.info(
+            "station_source_chosen",
+            station=station.number,
+            name=station.name,
+            source=station.current.value,
+        )
 
     def playing(self, station: Station, ref: ContentRef) -> None:
         """``ref`` started for ``station``: it is the source that works."""
@@ -158,3 +167,7 @@ class Stations:
             reason=why.value,
             players=station.players,
         )
+
+
+def _first(candidates: list[ContentRef], tried: Collection[ContentRef]) -> ContentRef | None:
+    return next((ref for ref in candidates if ref not in tried), None)
