@@ -15,15 +15,24 @@ with 503.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
+import structlog
 from aiohttp import web
 
 from ..engines.model import ContentRef
 from ..logs import get_logger
 from ..ops.lineup.numbering import Channel
 from ..ops.status import StationFacts
-from ..streaming.errors import ChannelError, EngineFailed, EngineRefusedChannel, PlayerLeft
+from ..streaming.channel import FailoverPolicy
+from ..streaming.errors import (
+    ChannelError,
+    EngineFailed,
+    EngineRefusedChannel,
+    NoEngine,
+    PlayerLeft,
+)
 from ..streaming.mpegts import NULL_PACKET
 from ..streaming.station import SourceFailure, Station, Stations
 from .auth import player_token_refusal
@@ -89,6 +98,8 @@ async def play_station(request: web.Request) -> web.StreamResponse:
     if refusal is not None:
         return refusal
     sources = request.app[CHANNELS].sources(channel)
+    # Every line of this player names its channel of the lineup, whichever source it plays.
+    structlog.contextvars.bind_contextvars(station=channel.number)
     log.info("player_tuning", station=channel.number, name=channel.name, peer=request.remote)
     response = LiveResponse()
     # Counted as a tuner before anything waits, so a burst of requests cannot pass the limit.
@@ -106,13 +117,15 @@ async def _play(request: web.Request, response: web.StreamResponse, station: Sta
     """Feed the player from source after source; True when its stream ended and it kept up."""
     stations = request.app[STATIONS]
     settings = request.app[SETTINGS]
+    policy = FailoverPolicy(settings.failover_attempts, settings.failover_backoff_s)
     failed: ContentRef | None = None
-    why: SourceFailure | None = None
+    why: SourceFailure | None = None  # why the last source was left: set once moving
     finished = True
     tried: set[ContentRef] = set()  # since the last source that played
+    refused = 0  # claims refused in a row while moving to another source
+    keepalive = _KeepAlive(request, settings.keepalive_interval_s)
     while (ref := await stations.source(station, failed, why, tried)) is not None:
         tried.add(ref)
-        keepalive = _KeepAlive(request, settings.keepalive_interval_s)
         try:
             async with request.app[REGISTRY].play(ref, keepalive.until_gone) as player:
                 stations.playing(station, ref)
@@ -129,11 +142,24 @@ async def _play(request: web.Request, response: web.StreamResponse, station: Sta
         except PlayerLeft:
             log.info("player_left", bytes=0)
             return False
-        except ChannelError as exc:  # no engine, the gateway shutting down: not the source's
+        except NoEngine as exc:
+            # Moving, the old source's claim may still be held while its session is stopped:
+            # the new one waits for room like an engine failover (FAILOVER_ATTEMPTS, backoff).
+            refused += 1
+            if why is None or refused > policy.attempts:
+                log.warning("station_stream_ended", station=station.number, reason=exc.reason)
+                return True
+            if not await keepalive.for_s(policy.delay_s(refused + 1)):
+                return False
+            tried.discard(ref)
+            failed = None
+            continue
+        except ChannelError as exc:  # too many starting, shutting down: not the source's
             log.warning("station_stream_ended", station=station.number, reason=exc.reason)
             return True
         if not finished or channel.end_cause != "channel_failed":
             return finished  # the player left or was dropped, or an operator stopped it
+        refused = 0
         failed = ref
         why = SourceFailure.ENDED if channel.meter.bytes_in else SourceFailure.NO_START
         if channel.meter.bytes_in:
@@ -158,6 +184,14 @@ class _KeepAlive:
                 transport.write(NULL_PACKET)
                 sent_at = now
             await asyncio.sleep(_POLL_S)
+
+    async def for_s(self, seconds: float) -> bool:
+        """Keep the player alive for ``seconds``; False when it went away meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.until_gone()
+        transport = self._request.transport
+        return transport is not None and not transport.is_closing()
 
 
 def station_facts(app: web.Application) -> StationFacts:

@@ -284,3 +284,20 @@ async def test_ffprobe_reads_a_tuner_channel_as_h264(
     async with tuner(tmp_path, [("Film", CHANNEL)], engine) as server:
         streams = await ffprobe_streams(url(server, "/auto/v1?transcode=internet540"))
         assert "h264" in [s.get("codec_name") for s in streams]
+
+
+async def test_a_channel_moves_to_its_next_source_when_the_old_one_held_the_only_slot(
+    emulators: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    engine = emulators(**FAST, dead_ids=A, stop_delay_s="0.5")
+    entries = [("Solo", A), ("Solo", B)]
+    cfg = {"max_streams_per_engine": 1, "first_data_timeout_s": 1}
+    async with tuner(tmp_path, entries, engine, **cfg) as server:
+        player = Player(url(server, "/channel/1"))
+        await wait_until(lambda: real(player.data) >= 200, timeout_s=15, interval_s=0.05)
+        assert not player.ended.is_set()
+        [solo] = await lineup(server)
+        assert states(solo) == ["bad", "current"]
+        assert (await engine.stats())["max_concurrent_sessions"] == 1
+        await player.close()
+        await nothing_leaked(server, engine)
