@@ -74,7 +74,7 @@ def _tuner_refusal(request: web.Request, channel: Channel) -> web.Response | Non
 
 
 def _refusal(request: web.Request, channel: Channel) -> web.Response | None:
-    refusal = player_token_refusal(request) or _tuner_refusal(request, channel)
+    refusal = _tuner_refusal(request, channel)
     if refusal is not None or request.app[STATIONS].is_tuned(channel.key):
         return refusal
     candidates = request.app[CHANNELS].sources(channel).candidates()
@@ -86,13 +86,18 @@ def _refusal(request: web.Request, channel: Channel) -> web.Response | None:
 
 async def probe_station(request: web.Request) -> web.StreamResponse:
     """Players probe before playing; answered without touching an engine."""
-    _channel(request)  # an unknown number is a 404 here too
     refusal = player_token_refusal(request)
-    return refusal or web.Response(status=200, headers=_STREAM_HEADERS)
+    if refusal is not None:
+        return refusal
+    _channel(request)  # an unknown number is a 404 here too
+    return web.Response(status=200, headers=_STREAM_HEADERS)
 
 
 async def play_station(request: web.Request) -> web.StreamResponse:
     """Play a channel of the lineup through its sources, on one connection."""
+    refusal = player_token_refusal(request)
+    if refusal is not None:
+        return refusal
     channel = _channel(request)
     refusal = _refusal(request, channel)
     if refusal is not None:

@@ -301,3 +301,29 @@ async def test_a_channel_moves_to_its_next_source_when_the_old_one_held_the_only
         assert (await engine.stats())["max_concurrent_sessions"] == 1
         await player.close()
         await nothing_leaked(server, engine)
+
+
+async def test_a_tuned_channel_asks_for_the_player_token_and_the_start_limit_like_getstream(
+    emulators: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    engine = emulators(**FAST)
+    entries = [("One", A), ("Two", B)]
+    limits = {"player_token": "s3cret", "player_channel_starts_per_minute": 1}
+    async with (
+        tuner(tmp_path, entries, engine, **limits) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.get(url(server, "/channel/1")) as resp:
+            assert resp.status == 401
+        async with http.head(url(server, "/auto/v1?token=wrong")) as resp:
+            assert resp.status == 403
+        ranged = {"Range": "bytes=0-"}
+        async with http.get(url(server, "/channel/1?token=s3cret"), headers=ranged) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"] == "video/mp2t"
+            assert "Content-Length" not in resp.headers
+            await resp.content.readexactly(50 * PACKET)
+        await wait_until(lambda: not server.app[REGISTRY].running(), timeout_s=10)
+        async with http.get(url(server, "/auto/v2?token=s3cret")) as resp:
+            assert resp.status == 429
+            assert (await resp.json())["error"] == "too_many_channels"
