@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from acestream_gateway.engines.pool import EnginePool
 from acestream_gateway.http.keys import POOL, REGISTRY
+from acestream_gateway.http.stations import STATIONS
 from tests.integration.local import FAST, Emulator, gateway, settings
 from tests.support import (
     CHANNEL,
@@ -327,3 +328,20 @@ async def test_a_tuned_channel_asks_for_the_player_token_and_the_start_limit_lik
         async with http.get(url(server, "/auto/v2?token=s3cret")) as resp:
             assert resp.status == 429
             assert (await resp.json())["error"] == "too_many_channels"
+
+
+async def test_a_burst_of_tunings_never_passes_the_tuner_count(
+    emulators: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    engine = emulators(**FAST)
+    entries = [("One", A), ("Two", B), ("Three", C)]
+    async with tuner(tmp_path, entries, engine, hdhr_tuner_count=2) as server:
+        players = [Player(url(server, f"/auto/v{n}")) for n in (1, 2, 3, 1, 2, 3)]
+        await wait_until(lambda: all(p.status for p in players), timeout_s=10, interval_s=0.05)
+        tuned = {p.url for p in players if p.status == 200}
+        assert len(tuned) == 2, [(p.url, p.status) for p in players]
+        assert sorted(p.status for p in players) == [200, 200, 200, 200, 503, 503]
+        assert server.app[STATIONS].tuned() == 2
+        for player in players:
+            await player.close()
+        await nothing_leaked(server, engine)
