@@ -132,7 +132,10 @@ async def _play(request: web.Request, response: web.StreamResponse, station: Sta
     while (ref := await stations.source(station, failed, why, tried)) is not None:
         tried.add(ref)
         try:
-            async with request.app[REGISTRY].play(ref, keepalive.until_gone) as player:
+            # A move (``why`` set) must not begin the next source between two keyframes.
+            async with request.app[REGISTRY].play(
+                ref, keepalive.until_gone, clean_start=why is not None
+            ) as player:
                 stations.playing(station, ref)
                 finished = await _feed(
                     response, request.transport, player, settings.stall_timeout_s
