@@ -20,7 +20,18 @@ from .engines.recovery import LeftSessions, end_left_sessions, load_left_session
 from .fleet.docker import docker_client
 from .fleet.reconciler import Reconciler
 from .fleet.static import StaticFleet
-from .http import channels, dashboard, hdhr, hls, listings, manage, ops, players, playlists
+from .http import (
+    channels,
+    dashboard,
+    hdhr,
+    hls,
+    listings,
+    manage,
+    ops,
+    players,
+    playlists,
+    stations,
+)
 from .http.channels import CHANNELS
 from .http.errors import error_middleware, request_context
 from .http.forwarded import forwarded_remote
@@ -38,6 +49,7 @@ from .http.keys import (
     STATIC_FLEET,
 )
 from .http.ops import fleet_facts
+from .http.stations import STATIONS, station_facts
 from .logs import get_logger
 from .metrics import Metrics
 from .ops import hdhr as hdhr_answers
@@ -52,6 +64,7 @@ from .settings import Settings
 from .streaming.channel import FailoverPolicy
 from .streaming.hls.feed import HlsPolicy
 from .streaming.registry import StreamRegistry
+from .streaming.station import Stations
 from .streaming.upstream import Timeouts
 from .tasks import Supervisor
 
@@ -97,6 +110,7 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
         tuner_count=settings.hdhr_tuners(),
         friendly_name=f"AceStream Gateway {settings.gateway_instance_name}",
     )
+    app[STATIONS] = Stations(app[METRICS])
     app.cleanup_ctx.append(_channels)
     app.cleanup_ctx.append(_discovery)
     app.on_shutdown.append(_end_players)
@@ -109,6 +123,7 @@ def create_app(settings: Settings, *, with_fleet: bool = True) -> web.Applicatio
     app.add_routes(dashboard.routes)
     app.add_routes(channels.routes)
     app.add_routes(hdhr.routes)
+    app.add_routes(stations.routes)
     return app
 
 
@@ -251,7 +266,10 @@ async def _stat_poller(app: web.Application) -> AsyncIterator[None]:
 async def _scrape(app: web.Application) -> AsyncIterator[None]:
     """The state half of /metrics, read from the components at scrape time."""
     collector = GatewayCollector(
-        pool=app[POOL], registry=app[REGISTRY], fleet=lambda: fleet_facts(app)
+        pool=app[POOL],
+        registry=app[REGISTRY],
+        fleet=lambda: fleet_facts(app),
+        stations=lambda: station_facts(app),
     )
     registry = app[METRICS].registry
     registry.register(collector)

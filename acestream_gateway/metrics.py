@@ -44,6 +44,14 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.source_failovers = Counter(
+            f"{PREFIX}_source_failovers",
+            "Times a lineup channel left a source for its next one, by reason (refused: the "
+            "engine refused the content; no_start: it did not start; ended: it played, then "
+            "ended for good).",
+            ["reason"],
+            registry=registry,
+        )
         self.player_drops = Counter(
             f"{PREFIX}_player_drops",
             "Players whose stream the gateway ended, by reason (too_slow, channel_failed, "

@@ -12,6 +12,7 @@ from .auth import read
 from .content import BadInput, parse_content
 from .errors import json_error
 from .keys import POOL, REGISTRY, STAT_POLLER
+from .stations import STATIONS
 
 routes = web.RouteTableDef()
 
@@ -35,7 +36,9 @@ async def streams(request: web.Request) -> web.Response:
     """Every open channel with the engine's last figures of its session (never asked now)."""
     poller = request.app.get(STAT_POLLER)
     body = listings.streams_listing(
-        _channels(request.app), poller.figures if poller is not None else lambda c: None
+        _channels(request.app),
+        poller.figures if poller is not None else lambda c: None,
+        request.app[STATIONS].all() if STATIONS in request.app else [],
     )
     return web.json_response(body)
 

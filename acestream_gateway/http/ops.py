@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..ops import status
 from .auth import read
 from .keys import METRICS, POOL, RECONCILER, REGISTRY, SETTINGS
+from .stations import station_facts
 
 routes = web.RouteTableDef()
 
@@ -66,4 +67,5 @@ def take_snapshot(app: web.Application) -> status.Snapshot:
         # A fixed list of engines keeps no spare of its own.
         min_replicas=0 if settings.static_fleet else settings.min_replicas,
         wall=time.time(),
+        stations=station_facts(app),
     )

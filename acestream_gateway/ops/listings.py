@@ -17,6 +17,7 @@ from ..engines.model import ContentRef, EngineState, InputKind
 from ..engines.pool import EngineLoad
 from ..fleet.specs import LABEL_VPN
 from ..streaming.channel import Channel
+from ..streaming.station import Station
 from .stats import EngineFigures
 from .status import hls_players, players
 
@@ -83,8 +84,11 @@ def engines_listing(
     return [engine_entry(x, by_engine.get(x.engine.id, []), clocks) for x in ordered]
 
 
-def stream_entry(channel: Channel, figures: EngineFigures | None) -> dict[str, Any]:
-    """One channel: what the gateway counts, and the engine's figures of its session."""
+def stream_entry(
+    channel: Channel, figures: EngineFigures | None, stations: Sequence[Station] = ()
+) -> dict[str, Any]:
+    """One channel: what the gateway counts, the engine's figures of its session, and the
+    lineup's channels (``stations``) whose current source it is."""
     claim = channel.claim
     content = channel.content
     return {
@@ -102,6 +106,11 @@ def stream_entry(channel: Channel, figures: EngineFigures | None) -> dict[str, A
         "started_at": iso(channel.started_at),
         "failovers": channel.failovers,
         "engine_stats": None if figures is None else figures.as_json(),
+        "stations": [
+            {"number": s.number, "name": s.name, "source_failovers": s.failovers}
+            for s in stations
+            if s.current is not None and s.current.key == content.key
+        ],
     }
 
 
@@ -114,11 +123,13 @@ def _stream_state(channel: Channel) -> str:
 
 
 def streams_listing(
-    channels: Sequence[Channel], figures: Callable[[Channel], EngineFigures | None]
+    channels: Sequence[Channel],
+    figures: Callable[[Channel], EngineFigures | None],
+    stations: Sequence[Station] = (),
 ) -> list[dict[str, Any]]:
     """Every open channel, oldest first."""
     ordered = sorted(channels, key=lambda c: c.started_at)
-    return [stream_entry(c, figures(c)) for c in ordered]
+    return [stream_entry(c, figures(c), stations) for c in ordered]
 
 
 def acexy_status(channels: Sequence[Channel], wanted: ContentRef | None) -> dict[str, Any] | None:

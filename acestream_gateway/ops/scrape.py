@@ -18,7 +18,7 @@ from ..engines.pool import EnginePool
 from ..engines.provisioning import BlockedReason
 from ..metrics import PREFIX
 from ..streaming.registry import StreamRegistry
-from .status import FleetFacts, hls_players, playing
+from .status import FleetFacts, StationFacts, hls_players, playing
 
 _BREAKER_STATES = ("closed", "open", "half_open")
 
@@ -32,10 +32,12 @@ class GatewayCollector(Collector):
         pool: EnginePool,
         registry: StreamRegistry,
         fleet: Callable[[], FleetFacts],
+        stations: Callable[[], StationFacts] = StationFacts,
     ) -> None:
         self._pool = pool
         self._registry = registry
         self._fleet = fleet
+        self._stations = stations
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         yield self._engines()
@@ -44,6 +46,20 @@ class GatewayCollector(Collector):
         yield from self._bytes()
         yield self._blocks()
         yield from self._fleet_families(self._fleet())
+        yield from self._station_families(self._stations())
+
+    @staticmethod
+    def _station_families(stations: StationFacts) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            f"{PREFIX}_channels_tuned",
+            "Lineup channels with players attached (each takes one of HDHR_TUNER_COUNT tuners).",
+            value=stations.tuned,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_channels_without_source",
+            "Lineup channels none of whose sources may be tried now (all failed lately).",
+            value=stations.without_source,
+        )
 
     def _engines(self) -> GaugeMetricFamily:
         family = GaugeMetricFamily(

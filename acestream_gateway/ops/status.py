@@ -55,6 +55,25 @@ class FleetFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class StationFacts:
+    """The lineup's channels as they play: tuners in use, channels with no working source, and
+    each tuned channel's current source and source failovers."""
+
+    tuners: int = 0
+    tuned: int = 0
+    without_source: int = 0
+    stations: Sequence[dict[str, object]] = ()
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "tuners": self.tuners,
+            "tuned": self.tuned,
+            "without_source": self.without_source,
+            "playing": list(self.stations),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything the status is made of, taken at one moment with no ``await`` in between."""
 
@@ -71,6 +90,7 @@ class Snapshot:
     wall: float  # time.time() of the snapshot
     players: int = 0  # TS and HLS
     players_hls: int = 0
+    stations: StationFacts = StationFacts()
 
 
 # Whether a client should try again now, and whether waiting is worth it, by block reason.
@@ -216,6 +236,7 @@ def status(snapshot: Snapshot) -> dict[str, Any]:
         ),
         "vpn": vpn_section(snapshot.fleet.vpns),
         "provisioning": provisioning_section(snapshot),
+        "channels": snapshot.stations.as_json(),
         "timestamp": datetime.fromtimestamp(snapshot.wall, UTC).isoformat().replace("+00:00", "Z"),
     }
 
@@ -248,6 +269,7 @@ def take_snapshot(
     *,
     min_replicas: int,
     wall: float,
+    stations: StationFacts | None = None,
 ) -> Snapshot:
     """The facts of this moment, from memory; synchronous, so they are all of one moment."""
     block = pool.blocked()
@@ -265,6 +287,7 @@ def take_snapshot(
         wall=wall,
         players=sum(players(c) for c in channels),
         players_hls=sum(hls_players(c) for c in channels),
+        stations=stations or StationFacts(),
     )
 
 

@@ -24,6 +24,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from .mpegts import NULL_PACKET
+
 Push = Callable[[bytes], bool]
 """Hands one chunk to a following player at once: True if it took it, False if it cannot take it
 now (its socket is backed up, or it left). It never raises and never waits."""
@@ -55,6 +57,7 @@ class Broadcast:
         self._held = 0  # bytes in the window
         self._published = 0  # bytes ever published
         self._readers: set[Subscriber] = set()  # subscribers that read at their own pace
+        self._awaiting: set[Subscriber] = set()  # clean subscribers before the first join point
         self._followers: dict[Subscriber, Push] = {}  # at the live edge, fed by publish()
         self._closed = False
         self._error: str | None = None
@@ -119,6 +122,7 @@ class Broadcast:
         seq = self.next_seq
         if join_at is not None:
             self._join = (seq, join_at)
+            self._start_awaiting(seq, join_at)
         self._chunks.append(chunk)
         self._last_publish = time.monotonic()
         self._held += len(chunk)
@@ -156,24 +160,35 @@ class Broadcast:
                 self._stop_following(subscriber, self.next_seq)
             self._wake()
 
-    def subscribe(self) -> Subscriber:
+    def subscribe(self, *, clean: bool = False) -> Subscriber:
         """A new reader, starting at the latest join point still held (so it starts cleanly and
-        at once with a keyframe), else at the live edge."""
+        at once with a keyframe), else at the live edge. ``clean``: with no join point held, it
+        waits for the first one published and gets only keep-alive packets until then (a player
+        that moves here from another stream must not see this one begin between two keyframes)."""
         subscriber = Subscriber(self, self.next_seq)
         if self._join is not None and self._join[0] >= self._first_seq:
             subscriber.position, subscriber.skip = self._join
+        elif clean:
+            subscriber.awaiting = True
+            self._awaiting.add(subscriber)
         self._readers.add(subscriber)
         return subscriber
+
+    def _start_awaiting(self, seq: int, join_at: int) -> None:
+        for subscriber in self._awaiting:
+            subscriber.position, subscriber.skip, subscriber.awaiting = seq, join_at, False
+        self._awaiting.clear()
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         if self._followers.pop(subscriber, None) is not None:
             subscriber._release()
         self._readers.discard(subscriber)
+        self._awaiting.discard(subscriber)
         self._trim()
 
     def _follow(self, subscriber: Subscriber, push: Push) -> bool:
         """Feed ``subscriber`` from :meth:`publish` from now on, if it is at the live edge."""
-        if self._closed or subscriber.position != self.next_seq:
+        if self._closed or subscriber.awaiting or subscriber.position != self.next_seq:
             return False
         if subscriber in self._readers:
             self._readers.discard(subscriber)
@@ -194,6 +209,11 @@ class Broadcast:
         if subscriber.position < self._first_seq:
             raise PlayerTooSlow(f"{self._first_seq - subscriber.position} chunks behind")
         index = subscriber.position - self._first_seq
+        while subscriber.awaiting and index < len(self._chunks):
+            subscriber.position += 1  # before its first join point: keep-alive packets only
+            if self._chunks[index] == NULL_PACKET:
+                return NULL_PACKET
+            index += 1
         if index < len(self._chunks):
             return self._take(subscriber, index)
         if self._closed:
@@ -232,13 +252,14 @@ class Broadcast:
 class Subscriber:
     """One player's cursor into a broadcast."""
 
-    __slots__ = ("_broadcast", "_following", "position", "skip")
+    __slots__ = ("_broadcast", "_following", "awaiting", "position", "skip")
 
     def __init__(self, broadcast: Broadcast, position: int) -> None:
         self._broadcast = broadcast
         self._following: asyncio.Future[None] | None = None
         self.position = position  # the next chunk to read
         self.skip = 0  # bytes of that chunk before the player's join point
+        self.awaiting = False  # a clean subscriber before the broadcast's first join point
 
     def take(self) -> bytes | None:
         """The next chunk at once: data, ``b""`` at the live edge, None once the broadcast ended
@@ -262,6 +283,8 @@ class Subscriber:
         broadcast ends; then return, and :meth:`take` goes on from the refused chunk. Returns at
         once when this subscriber is not at the live edge (it has chunks to read first)."""
         if not self._broadcast._follow(self, push):
+            if self.awaiting and not self._broadcast.closed:
+                await self._broadcast._wakeup.wait()  # nothing to take before the next chunk
             return
         self._following = asyncio.get_running_loop().create_future()
         try:

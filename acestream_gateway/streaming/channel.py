@@ -30,7 +30,7 @@ import contextlib
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -398,6 +398,7 @@ class Channel:
         finally:
             reading.cancel()
             await asyncio.gather(reading, return_exceptions=True)
+            _let_cancellation_go(reading)
 
     async def _stop_quietly(self, session: EngineSession) -> None:
         try:
@@ -459,7 +460,7 @@ class Channel:
         self.broadcast.close(error.reason if error is not None else None)
 
 
-def _let_cancellation_go(task: asyncio.Future[object]) -> None:
+def _let_cancellation_go(task: asyncio.Future[Any]) -> None:
     """Take a cancelled task's error from it. The error's traceback holds the task's frames, and
     a timeout scope in them holds the task again: a cycle that only a full garbage collection
     frees, which may come minutes later, and with it everything the frames hold (a session's

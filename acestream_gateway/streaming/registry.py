@@ -134,13 +134,19 @@ class StreamRegistry:
 
     @contextlib.asynccontextmanager
     async def play(
-        self, content: ContentRef, gone: Callable[[], Awaitable[None]] | None = None
+        self,
+        content: ContentRef,
+        gone: Callable[[], Awaitable[None]] | None = None,
+        *,
+        clean_start: bool = False,
     ) -> AsyncIterator[Player]:
         """Join (or start) ``content``'s channel for one player, for as long as the block runs.
 
         ``gone()`` ends when the player goes away; while the channel starts that gives the
         player's place back at once (raising :class:`~.errors.PlayerLeft`). Raises
         :class:`~.errors.ChannelError` before yielding when the channel cannot start.
+        ``clean_start``: the player comes from another stream on the same connection, so it
+        starts at a join point even when the channel holds none yet (keep-alive until then).
         """
         if self._closing:
             raise ChannelClosed("the gateway is shutting down")
@@ -148,7 +154,7 @@ class StreamRegistry:
         channel = self._channel_for(content)
         channel.players += 1
         self._cancel_linger(channel)
-        subscriber = channel.broadcast.subscribe()
+        subscriber = channel.broadcast.subscribe(clean=clean_start)
         try:
             await _started_unless_gone(channel, gone)
             yield Player(channel, subscriber, self.tally, joined_at)

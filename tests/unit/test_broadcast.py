@@ -14,6 +14,7 @@ from acestream_gateway.streaming.broadcast import (
     PlayerTooSlow,
     Subscriber,
 )
+from acestream_gateway.streaming.mpegts import NULL_PACKET
 
 
 async def drain(subscriber: Subscriber) -> bytes:
@@ -145,6 +146,34 @@ async def test_a_new_player_starts_inside_a_chunk_at_its_join_point_and_others_g
     broadcast.close()
     assert await drain(watching) == b"more"
     assert await drain(joiner) == b""
+
+
+async def test_a_clean_player_of_a_fresh_stream_gets_keep_alive_only_until_a_join_point() -> None:
+    broadcast = Broadcast(window_bytes=1 << 20)
+    plain = broadcast.subscribe()
+    clean = broadcast.subscribe(clean=True)
+    broadcast.publish(NULL_PACKET)
+    broadcast.publish(b"mid-gop")
+    assert clean.take() == NULL_PACKET
+    assert clean.take() == b"", "the stream's first bytes before a join point are not for it"
+    waiting = asyncio.create_task(clean.follow(lambda chunk: True))
+    await asyncio.sleep(0)
+    assert not waiting.done(), "it waits for the next chunk instead of spinning"
+    broadcast.publish(b"frames|gop", join_at=7)
+    await waiting
+    broadcast.publish(b"more")
+    broadcast.close()
+    assert await drain(clean) == b"gopmore"
+    assert await drain(plain) == NULL_PACKET + b"mid-gopframes|gopmore"
+
+
+async def test_a_clean_player_starts_at_a_join_point_already_held_like_any_new_player() -> None:
+    broadcast = Broadcast(window_bytes=1 << 20)
+    broadcast.publish(b"gop", join_at=0)
+    broadcast.publish(b"frames")
+    clean = broadcast.subscribe(clean=True)
+    broadcast.close()
+    assert await drain(clean) == b"gopframes"
 
 
 async def test_the_join_point_is_held_even_when_every_player_has_read_it() -> None:

@@ -83,8 +83,10 @@ def test_the_status_has_the_orchestrators_fields_with_their_types(
         "capacity",
         "vpn",
         "provisioning",
+        "channels",
         "timestamp",
     }
+    assert body["channels"] == {"tuners": 0, "tuned": 0, "without_source": 0, "playing": []}
     assert body["status"] in ("healthy", "degraded", "unavailable")
     assert all(isinstance(body["engines"][k], int) for k in ("total", "running", "healthy"))
     assert isinstance(body["engines"]["unhealthy"], int)

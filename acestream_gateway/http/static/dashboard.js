@@ -356,7 +356,7 @@ function render(status, engines, streams, at) {
 
 // --- channels -------------------------------------------------------------------------------
 
-const CHANNEL_FIELDS = ["number", "name", "group", "tvg_id", "sources"];
+const CHANNEL_FIELDS = ["number", "name", "group", "tvg_id", "players", "sources"];
 
 function channelRow() {
   const row = document.createElement("tr");
@@ -377,6 +377,7 @@ function updateChannel(row, channel) {
     name: channel.name,
     group: channel.group || "–",
     tvg_id: channel.tvg_id || "–",
+    players: channel.players,
   });
   const cell = row.querySelector('[data-field="sources"]');
   const shown = channel.sources.map(sourceText).join(" · ");
@@ -393,8 +394,11 @@ function updateChannel(row, channel) {
   );
 }
 
-function renderChannels(channels, report) {
-  syncRows($("channels").tBodies[0], channels, (x) => String(x.number), channelRow, updateChannel);
+function renderChannels(channels, report, playing) {
+  // Players attached to each channel now (the status lists the channels that play).
+  const players = new Map(playing.map((p) => [p.number, p.players]));
+  const shown = channels.map((c) => ({ ...c, players: players.get(c.number) ?? 0 }));
+  syncRows($("channels").tBodies[0], shown, (x) => String(x.number), channelRow, updateChannel);
   $("channels-empty").hidden = channels.length > 0 || report.configured;
   const list = report.list;
   let line = "";
@@ -452,7 +456,8 @@ async function poll() {
       api("GET", "streams"),
     ]);
     render(status, engines, streams, performance.now());
-    renderChannels(...(await Promise.all([api("GET", "channels"), api("GET", "channels/status")])));
+    const lineup = await Promise.all([api("GET", "channels"), api("GET", "channels/status")]);
+    renderChannels(...lineup, status.channels?.playing ?? []);
     alertWith("");
   } catch (error) {
     alertWith(readFailure(error));
