@@ -186,12 +186,14 @@ class Settings(BaseSettings):
     """The event loop: uvloop (faster fan-out) when installed with ``auto``, or asyncio's own."""
     provision_wait_s: float = Field(60.0, ge=0)
     """Seconds a new channel waits for a free engine to be provisioned before getting 503."""
-    hls_window: int = Field(6, ge=2, le=100)
-    """HLS segments a channel's playlist lists (and keeps in memory, plus the one being cut)."""
+    hls_window: int = Field(6, ge=3, le=100)
+    """HLS segments a channel's playlist lists (and keeps in memory, plus the one being cut); at
+    least 3, as a live playlist must span three target durations (RFC 8216, 6.2.2)."""
     hls_segment_s: float = Field(4.0, ge=1, le=30)
     """HLS segment target: a segment ends at the first keyframe after this many seconds."""
     hls_idle_s: float = Field(30.0, gt=0)
-    """Seconds an HLS player's last playlist or segment fetch holds its channel open."""
+    """Seconds an HLS player's last playlist or segment fetch holds its channel open; at least
+    twice HLS_SEGMENT_S, as a player fetches about once a segment."""
 
     stat_interval_s: float = Field(5.0, gt=0)
     """Seconds between two rounds of asking engines for their playing sessions' figures (peers,
@@ -364,6 +366,15 @@ class Settings(BaseSettings):
             # A compose file's ${API_KEY} with nothing behind it: open by accident, not by choice.
             raise ValueError("is set but empty; unset the variable to leave this open")
         return value
+
+    @model_validator(mode="after")
+    def _hls_hold_outlasts_a_segment(self) -> Settings:
+        if self.hls_idle_s < 2 * self.hls_segment_s:
+            raise ValueError(
+                "HLS_IDLE_S must be at least twice HLS_SEGMENT_S: an HLS player fetches about "
+                "once a segment, and a shorter hold lapses between its fetches"
+            )
+        return self
 
     @model_validator(mode="after")
     def _reads_protected_by_a_key(self) -> Settings:

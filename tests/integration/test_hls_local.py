@@ -285,7 +285,7 @@ async def test_a_first_playlist_request_holds_a_slow_channel_open_while_it_waits
     emulators: Callable[..., Emulator],
 ) -> None:
     engine = emulators(**{**HLS, "prebuffer_s": "3"})  # longer than idle window and linger
-    cfg = settings(**FAST_HLS, hls_idle_s=1, stream_linger_s=0.5)
+    cfg = settings(**FAST_HLS, hls_idle_s=2, stream_linger_s=0.5)
     async with gateway(cfg, engine) as server, aiohttp.ClientSession() as http:
         playlist = await fetch_playlist(http, hls_url(server))
         assert playlist.uris

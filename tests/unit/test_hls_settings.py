@@ -17,7 +17,7 @@ def test_hls_defaults_are_a_six_segment_window_of_four_seconds_held_thirty() -> 
 @pytest.mark.parametrize(
     ("name", "value", "start"),
     [
-        ("HLS_WINDOW", "1", "HLS_WINDOW: Input should be greater than or equal to 2"),
+        ("HLS_WINDOW", "2", "HLS_WINDOW: Input should be greater than or equal to 3"),
         ("HLS_SEGMENT_S", "0.5", "HLS_SEGMENT_S: Input should be greater than or equal to 1"),
         ("HLS_SEGMENT_S", "60", "HLS_SEGMENT_S: Input should be less than or equal to 30"),
         ("HLS_IDLE_S", "0", "HLS_IDLE_S: Input should be greater than 0"),
@@ -28,3 +28,10 @@ def test_hls_values_that_cannot_work_are_refused_in_one_line(
 ) -> None:
     (line,) = settings_errors(monkeypatch, **{name: value})
     assert line.startswith(start), line
+
+
+def test_an_hls_hold_shorter_than_two_segments_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (line,) = settings_errors(monkeypatch, HLS_SEGMENT_S="4", HLS_IDLE_S="6")
+    assert "HLS_IDLE_S must be at least twice HLS_SEGMENT_S" in line, line
