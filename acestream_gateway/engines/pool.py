@@ -183,23 +183,37 @@ class EnginePool:
         engine in it (the fleet removes that engine to make room), instead of refused at once.
         """
         avoid = frozenset(exclude)
-        async with self._lock:
-            engine = self._choose(content_key, avoid)
-            if engine is not None:
-                return self._register(engine, content_key)
-            refusal = self._refusal(wait_for_provisioning)
-            if refusal is not None:
-                raise refusal
-            waiter = self._queue.join(content_key, avoid, patient=wait_for_provisioning)
-        claim = await self._queue.turn(waiter, self.provision_wait_s)
-        if claim is None:
-            block = self.provisioning.current()
-            raise NoCapacity(
-                f"no engine became ready within {self.provision_wait_s:g} s",
-                retry_after_s=max(self.provision_wait_s, 5.0),
-                code=None if block is None else block.reason,
-            )
-        return claim
+        deadline = self._clock() + self.provision_wait_s
+        while True:
+            async with self._lock:
+                engine = self._choose(content_key, avoid)
+                if engine is not None:
+                    return self._register(engine, content_key)
+                refusal = self._refusal(wait_for_provisioning)
+                if refusal is not None:
+                    raise refusal
+                waiter = self._queue.join(content_key, avoid, patient=wait_for_provisioning)
+            claim = await self._queue.turn(waiter, max(0.0, deadline - self._clock()))
+            if claim is None:
+                block = self.provisioning.current()
+                raise NoCapacity(
+                    f"no engine became ready within {self.provision_wait_s:g} s",
+                    retry_after_s=max(self.provision_wait_s, 5.0),
+                    code=None if block is None else block.reason,
+                )
+            if self._usable(claim):
+                return claim
+            # Handed over when the change made room, its engine went bad or away before the
+            # waiter ran: never give the caller a claim on an engine it must not use.
+            claim.release()
+
+    def _usable(self, claim: Claim) -> bool:
+        engine = claim.engine
+        return (
+            self._engines.get(engine.id) is engine
+            and engine.state is EngineState.READY
+            and not claim.lost.is_set()
+        )
 
     def waiting(self) -> int:
         """Claims waiting for an engine (new channels and failovers): the fleet's demand."""
