@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -301,6 +301,18 @@ fleet_ops = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(fleet_ops, st.integers(1, 3))
+@example(  # a waiter handed a claim on an engine that turned STARTING and went before it ran
+    ops=[
+        ("claim", 0, set()),
+        ("claim", 0, set()),
+        ("claim", 0, set()),
+        ("remove", 0, None),
+        ("yield", 2, None),
+        ("add", 3, EngineState.READY),
+        ("state", 3, EngineState.STARTING),
+    ],
+    max_streams=1,
+)
 def test_racing_claims_keep_the_rules_while_engines_come_turn_bad_and_go(
     ops: list[tuple[str, int, object]], max_streams: int
 ) -> None:
