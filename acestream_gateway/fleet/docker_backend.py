@@ -36,7 +36,7 @@ from .events import EventFollower, event_filter
 from .ports import PortAllocator
 from .provisioner import Provisioned, Provisioner
 from .readiness import ReadinessProbes
-from .specs import ContainerRecord, engine_address, instance_filter
+from .specs import LABEL_ENDPOINT, ContainerRecord, engine_address, instance_filter
 
 log = get_logger(__name__)
 
@@ -118,7 +118,11 @@ class DockerBackend:
         """Look at the VPNs, list the containers, and make the pool agree with them."""
         await self.vpn.refresh(self.ports)
         listing = self.admission.listing()
-        records = self.with_deaths(await self._docker.list(instance_filter(self._settings)))
+        listed = await self._docker.list(instance_filter(self._settings))
+        # The default endpoint's filter cannot exclude a label: named endpoints' engines on the
+        # same daemon are theirs, not its.
+        ours = [r for r in listed if r.labels.get(LABEL_ENDPOINT) == self._settings.endpoint_name]
+        records = self.with_deaths(ours)
         await self._sync(self.admission.heal(listing, records))
 
     async def provision(self, wanted: int) -> Provisioned:
