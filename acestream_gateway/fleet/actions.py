@@ -1,17 +1,32 @@
 """Operators' fleet actions: start an engine now, drain one, remove one. Each either applies or
 raises :class:`ActionRefused` with the reason (``http/manage.py`` maps it to an answer). Starts
-and removals go through the backend and run inside the fleet's pass lock, so they never overlap
+go to the endpoint the placement policy chooses, removals to the engine's own; both go through
+its backend and run inside the fleet's pass lock, so they never overlap
 a reconcile pass.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Protocol
 
 from ..engines.model import Engine, EngineState
 from ..engines.pool import EnginePool
 from ..settings import Settings
 from .docker_backend import DockerBackend
+from .endpoints import EndpointRoom, choose_endpoint
+
+
+class Fleet(Protocol):
+    """What the actions need of the fleet: its backends and where new engines go."""
+
+    @property
+    def backends(self) -> Mapping[str, DockerBackend]: ...
+
+    def backend_of(self, engine: Engine) -> DockerBackend: ...
+
+    def placement(self) -> list[EndpointRoom]: ...
 
 
 class ActionRefused(Exception):
@@ -32,22 +47,26 @@ class FleetActions:
         *,
         settings: Settings,
         pool: EnginePool,
-        backend: DockerBackend,
+        fleet: Fleet,
         passes: asyncio.Lock,
     ) -> None:
         self._settings = settings
         self._pool = pool
-        self._backend = backend
+        self._fleet = fleet
         self._pass = passes
 
     async def start_engine(self) -> Engine:
         """Start one engine now (the plan may reap it later as a surplus spare, after the grace
         period). Raises :class:`ActionRefused` when none can be started."""
-        if self._backend.admission.room() < 1:  # a quick answer; the admission point decides
+        rooms = self._fleet.placement()
+        if sum(r.free for r in rooms) < 1:  # a quick answer; the admission point decides below
             limit = self._settings.max_active_replicas
             raise ActionRefused(f"the fleet is at MAX_ACTIVE_REPLICAS ({limit})")
+        name = choose_endpoint(rooms)
+        if name is None:
+            raise ActionRefused("no Docker endpoint with room can be reached")
         async with self._pass:
-            result = await self._backend.provisioner.provision(1)
+            result = await self._fleet.backends[name].provisioner.provision(1)
         new = [e for e in map(self._pool.get, (r.id for r in result.started)) if e is not None]
         if new:
             return new[0]
@@ -71,7 +90,7 @@ class FleetActions:
         if engine.state is not EngineState.UNHEALTHY:
             self._pool.set_state(engine.id, EngineState.DRAINING)  # out of selection at once
         async with self._pass:
-            removed = await self._backend.remove_container(
+            removed = await self._fleet.backend_of(engine).remove_container(
                 engine.id, engine.name, "removed by an operator"
             )
         if not removed:

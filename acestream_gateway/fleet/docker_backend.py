@@ -19,6 +19,7 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 
+from ..docker_endpoints import DockerEndpoint
 from ..engines.client import EngineClient
 from ..engines.model import Engine, EngineState
 from ..engines.pool import EnginePool
@@ -29,9 +30,11 @@ from ..metrics import Metrics
 from ..settings import Settings
 from ..tasks import Supervisor
 from .admission import Admission
+from .blocks import Blocks
 from .breaker import CircuitBreaker
 from .docker import UNREACHABLE, DockerEngines, FleetError
 from .docker_vpn import VpnSide
+from .endpoints import FleetSlots
 from .events import EventFollower, event_filter
 from .ports import PortAllocator
 from .provisioner import Provisioned, Provisioner
@@ -58,12 +61,22 @@ class DockerBackend:
         relist: Callable[[], Awaitable[None]],
         wake: Callable[[], None],
         left_sessions: LeftSessions | None = None,
+        endpoint: DockerEndpoint | None = None,
+        blocks: Blocks | None = None,
+        slots: FleetSlots | None = None,
     ) -> None:
         """``relist``: a full pass of the fleet loop; ``wake``: ask for the next pass now;
         ``adopted``: set once the first pass adopted what it found; ``left_sessions``: what the
         start knows of sessions a dead gateway left on engines (an engine it cannot account for
-        is adopted out of selection and replaced)."""
+        is adopted out of selection and replaced); ``endpoint``: the Docker endpoint it runs
+        engines on (the one default endpoint without), ``blocks`` its view of the provisioning
+        blocks, ``slots`` the fleet's slots it shares with the other endpoints."""
+        self.endpoint = endpoint or settings.endpoints()[0]
+        self.name = self.endpoint.name
+        settings = settings.for_endpoint(self.endpoint)
         self._settings = settings
+        self._blocks: Blocks = blocks or pool
+        self.down_reason: str | None = None
         self._docker = docker
         self._pool = pool
         self._probes = probes
@@ -75,7 +88,9 @@ class DockerBackend:
             settings.port_range_host.hi,
             recheck_s=settings.port_recheck_s,
         )
-        self.vpn = VpnSide.configured(settings, docker, pool, client, wake=wake)
+        self.vpn = VpnSide.configured(
+            settings, docker, pool, client, wake=wake, blocks=self._blocks
+        )
         self.provisioner = Provisioner(
             settings=settings,
             docker=docker,
@@ -84,6 +99,9 @@ class DockerBackend:
             on_started=self._register,
             vpns=self.vpn.vpns,
             metrics=metrics,
+            blocks=self._blocks,
+            slots=slots,
+            share=self.endpoint.max_engines if self.endpoint.named else None,
         )
         self._removal_failures: dict[str, str] = {}
         self._died: set[str] = set()  # containers Docker reported dead, not yet removed
@@ -109,7 +127,8 @@ class DockerBackend:
 
     def spawn_followers(self, tasks: Supervisor) -> None:
         """Follow the endpoint's Docker events (and its VPN containers') under ``tasks``."""
-        tasks.spawn_loop(self.events.run, name="docker events")
+        where = f" of endpoint {self.name}" if self.endpoint.named else ""
+        tasks.spawn_loop(self.events.run, name=f"docker events{where}")
         self.vpn.spawn_follower(tasks)
 
     # --- one pass ------------------------------------------------------------------------------
@@ -176,18 +195,21 @@ class DockerBackend:
 
         The block's message goes to players, so it names no address; the log has the detail."""
         if reachable:
-            self._pool.unblock(BlockedReason.DOCKER_UNAVAILABLE)
+            self._blocks.unblock(BlockedReason.DOCKER_UNAVAILABLE)
         else:
             message = (
                 "the Docker API cannot be reached or is too slow: no new engine can be started"
             )
-            self._pool.block(BlockedReason.DOCKER_UNAVAILABLE, message, retry_in_s or None)
+            self._blocks.block(BlockedReason.DOCKER_UNAVAILABLE, message, retry_in_s or None)
+        self.down_reason = None if reachable else reason
         if reachable != self.docker_up:
             self.docker_up = reachable
             if reachable:
-                log.info("docker_reachable")
+                log.info("docker_reachable", endpoint=self.name)
             else:
-                log.warning("docker_unreachable", reason=reason, retry_in_s=retry_in_s)
+                log.warning(
+                    "docker_unreachable", endpoint=self.name, reason=reason, retry_in_s=retry_in_s
+                )
 
     def with_deaths(self, records: list[ContainerRecord]) -> list[ContainerRecord]:
         """Docker may still list a container as running just after it reported it dead: trust
@@ -197,12 +219,16 @@ class DockerBackend:
             for r in records
         ]
 
+    def engines(self) -> list[Engine]:
+        """The pool's engines that live on this endpoint."""
+        return [e for e in self._pool.engines() if e.endpoint == self.name]
+
     # --- syncing with Docker -------------------------------------------------------------------
 
     async def _sync(self, records: list[ContainerRecord]) -> None:
         listed = {r.id for r in records}
         running = {r.id for r in records if r.running}
-        for engine in self._pool.engines():
+        for engine in self.engines():
             if engine.id not in running:
                 self._drop(engine.id, "its container is not running")
             if engine.id not in listed:
@@ -320,6 +346,7 @@ class DockerBackend:
             id=record.id,
             name=record.name,
             address=self.vpn.address(record.labels, port) or engine_address(self._settings, port),
+            endpoint=self.name,
             created_at=created_at,
             labels=record.labels,
         )

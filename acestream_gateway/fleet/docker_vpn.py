@@ -14,6 +14,7 @@ from ..engines.provisioning import BlockedReason
 from ..logs import get_logger
 from ..settings import Settings
 from ..tasks import Supervisor
+from .blocks import Blocks
 from .docker import DockerEngines, FleetError
 from .gluetun import GluetunClient
 from .ports import PortAllocator
@@ -33,9 +34,10 @@ class VpnSide:
         pool: EnginePool,
         vpns: Vpns | None,
         follower: VpnEventFollower | None,
+        blocks: Blocks | None = None,
     ) -> None:
         self._settings = settings
-        self._pool = pool
+        self._blocks: Blocks = blocks or pool
         self.vpns = vpns
         self._follower = follower
 
@@ -48,10 +50,11 @@ class VpnSide:
         client: EngineClient,
         *,
         wake: Callable[[], None],
+        blocks: Blocks | None = None,
     ) -> VpnSide:
         """The VPN side ``settings`` ask for; ``wake``: a VPN container changed (pass now)."""
         if not settings.vpn_mode:
-            return cls(settings=settings, pool=pool, vpns=None, follower=None)
+            return cls(settings=settings, pool=pool, vpns=None, follower=None, blocks=blocks)
         key = settings.gluetun_api_key
         gluetun = GluetunClient(
             client.http,
@@ -60,7 +63,7 @@ class VpnSide:
         )
         vpns = Vpns(settings=settings, docker=docker, gluetun=gluetun, pool=pool)
         follower = VpnEventFollower(source=docker, names=vpns.names, wake=wake)
-        return cls(settings=settings, pool=pool, vpns=vpns, follower=follower)
+        return cls(settings=settings, pool=pool, vpns=vpns, follower=follower, blocks=blocks)
 
     def spawn_follower(self, tasks: Supervisor) -> None:
         """Follow the VPN containers' events under ``tasks`` (VPN mode only)."""
@@ -91,10 +94,10 @@ class VpnSide:
             return
         message = self.vpns.blocked_message(ports)
         if message is None:
-            self._pool.unblock(BlockedReason.VPN_DISCONNECTED)
+            self._blocks.unblock(BlockedReason.VPN_DISCONNECTED)
         else:
             eta = self._settings.health_check_interval_s
-            self._pool.block(BlockedReason.VPN_DISCONNECTED, message, eta)
+            self._blocks.block(BlockedReason.VPN_DISCONNECTED, message, eta)
 
     def stranded(self, labels: Mapping[str, str]) -> str | None:
         """Why an engine's network namespace is not the one engines must be in now (VPN mode:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..engines.client import EngineClient
-from ..engines.model import EngineState
+from ..engines.model import Engine, EngineState
 from ..engines.pool import EnginePool
 from ..engines.recovery import LeftSessions
 from ..logs import get_logger
@@ -28,9 +29,11 @@ from ..settings import Settings
 from ..tasks import Backoff, Supervisor
 from .actions import ActionRefused, FleetActions
 from .admission import Admission
+from .blocks import EndpointBlocks
 from .breaker import BreakerState, CircuitBreaker
 from .docker import DockerEngines, FleetError
 from .docker_backend import DockerBackend
+from .endpoints import EndpointRoom, FleetSlots, spread
 from .events import EventFollower
 from .health import HealthProber
 from .plan import plan_fleet
@@ -59,6 +62,24 @@ class FleetStatus:
     vpns: tuple[
         VpnStatus, ...
     ] = ()  # VPN mode: each VPN container, in GLUETUN_CONTAINER_NAME order
+    endpoints: tuple[EndpointStatus, ...] = ()  # each Docker endpoint, in DOCKER_ENDPOINTS order
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStatus:
+    """One Docker endpoint, for the status: where it is, whether it answers (and why not), its
+    engines, its share and the room left in it, and its ports."""
+
+    name: str
+    url: str | None  # None: DOCKER_HOST or the local socket
+    reachable: bool
+    down_reason: str | None
+    blocked: str | None  # why it cannot start engines now, or None
+    engines: int
+    max_engines: int
+    room: int
+    ports: str
+    ports_held: int
 
 
 class Reconciler:
@@ -68,14 +89,18 @@ class Reconciler:
         self,
         *,
         settings: Settings,
-        docker: DockerEngines,
+        docker: DockerEngines | None = None,
         pool: EnginePool,
         client: EngineClient,
         metrics: Metrics | None = None,
         left_sessions: LeftSessions | None = None,
+        dockers: Mapping[str, DockerEngines] | None = None,
     ) -> None:
-        """``left_sessions``: what the start knows of sessions a dead gateway left on engines;
-        an engine it cannot account for is adopted out of selection and replaced."""
+        """``docker``: the client of the one default endpoint; ``dockers``: with DOCKER_ENDPOINTS,
+        the client of each endpoint by name (an endpoint without one, whose client could not be
+        made, is left out). ``left_sessions``: what the start knows of sessions a dead gateway
+        left on engines; an engine it cannot account for is adopted out of selection and
+        replaced."""
         self._settings = settings
         self.metrics = metrics or Metrics()
         self._pool = pool
@@ -83,6 +108,7 @@ class Reconciler:
         self._pass = asyncio.Lock()
         self._unhealthy_since: dict[str, float] = {}
         self._woken = asyncio.Event()
+        self._down: dict[str, FleetError] = {}  # endpoints whose Docker failed the latest pass
         self.adopted = asyncio.Event()
         self.last_error: str | None = None
         self.probes = ReadinessProbes(
@@ -91,23 +117,41 @@ class Reconciler:
             metrics=self.metrics,
             tasks=self._tasks,
             startup_timeout_s=settings.engine_startup_timeout_s,
-            on_done=lambda engine, ready, why: self.backend.start_done(engine, ready, why),
+            on_done=lambda engine, ready, why: self.backend_of(engine).start_done(
+                engine, ready, why
+            ),
         )
-        self.backend = DockerBackend(
-            settings=settings,
-            docker=docker,
-            pool=pool,
-            client=client,
-            metrics=self.metrics,
-            probes=self.probes,
-            adopted=self.adopted,
-            relist=self.reconcile,
-            wake=self.wake,
-            left_sessions=left_sessions,
-        )
-        self.actions = FleetActions(
-            settings=settings, pool=pool, backend=self.backend, passes=self._pass
-        )
+        clients = dict(dockers or {})
+        endpoints = [e for e in settings.endpoints() if e.name in clients or not e.named]
+        if docker is not None and not settings.docker_endpoints:
+            clients[endpoints[0].name] = docker
+        endpoints = [e for e in endpoints if e.name in clients]
+        if not endpoints:
+            raise ValueError("no Docker endpoint has a client")
+        blocks = EndpointBlocks(pool, [e.name for e in endpoints])
+        slots = FleetSlots(settings.max_active_replicas)
+        self.backends = {
+            e.name: DockerBackend(
+                settings=settings,
+                docker=clients[e.name],
+                pool=pool,
+                client=client,
+                metrics=self.metrics,
+                probes=self.probes,
+                adopted=self.adopted,
+                relist=self.reconcile,
+                wake=self.wake,
+                left_sessions=left_sessions,
+                endpoint=e,
+                blocks=blocks.of(e.name),
+                slots=slots,
+            )
+            for e in endpoints
+        }
+        self.blocks = blocks
+        self.slots = slots
+        self.backend = next(iter(self.backends.values()))  # the first (the only one by default)
+        self.actions = FleetActions(settings=settings, pool=pool, fleet=self, passes=self._pass)
         self.health = HealthProber.configured(settings, pool=pool, client=client)
 
     # --- the backend's parts, as the status and the tests see them -------------------------------
@@ -138,12 +182,25 @@ class Reconciler:
     def vpns(self) -> Vpns | None:
         return self.backend.vpn.vpns
 
+    def backend_of(self, engine: Engine) -> DockerBackend:
+        """The backend of the endpoint ``engine`` lives on."""
+        return self.backends.get(engine.endpoint, self.backend)
+
+    def placement(self) -> list[EndpointRoom]:
+        """Every endpoint as the placement policy sees it (with one, it is always the place)."""
+        only = len(self.backends) == 1
+        return [
+            EndpointRoom(b.name, b.docker_up or only, b.admission.room())
+            for b in self.backends.values()
+        ]
+
     # --- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """The reconcile loop and the health probes; cancel it to stop (engines keep running)."""
         self._tasks.spawn_loop(self.health.run, name="engine health probes")
-        self.backend.spawn_followers(self._tasks)
+        for backend in self.backends.values():
+            backend.spawn_followers(self._tasks)
         backoff = Backoff()
         try:
             while True:
@@ -154,13 +211,17 @@ class Reconciler:
                     delay = backoff.next()
                     self._note_failure(exc.message, delay, backoff.failures == 1)
                     if exc.unreachable:
-                        self.backend.docker_reachable(False, exc.message, delay)
+                        for backend in self.backends.values():
+                            if backend.name not in self._down:
+                                backend.docker_reachable(False, exc.message, delay)
                 except Exception as exc:  # the guard of a long-lived loop: log, back off, go on
                     delay = backoff.next()
                     log.exception("fleet_reconcile_crashed", retry_in_s=delay)
                     self.last_error = repr(exc)
                 else:
-                    self.backend.docker_reachable(True)
+                    for backend in self.backends.values():
+                        if backend.name not in self._down:
+                            backend.docker_reachable(True)
                     if backoff.failures:
                         log.info("fleet_recovered")
                     backoff.reset()
@@ -177,7 +238,8 @@ class Reconciler:
     async def check_vpns(self) -> None:
         """At start: raise :class:`~.vpn.VpnError` for a VPN container that does not publish its
         share of PORT_RANGE_HOST. Docker not answering leaves the question to the passes."""
-        await self.backend.vpn.check()
+        for backend in self.backends.values():
+            await backend.vpn.check()
 
     def wake(self) -> None:
         """Run the next pass now (a VPN container changed)."""
@@ -186,11 +248,33 @@ class Reconciler:
     async def reconcile(self) -> None:
         """One pass: sync the pool with the backend, then apply the plan."""
         async with self._pass:
-            await self.backend.sync()
+            self._down = {}
+            for backend in self.backends.values():
+                try:
+                    await backend.sync()
+                except FleetError as exc:
+                    self._endpoint_failed(backend, exc)
+                else:
+                    if len(self.backends) > 1:
+                        backend.docker_reachable(True)  # one endpoint: the loop tells
+            if len(self._down) == len(self.backends):
+                raise next(iter(self._down.values()))
             if not self.adopted.is_set():
                 log.info("fleet_adopted", engines=len(self._pool.snapshot()))
                 self.adopted.set()
             await self._apply_plan()
+
+    def _endpoint_failed(self, backend: DockerBackend, exc: FleetError) -> None:
+        """One endpoint's Docker failed during a pass: with one endpoint the pass fails (the loop
+        backs off); with several, that endpoint sits out the pass (blocked when unreachable, so
+        new engines go to the others) and the pass goes on."""
+        if len(self.backends) == 1:
+            raise exc
+        self._down[backend.name] = exc
+        if exc.unreachable:
+            backend.docker_reachable(False, exc.message, self._settings.health_check_interval_s)
+        else:
+            log.warning("fleet_endpoint_pass_failed", endpoint=backend.name, reason=exc.message)
 
     def reconcile_soon(self) -> None:
         """Run a pass now, beside the loop (passes never overlap); a pass already asked for and
@@ -215,15 +299,37 @@ class Reconciler:
             ports_outside_range={
                 p: names.get(owner, owner) for p, owner in self.ports.outside_range().items()
             },
-            removal_failures=self.backend.removal_failures,
+            removal_failures={
+                k: v for b in self.backends.values() for k, v in b.removal_failures.items()
+            },
             last_error=self.last_error,
             vpns=self.vpn_status(),
+            endpoints=self.endpoint_status(),
+        )
+
+    def endpoint_status(self) -> tuple[EndpointStatus, ...]:
+        """Each Docker endpoint: reachability, engines, room and ports."""
+        engines = self._pool.engines()
+        return tuple(
+            EndpointStatus(
+                name=b.name,
+                url=b.endpoint.url,
+                reachable=b.docker_up,
+                down_reason=b.down_reason,
+                blocked=self.blocks.blocked(b.name),
+                engines=sum(1 for e in engines if e.endpoint == b.name),
+                max_engines=b.admission.share,
+                room=b.admission.room(),
+                ports=f"{b.ports.lo}-{b.ports.hi}",
+                ports_held=len(b.ports.held),
+            )
+            for b in self.backends.values()
         )
 
     def vpn_status(self) -> tuple[VpnStatus, ...]:
         """Per VPN container: its id, whether it is connected and why not, its forwarded port,
         its share of the ports and the engines behind it (empty outside VPN mode)."""
-        return self.backend.vpn.status()
+        return tuple(s for b in self.backends.values() for s in b.vpn.status())
 
     # --- following the plan --------------------------------------------------------------------
 
@@ -247,16 +353,31 @@ class Reconciler:
                 self._pool.set_state(engine_id, EngineState.DRAINING)
         for engine_id in plan.remove:  # removed first: a start may need the place
             engine = self._pool.get(engine_id)
-            if engine is not None:
-                await self.backend.remove_container(engine_id, engine.name, engine.state.value)
+            backend = None if engine is None else self.backend_of(engine)
+            if engine is None or backend is None or backend.name in self._down:
+                continue
+            try:
+                await backend.remove_container(engine_id, engine.name, engine.state.value)
+            except FleetError as exc:
+                self._endpoint_failed(backend, exc)
         # A removal that failed left its container, and its place, taken.
-        await self.backend.provision(plan.start)
-        self.backend.publish()
+        rooms = [r for r in self.placement() if r.name not in self._down]
+        counts = spread(rooms, plan.start, self.slots.room())
+        for backend in self.backends.values():
+            if backend.name in self._down:
+                continue
+            try:
+                await backend.provision(counts.get(backend.name, 0))
+            except FleetError as exc:
+                self._endpoint_failed(backend, exc)
+        for backend in self.backends.values():
+            backend.publish()
 
     def _retire_for_forwarding(self) -> None:
         """Engines on a VPN's old forwarded port, or idle ones whose replacement is to get the
         new one, leave selection; busy ones' channels fail over, and the plan replaces them."""
-        for engine_id in self.backend.vpn.to_retire():
+        retiring = [i for b in self.backends.values() for i in b.vpn.to_retire()]
+        for engine_id in retiring:
             engine = self._pool.get(engine_id)
             if engine is not None:
                 log.info("engine_replaced_for_forwarded_port", engine=engine.name)
