@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import statistics
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,16 +15,26 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
+from acestream_gateway.app import create_app
 from acestream_gateway.engines.client import EngineClient
 from acestream_gateway.engines.model import EngineState
 from acestream_gateway.engines.pool import EnginePool
 from acestream_gateway.fleet.docker import DockerEngines, docker_client
 from acestream_gateway.fleet.reconciler import Reconciler
+from acestream_gateway.http.keys import POOL, RECONCILER, REGISTRY
 from acestream_gateway.settings import Settings
 from tests.equipment.second_daemon import DockerDaemon
 from tests.equipment.tls_files import new_authority
-from tests.support import containers_of, emulator_fleet_settings, free_port_range, wait_until
+from tests.support import (
+    Player,
+    containers_of,
+    emulator_fleet_settings,
+    free_port,
+    free_port_range,
+    wait_until,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -161,3 +173,86 @@ async def test_a_host_that_goes_away_and_returns_is_taken_back_without_duplicate
         assert len(set(far_held)) == len(far_held.values())
         assert len(running) <= 1, "no duplicate engine on the returned host"
         assert {c[:12] for c in far_held.values()} <= {i[:12] for i in ids}
+
+
+@asynccontextmanager
+async def gateway(settings: Settings) -> AsyncIterator[TestServer]:
+    server = TestServer(create_app(settings), host="127.0.0.1", port=free_port())
+    await server.start_server()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+def ready_engines_on(server: TestServer, endpoint: str) -> int:
+    return ready_on(server.app[POOL], endpoint)
+
+
+async def test_a_lost_host_fails_its_channels_over_and_players_keep_playing(
+    instance: str, second_docker: DockerDaemon
+) -> None:
+    lo, hi = free_port_range(4)
+    far = second_docker.endpoint("far", f"{lo}-{hi}", 2)
+    settings = two_endpoints(
+        instance,
+        far,
+        min_replicas=2,
+        max_streams_per_engine=1,
+        engine_env={
+            "EMULATOR_PREBUFFER_S": "0.3",
+            "EMULATOR_BURST_BYTES": "500000",
+            "EMULATOR_BITRATE_BPS": "2000000",
+            "EMULATOR_KEYFRAME_INTERVAL_S": "1",
+        },
+        health_check_interval_s=1,
+        health_probe_timeout_s=1,
+        health_failure_threshold=2,
+        engine_grace_period_s=600,
+        keepalive_interval_s=0.2,
+        stall_timeout_s=2,
+        failover_backoff_s=0.2,
+        provision_wait_s=30,
+    )
+    async with gateway(settings) as server:
+        await wait_until(lambda: ready_engines_on(server, "far") >= 1, timeout_s=60)
+        base = f"http://127.0.0.1:{server.port}/ace/getstream?id="
+        players = {n: [Player(f"{base}{n:040x}"), Player(f"{base}{n:040x}")] for n in (1, 2)}
+        for pair in players.values():
+            for player in pair:
+                await player.receives(188 * 500)
+        # Two spares: the plan keeps MIN_REPLICAS=2 empty engines, spread over both hosts.
+        await wait_until(lambda: ready_engines_on(server, "here") == 2, timeout_s=60)
+        channels = server.app[REGISTRY].channels()
+        on_far = [c for c in channels if c.claim is not None and c.claim.engine.endpoint == "far"]
+        assert on_far, "a channel plays on the far host"
+        lost = [p for c in on_far for p in players[int(c.content.value, 16)]]
+        stopped_at = time.monotonic()
+        await asyncio.to_thread(second_docker.stop)
+        try:
+            for player in lost:
+                await player.receives(200_000, timeout_s=30)
+            gaps = []
+            for player in lost:
+                resumed = player.first_real_data_after(stopped_at + 0.05)
+                assert resumed is not None
+                gaps.append(resumed - stopped_at)
+                assert not player.ended.is_set(), "every player kept its connection"
+            for channel in on_far:
+                assert channel.claim is not None
+                assert channel.claim.engine.endpoint == "here"
+            status = {s.name: s for s in server.app[RECONCILER].status().endpoints}
+            await wait_until(
+                lambda: not server.app[RECONCILER].status().endpoints[1].reachable, timeout_s=30
+            )
+            assert status["here"].reachable
+            print(
+                f"players' gap when a whole endpoint is lost: median "
+                f"{statistics.median(gaps):.2f} s, max {max(gaps):.2f} s over {len(gaps)} players"
+            )
+            assert max(gaps) < 15, gaps
+        finally:
+            await asyncio.to_thread(second_docker.start)
+            for pair in players.values():
+                for player in pair:
+                    await player.close()
