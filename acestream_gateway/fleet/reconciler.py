@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from ..engines.client import EngineClient
 from ..engines.model import Engine, EngineState
@@ -30,7 +29,7 @@ from ..tasks import Backoff, Supervisor
 from .actions import ActionRefused, FleetActions
 from .admission import Admission
 from .blocks import EndpointBlocks
-from .breaker import BreakerState, CircuitBreaker
+from .breaker import CircuitBreaker
 from .docker import DockerEngines, FleetError
 from .docker_backend import DockerBackend
 from .endpoints import EndpointRoom, FleetSlots, spread
@@ -40,46 +39,12 @@ from .plan import plan_fleet
 from .ports import PortAllocator
 from .provisioner import Provisioner
 from .readiness import ReadinessProbes
+from .status import EndpointStatus, FleetStatus, endpoint_status, fleet_status, vpn_status
 from .vpns import Vpns, VpnStatus
 
-__all__ = ["ActionRefused", "FleetStatus", "Reconciler"]
+__all__ = ["ActionRefused", "EndpointStatus", "FleetStatus", "Reconciler"]
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class FleetStatus:
-    """What the fleet side knows beyond the pool, for the status endpoint and for tests."""
-
-    breaker: BreakerState
-    breaker_eta_s: float | None
-    breaker_openings: int
-    ports_held: dict[int, str]
-    ports_aside: list[int]
-    ports_outside_range: dict[int, str]
-    removal_failures: dict[str, str]
-    last_error: str | None
-    vpns: tuple[
-        VpnStatus, ...
-    ] = ()  # VPN mode: each VPN container, in GLUETUN_CONTAINER_NAME order
-    endpoints: tuple[EndpointStatus, ...] = ()  # each Docker endpoint, in DOCKER_ENDPOINTS order
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointStatus:
-    """One Docker endpoint, for the status: where it is, whether it answers (and why not), its
-    engines, its share and the room left in it, and its ports."""
-
-    name: str
-    url: str | None  # None: DOCKER_HOST or the local socket
-    reachable: bool
-    down_reason: str | None
-    blocked: str | None  # why it cannot start engines now, or None
-    engines: int
-    max_engines: int
-    room: int
-    ports: str
-    ports_held: int
 
 
 class Reconciler:
@@ -289,47 +254,16 @@ class Reconciler:
             log.warning("fleet_reconcile_failed", reason=exc.message, requested=True)
 
     def status(self) -> FleetStatus:
-        names = {e.id: e.name for e in self._pool.engines()}
-        return FleetStatus(
-            breaker=self.breaker.state,
-            breaker_eta_s=self.breaker.eta_s(),
-            breaker_openings=self.breaker.openings,
-            ports_held=self.ports.held,
-            ports_aside=self.ports.aside,
-            ports_outside_range={
-                p: names.get(owner, owner) for p, owner in self.ports.outside_range().items()
-            },
-            removal_failures={
-                k: v for b in self.backends.values() for k, v in b.removal_failures.items()
-            },
-            last_error=self.last_error,
-            vpns=self.vpn_status(),
-            endpoints=self.endpoint_status(),
-        )
+        return fleet_status(list(self.backends.values()), self._pool, self.blocks, self.last_error)
 
     def endpoint_status(self) -> tuple[EndpointStatus, ...]:
         """Each Docker endpoint: reachability, engines, room and ports."""
-        engines = self._pool.engines()
-        return tuple(
-            EndpointStatus(
-                name=b.name,
-                url=b.endpoint.url,
-                reachable=b.docker_up,
-                down_reason=b.down_reason,
-                blocked=self.blocks.blocked(b.name),
-                engines=sum(1 for e in engines if e.endpoint == b.name),
-                max_engines=b.admission.share,
-                room=b.admission.room(),
-                ports=f"{b.ports.lo}-{b.ports.hi}",
-                ports_held=len(b.ports.held),
-            )
-            for b in self.backends.values()
-        )
+        return endpoint_status(list(self.backends.values()), self._pool, self.blocks)
 
     def vpn_status(self) -> tuple[VpnStatus, ...]:
         """Per VPN container: its id, whether it is connected and why not, its forwarded port,
         its share of the ports and the engines behind it (empty outside VPN mode)."""
-        return tuple(s for b in self.backends.values() for s in b.vpn.status())
+        return vpn_status(list(self.backends.values()))
 
     # --- following the plan --------------------------------------------------------------------
 
