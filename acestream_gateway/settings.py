@@ -558,6 +558,13 @@ class Settings(BaseSettings):
                 "engine_host_address": endpoint.engine_host,
                 "engine_network": endpoint.network,
                 "gluetun_container_name": endpoint.gluetun_container_name,
+                # GLUETUN_API_URL names the process-wide VPNs' control servers, in their order:
+                # an endpoint with VPNs of its own reaches theirs at their published port.
+                "gluetun_api_url": (
+                    self.gluetun_api_url
+                    if endpoint.gluetun_container_name == self.gluetun_container_name
+                    else ()
+                ),
             }
         )
         view._endpoint_name = endpoint.name
