@@ -7,6 +7,7 @@ reverse, so channels stop their engine sessions before the HTTP client they use 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -17,7 +18,7 @@ from .engines.client import EngineClient
 from .engines.journal import SessionJournal, journal_path
 from .engines.pool import EnginePool
 from .engines.recovery import LeftSessions, end_left_sessions, load_left_sessions
-from .fleet.docker import docker_client
+from .fleet.docker import FleetError, docker_client
 from .fleet.reconciler import Reconciler
 from .fleet.static import StaticFleet
 from .http import (
@@ -174,10 +175,22 @@ async def _engine_client(app: web.Application) -> AsyncIterator[None]:
 
 async def _fleet(app: web.Application) -> AsyncIterator[None]:
     left_sessions = await _end_left_sessions(app)  # before any engine is adopted
-    async with docker_client(timeout_s=app[SETTINGS].docker_timeout_s) as docker:
+    settings = app[SETTINGS]
+    async with contextlib.AsyncExitStack() as clients:
+        dockers = {}
+        for endpoint in settings.endpoints():
+            client = docker_client(endpoint.url, settings.docker_timeout_s, endpoint.tls)
+            try:
+                dockers[endpoint.name] = await clients.enter_async_context(client)
+            except FleetError as exc:  # its TLS files: the gateway serves with the others
+                if not endpoint.named:
+                    raise
+                log.error("docker_endpoint_unusable", endpoint=endpoint.name, reason=exc.message)
+        if not dockers:
+            raise FleetError(400, "no Docker endpoint can be used (see the lines above)")
         reconciler = Reconciler(
-            settings=app[SETTINGS],
-            docker=docker,
+            settings=settings,
+            dockers=dockers,
             pool=app[POOL],
             client=app[ENGINE_CLIENT],
             metrics=app[METRICS],

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AliasChoices,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -25,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from . import hdhr_id, presets
+from .docker_endpoints import DockerEndpoint, parse_docker_endpoints
 from .engine_urls import EngineUrl, parse_engine_urls
 
 _PORT_RANGE = re.compile(r"^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$")
@@ -113,6 +115,11 @@ class Settings(BaseSettings):
     """Host address engines' ports are published on, and the address the gateway calls them at."""
     engine_network: str | None = None
     """Docker network engines join (default: Docker's default bridge)."""
+    docker_endpoints: Annotated[tuple[DockerEndpoint, ...], NoDecode] = ()
+    """Several Docker daemons engines run on, as a JSON list of endpoints ``{"name", "url",
+    "tls", "engine_host", "ports", "max_engines", "network", "gluetun_container_name"}`` (see
+    README, "Several Docker hosts"); unset: one endpoint, from DOCKER_HOST (or the local socket),
+    ENGINE_HOST_ADDRESS, PORT_RANGE_HOST, ENGINE_NETWORK and GLUETUN_CONTAINER_NAME."""
     engine_name_prefix: str = Field("acestream-engine", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     """Prefix of engine container names (followed by the instance name and the port)."""
     engine_startup_timeout_s: float = Field(60.0, gt=0)
@@ -284,6 +291,13 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_port_range(cls, value: object) -> object:
         return PortRange.parse(value) if isinstance(value, str) else value
+
+    @field_validator("docker_endpoints", mode="before")
+    @classmethod
+    def _parse_docker_endpoints(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_docker_endpoints(value, PortRange.parse)
+        return value
 
     @field_validator("engine_urls", mode="before")
     @classmethod
@@ -517,6 +531,55 @@ class Settings(BaseSettings):
             )
         if p2p.lo <= ports.hi and ports.lo <= p2p.hi:
             raise ValueError(f"P2P_PORT_RANGE ({p2p}) overlaps PORT_RANGE_HOST ({ports})")
+
+    _endpoint_name: str | None = PrivateAttr(None)
+
+    @property
+    def endpoint_name(self) -> str | None:
+        """The DOCKER_ENDPOINTS endpoint these settings are the view of (its engines carry its
+        name in a label and in their container names), or None: the one default endpoint."""
+        return self._endpoint_name
+
+    def endpoints(self) -> tuple[DockerEndpoint, ...]:
+        """The Docker endpoints engines run on: DOCKER_ENDPOINTS, else one from today's
+        settings (DOCKER_HOST or the local socket, ENGINE_HOST_ADDRESS, PORT_RANGE_HOST)."""
+        if self.docker_endpoints:
+            return self.docker_endpoints
+        local = DockerEndpoint(
+            name="local",
+            url=None,
+            tls=None,
+            engine_host=self.engine_host_address,
+            ports=(self.port_range_host.lo, self.port_range_host.hi),
+            max_engines=self.max_active_replicas,
+            network=self.engine_network,
+            gluetun_container_name=self.gluetun_container_name,
+            named=False,
+        )
+        return (local,)
+
+    def for_endpoint(self, endpoint: DockerEndpoint) -> Settings:
+        """These settings as one endpoint's backend sees them: its ports, engine address,
+        network and VPN containers in place of the process-wide ones."""
+        if not endpoint.named:
+            return self
+        view = self.model_copy(
+            update={
+                "port_range_host": PortRange(endpoint.ports),
+                "engine_host_address": endpoint.engine_host,
+                "engine_network": endpoint.network,
+                "gluetun_container_name": endpoint.gluetun_container_name,
+                # GLUETUN_API_URL names the process-wide VPNs' control servers, in their order:
+                # an endpoint with VPNs of its own reaches theirs at their published port.
+                "gluetun_api_url": (
+                    self.gluetun_api_url
+                    if endpoint.gluetun_container_name == self.gluetun_container_name
+                    else ()
+                ),
+            }
+        )
+        view._endpoint_name = endpoint.name
+        return view
 
     @property
     def vpn_mode(self) -> bool:

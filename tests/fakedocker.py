@@ -26,6 +26,7 @@ from typing import Any
 
 from acestream_gateway.fleet.docker import (
     TIMED_OUT,
+    UNREACHABLE,
     ContainerEvent,
     DockerEngines,
     Filters,
@@ -56,6 +57,9 @@ class FakeContainer:
         return ContainerRecord(self.id, self.name, self.state, dict(self.labels), 1.0)
 
 
+_DAEMONS = itertools.count(1)
+
+
 class FakeDocker(DockerEngines):
     """See the module docstring. ``calls`` lists every call made, by method name."""
 
@@ -67,7 +71,10 @@ class FakeDocker(DockerEngines):
         self.calls: list[str] = []
         self._faults: dict[str, list[_Fault]] = {}
         self._ids = itertools.count(1)
+        # Docker's ids are random, so distinct daemons never share one; so are the fakes'.
+        self._daemon = next(_DAEMONS)
         self._watchers: list[asyncio.Queue[ContainerEvent]] = []
+        self.down = False  # the daemon is gone: every call fails as unreachable
 
     # --- scripting faults ----------------------------------------------------------------------
 
@@ -134,7 +141,11 @@ class FakeDocker(DockerEngines):
         fault = await self._before("run")
         if self.by_name(name) is not None:
             raise FleetError(409, f'Conflict. The container name "/{name}" is already in use')
-        container = FakeContainer(f"id{next(self._ids)}", name, dict(body.get("Labels", {})))
+        container = FakeContainer(
+            f"id{next(self._ids)}" if self._daemon == 1 else f"d{self._daemon}-id{next(self._ids)}",
+            name,
+            dict(body.get("Labels", {})),
+        )
         container.body = body
         self.containers[container.id] = container
         await self._after(fault)
@@ -173,6 +184,8 @@ class FakeDocker(DockerEngines):
 
     async def _before(self, method: str) -> _Fault | None:
         self.calls.append(method)
+        if self.down:
+            raise FleetError(UNREACHABLE, "cannot connect to the Docker API (fake daemon down)")
         queued = self._faults.get(method)
         fault = queued.pop(0) if queued else None
         if fault is None:

@@ -1,2 +1,4 @@
-"""The engine fleet: container specs, ports, the Docker client, and the reconciler that keeps the
-fleet at the size the rules ask for. It meets the data path only through the engine pool."""
+"""The engine fleet: the shared loop (``reconciler.py``) that keeps the fleet at the size the rules
+ask for, and its backends (a Docker backend per endpoint, the static ``ENGINE_URLS`` fleet) with
+their container specs, ports and Docker clients. It meets the data path only through the engine
+pool (docs/TOPOLOGY.md)."""

@@ -18,8 +18,10 @@ its slot and port. Each repair is logged (``ledger_repaired``) and counted in me
 lasts at most one pass. Containers destroyed since a listing began are left out of it, so a stale
 listing cannot bring back a container that is gone.
 
-The slot count is global; the ports are the allocator's of the one Docker endpoint, handed to each
-reservation so that it gives them back where it took them.
+The slot count is global (:class:`~.endpoints.FleetSlots`, shared by the admission points of
+every Docker endpoint) and each endpoint's ``max_engines`` caps its own share; the ports are the
+allocator's of the admission point's endpoint, handed to each reservation so that it gives them
+back where it took them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..metrics import Metrics
 from ..settings import Settings
 from .breaker import BreakerState, CircuitBreaker
 from .docker import FleetError
+from .endpoints import FleetSlots
 from .ports import PortAllocator, PortsExhausted, is_bind_failure
 from .specs import LABEL_VPN, ContainerRecord, Namespace, container_name
 from .vpns import Vpns
@@ -166,7 +169,12 @@ class Admission:
         vpns: Vpns | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        slots: FleetSlots | None = None,
+        share: int | None = None,
     ) -> None:
+        """``slots``: the fleet's slots, shared with the other endpoints' admission points (a
+        fleet of its own without); ``share``: the most engines of this endpoint (its
+        ``max_engines``; MAX_ACTIVE_REPLICAS without)."""
         self.settings = settings
         self.ports = ports
         self.breaker = breaker
@@ -180,6 +188,9 @@ class Admission:
         self._starting: Counter[str] = Counter()  # VPN -> reservations behind it
         self._destroyed: dict[str, int] = {}  # container id -> generation it was destroyed in
         self._generation = 0
+        self.slots = slots or FleetSlots(settings.max_active_replicas)
+        self.slots.join(self)
+        self.share = settings.max_active_replicas if share is None else share
 
     # --- counting ------------------------------------------------------------------------------
 
@@ -189,7 +200,9 @@ class Admission:
         return len(self._held) + len(self._reservations)
 
     def room(self) -> int:
-        return max(0, self.settings.max_active_replicas - self.taken)
+        """Engines that may still start here: the fleet's free slots, bounded by this
+        endpoint's free share."""
+        return max(0, min(self.slots.room(), self.share - self.taken))
 
     @property
     def held(self) -> dict[str, int]:
@@ -206,9 +219,14 @@ class Admission:
         """A slot, a port and a breaker permit, all at once or none; raises :class:`NotAdmitted`.
 
         Synchronous: nothing can take the same slot or port between the check and the take."""
-        limit = self.settings.max_active_replicas
-        if self.taken >= limit:
+        limit = self.slots.limit
+        if self.slots.taken >= limit:
             raise NotAdmitted(Refusal.FULL, f"the fleet is at MAX_ACTIVE_REPLICAS ({limit})")
+        if self.taken >= self.share:
+            where = self.settings.endpoint_name
+            raise NotAdmitted(
+                Refusal.FULL, f"endpoint {where} is at its max_engines ({self.share})"
+            )
         half_open = self.breaker.state is BreakerState.HALF_OPEN
         if self.breaker.permits(1) < 1:
             raise NotAdmitted(Refusal.BREAKER, "the circuit breaker pauses provisioning")

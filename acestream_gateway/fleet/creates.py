@@ -15,6 +15,7 @@ from ..engines.provisioning import BlockedReason
 from ..logs import get_logger
 from ..settings import Settings
 from .admission import Admission, Reservation, Verdict, classify
+from .blocks import Blocks
 from .docker import TIMED_OUT, DockerEngines, FleetError
 from .ports import PortAllocator, is_bind_failure
 from .specs import LABEL_INSTANCE, LABEL_MANAGED, ContainerRecord, create_body
@@ -48,8 +49,11 @@ class EngineCreator:
         pool: EnginePool,
         ports: PortAllocator,
         admission: Admission,
+        blocks: Blocks | None = None,
     ) -> None:
+        """``blocks``: where its endpoint's blocks go (the pool, with one endpoint)."""
         self._settings = settings
+        self._blocks: Blocks = blocks or pool
         self._docker = docker
         self._pool = pool
         self._ports = ports
@@ -73,7 +77,7 @@ class EngineCreator:
         verdict = classify(exc)
         if verdict is Verdict.DOCKER:
             reservation.in_doubt()  # Docker may have made it: the next listing tells
-            self._pool.block(BlockedReason.DOCKER_UNAVAILABLE, docker_block_message(exc))
+            self._blocks.block(BlockedReason.DOCKER_UNAVAILABLE, docker_block_message(exc))
             return exc
         if verdict is Verdict.NEUTRAL:
             log.warning("engine_vpn_namespace_gone", port=port, reason=exc.message)

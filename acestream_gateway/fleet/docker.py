@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import json
 import os
+import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
 
+from ..docker_endpoints import TlsFiles
 from .specs import ContainerRecord
 
 T = TypeVar("T")
@@ -62,22 +65,31 @@ class ContainerEvent:
 
 
 _DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"  # where Docker puts its socket
+_TCP = re.compile(r"^tcp://")
 
 
 @asynccontextmanager
 async def docker_client(
-    url: str | None = None, timeout_s: float = 30.0
+    url: str | None = None, timeout_s: float = 30.0, tls: TlsFiles | None = None
 ) -> AsyncIterator[DockerEngines]:
     """A Docker client for the process's lifetime: ``url``, else DOCKER_HOST, else the local
-    daemon's socket (or Docker context) the client finds.
+    daemon's socket (or Docker context) the client finds. ``tls``: a ``tcp://`` endpoint spoken
+    to over TLS, the daemon's certificate verified against the CA, the gateway's client
+    certificate presented.
 
     With none found (no socket yet: Docker not started, or its socket not mounted), the client
     points at Docker's default socket: its calls fail as unreachable, the fleet reports
     ``docker_unavailable`` and retries with backoff, and it works once the socket appears. A
-    DOCKER_HOST the client cannot use at all raises :class:`FleetError` (status 400)."""
+    DOCKER_HOST the client cannot use at all, or TLS files that cannot be loaded, raise
+    :class:`FleetError` (status 400)."""
     host = url or os.environ.get("DOCKER_HOST", "").strip() or None
     try:
-        client = aiodocker.Docker(url=host)
+        if tls is not None and host is not None:
+            client = aiodocker.Docker(url=_TCP.sub("https://", host), ssl_context=tls_context(tls))
+        else:
+            client = aiodocker.Docker(url=host)
+    except ssl.SSLError as exc:
+        raise FleetError(400, f"the TLS files of {host} cannot be used: {exc}") from None
     except (ValueError, OSError, AssertionError) as exc:  # aiodocker asserts it found a host
         if host is not None:
             raise FleetError(400, f"DOCKER_HOST ({host!r}) cannot be used: {exc}") from None
@@ -86,6 +98,14 @@ async def docker_client(
         yield DockerEngines(client, timeout_s)
     finally:
         await client.close()
+
+
+def tls_context(tls: TlsFiles) -> ssl.SSLContext:
+    """Verification always on: the daemon's certificate against ``tls.ca`` (its name checked),
+    and the gateway's own certificate and key for the daemon to check."""
+    context = ssl.create_default_context(cafile=str(tls.ca))
+    context.load_cert_chain(str(tls.cert), str(tls.key))
+    return context
 
 
 class DockerEngines:

@@ -26,9 +26,11 @@ from ..logs import get_logger
 from ..metrics import Metrics
 from ..settings import Settings
 from .admission import Admission, NotAdmitted, Refusal, Reservation, Verdict, classify
+from .blocks import Blocks
 from .breaker import BreakerState, CircuitBreaker
 from .creates import AnotherPort, EngineCreator, docker_block_message
 from .docker import DockerEngines, FleetError
+from .endpoints import FleetSlots
 from .ports import PortAllocator
 from .specs import LABEL_P2P_PORT, LABEL_VPN, ContainerRecord
 from .vpns import Vpns
@@ -66,8 +68,14 @@ class Provisioner:
         on_started: Started,
         vpns: Vpns | None = None,
         metrics: Metrics | None = None,
+        blocks: Blocks | None = None,
+        slots: FleetSlots | None = None,
+        share: int | None = None,
     ) -> None:
+        """``blocks``: where its endpoint's blocks go (the pool, with one endpoint); ``slots``
+        and ``share``: the fleet's slots and this endpoint's part (see :class:`Admission`)."""
         self._settings = settings
+        self._blocks: Blocks = blocks or pool
         self._metrics = metrics or Metrics()
         self._docker = docker
         self._pool = pool
@@ -85,9 +93,16 @@ class Provisioner:
             on_failure=self._failed,
             vpns=vpns,
             metrics=self._metrics,
+            slots=slots,
+            share=share,
         )
         self._creator = EngineCreator(
-            settings=settings, docker=docker, pool=pool, ports=ports, admission=self.admission
+            settings=settings,
+            docker=docker,
+            pool=pool,
+            ports=ports,
+            admission=self.admission,
+            blocks=self._blocks,
         )
         self._attempts: dict[str, int] = {}  # engines still to become ready -> trial held, or 0
         self._last_failure = ""
@@ -100,7 +115,7 @@ class Provisioner:
         """
         result = Provisioned()
         if wanted < 1:
-            self._pool.unblock(BlockedReason.IMAGE_UNAVAILABLE)
+            self._blocks.unblock(BlockedReason.IMAGE_UNAVAILABLE)
             return result
         reservations = self._admit(wanted, result)
         if not reservations:
@@ -116,7 +131,7 @@ class Provisioner:
             for reservation in reservations:
                 reservation.give_back()
             raise
-        self._pool.unblock(BlockedReason.IMAGE_UNAVAILABLE)
+        self._blocks.unblock(BlockedReason.IMAGE_UNAVAILABLE)
         unreachable = await self._start_engines(reservations, result)
         if unreachable is not None:
             raise unreachable
@@ -144,13 +159,13 @@ class Provisioner:
     def publish(self) -> None:
         """Show the breaker in the pool's provisioning blocks: blocked while not closed."""
         if self.breaker.state is BreakerState.CLOSED:
-            self._pool.unblock(BlockedReason.CIRCUIT_BREAKER)
+            self._blocks.unblock(BlockedReason.CIRCUIT_BREAKER)
             return
         message = (
             f"engines keep failing to start (last: {self._last_failure}); "
             f"provisioning paused, next attempt within {self.breaker.open_for_s:g} s"
         )
-        self._pool.block(BlockedReason.CIRCUIT_BREAKER, message, eta_s=self.breaker.eta_s())
+        self._blocks.block(BlockedReason.CIRCUIT_BREAKER, message, eta_s=self.breaker.eta_s())
 
     # --- starting -------------------------------------------------------------------------------
 
@@ -179,9 +194,9 @@ class Provisioner:
         if classify(exc) is Verdict.DOCKER:
             for reservation in reservations:
                 reservation.give_back()
-            self._pool.block(BlockedReason.DOCKER_UNAVAILABLE, docker_block_message(exc))
+            self._blocks.block(BlockedReason.DOCKER_UNAVAILABLE, docker_block_message(exc))
             return
-        self._pool.block(
+        self._blocks.block(
             BlockedReason.IMAGE_UNAVAILABLE, f"cannot provision engines: {exc.message}"
         )
         first, *others = reservations

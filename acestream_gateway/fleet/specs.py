@@ -17,6 +17,9 @@ LABEL_MANAGED = "acestream-gateway.managed"
 LABEL_INSTANCE = "acestream-gateway.instance"
 LABEL_PORT = "acestream-gateway.port"
 LABEL_HOST = "acestream-gateway.host"
+# The DOCKER_ENDPOINTS endpoint an engine was made on (absent on the one default endpoint): two
+# endpoints on one daemon, or two gateways, never adopt each other's engines.
+LABEL_ENDPOINT = "acestream-gateway.endpoint"
 # VPN mode: the VPN container whose namespace the engine joined (name, id and start time of that
 # run of it), and the engine's P2P port.
 LABEL_VPN = "acestream-gateway.vpn"
@@ -65,16 +68,17 @@ class Namespace:
 
 def instance_filter(settings: Settings) -> dict[str, list[str]]:
     """Docker list filters that select exactly this gateway instance's engines."""
-    return {
-        "label": [
-            f"{LABEL_MANAGED}=true",
-            f"{LABEL_INSTANCE}={settings.gateway_instance_name}",
-        ]
-    }
+    wanted = [f"{LABEL_MANAGED}=true", f"{LABEL_INSTANCE}={settings.gateway_instance_name}"]
+    if settings.endpoint_name is not None:
+        wanted.append(f"{LABEL_ENDPOINT}={settings.endpoint_name}")
+    return {"label": wanted}
 
 
 def container_name(settings: Settings, port: int) -> str:
-    return f"{settings.engine_name_prefix}-{settings.gateway_instance_name}-{port}"
+    """``prefix-instance-port``, with the endpoint's name before the port on a DOCKER_ENDPOINTS
+    endpoint (two endpoints may share a daemon and a port range)."""
+    endpoint = "" if settings.endpoint_name is None else f"{settings.endpoint_name}-"
+    return f"{settings.engine_name_prefix}-{settings.gateway_instance_name}-{endpoint}{port}"
 
 
 def engine_address(settings: Settings, port: int) -> EngineAddress:
@@ -89,7 +93,7 @@ def labels(settings: Settings, port: int) -> dict[str, str]:
         LABEL_INSTANCE: settings.gateway_instance_name,
         LABEL_PORT: str(port),
         LABEL_HOST: settings.engine_host_address,
-    }
+    } | ({} if settings.endpoint_name is None else {LABEL_ENDPOINT: settings.endpoint_name})
 
 
 def create_body(

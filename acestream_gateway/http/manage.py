@@ -71,7 +71,7 @@ def _refusal(exc: Exception) -> tuple[int, str, str]:
 async def start_engine(request: web.Request) -> web.Response:
     """Start one engine now."""
     try:
-        engine = await _reconciler(request).start_engine()
+        engine = await _reconciler(request).actions.start_engine()
     except (ActionRefused, FleetError) as exc:
         return _refused(request, "start_engine", "-", exc)
     return _done(request, "start_engine", engine.name, _engine_json(engine), 201)
@@ -83,7 +83,7 @@ async def drain_engine(request: web.Request) -> web.Response:
     """No new stream goes to the engine; it is removed once it carries none."""
     target = request.match_info["engine_id"]
     try:
-        engine = _reconciler(request).drain(target)
+        engine = _reconciler(request).actions.drain(target)
     except ActionRefused as exc:
         return _refused(request, "drain_engine", target, exc)
     return _done(request, "drain_engine", engine.name, _engine_json(engine), 202)
@@ -95,7 +95,7 @@ async def remove_engine(request: web.Request) -> web.Response:
     """Remove the engine now; its channels move to other engines."""
     target = request.match_info["engine_id"]
     try:
-        engine = await _reconciler(request).remove_engine(target)
+        engine = await _reconciler(request).actions.remove_engine(target)
     except (ActionRefused, FleetError) as exc:
         return _refused(request, "remove_engine", target, exc)
     return _done(

@@ -54,6 +54,7 @@ def fleet_facts(app: web.Application) -> status.FleetFacts:
         breaker=reconciler.status().breaker.value,
         vpns=reconciler.vpn_status(),
         adopted=reconciler.adopted.is_set(),
+        endpoints=reconciler.endpoint_status(),
     )
 
 

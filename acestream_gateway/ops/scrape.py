@@ -160,3 +160,20 @@ class GatewayCollector(Collector):
         for vpn in fleet.vpns:
             connected.add_metric([vpn.name], 1 if vpn.connected else 0)
         yield connected
+        yield from self._endpoint_families(fleet)
+
+    @staticmethod
+    def _endpoint_families(fleet: FleetFacts) -> Iterator[GaugeMetricFamily]:
+        """Per Docker endpoint: reachable, engines, share and room left."""
+        families = {
+            "reachable": "1 when the Docker endpoint answers.",
+            "engines": "Engines in the pool that live on the Docker endpoint.",
+            "max_engines": "The Docker endpoint's share of engines (max_engines).",
+            "room": "Engines that may still start on the Docker endpoint now.",
+        }
+        for name, text in families.items():
+            family = GaugeMetricFamily(f"{PREFIX}_endpoint_{name}", text, labels=["endpoint"])
+            for endpoint in fleet.endpoints:
+                value = getattr(endpoint, name)
+                family.add_metric([endpoint.name], int(value))
+            yield family

@@ -2,9 +2,10 @@
 
 Users of acestream-orchestrator have dashboards and scripts that read its status, so the names
 and shapes are kept (``status``, ``engines``, ``streams``, ``capacity``, ``vpn``,
-``provisioning``, ``timestamp``). The values are what the pool, the registry and the fleet already
-know: capacity is the pool's own count (rule 1 in docs/RULES.md), the block is the pool's, the
-breaker state is the fleet's. Nothing is recomputed or asked of an engine.
+``provisioning``, ``timestamp``); ``endpoints`` (each Docker endpoint) is the gateway's own. The
+values are what the pool, the registry and the fleet already know: capacity is the pool's own
+count (rule 1 in docs/RULES.md), the block is the pool's, the breaker state is the fleet's.
+Nothing is recomputed or asked of an engine.
 
 The overall ``status``:
 
@@ -45,6 +46,29 @@ class VpnFacts(Protocol):
     def engines(self) -> tuple[str, ...]: ...
 
 
+class EndpointFacts(Protocol):
+    """What the fleet knows of one Docker endpoint."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def reachable(self) -> bool: ...
+    @property
+    def down_reason(self) -> str | None: ...
+    @property
+    def blocked(self) -> str | None: ...
+    @property
+    def engines(self) -> int: ...
+    @property
+    def max_engines(self) -> int: ...
+    @property
+    def room(self) -> int: ...
+    @property
+    def ports(self) -> str: ...
+    @property
+    def ports_held(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class FleetFacts:
     """What the fleet adds to the pool's view; the defaults are a fleet without a breaker or VPN."""
@@ -52,6 +76,7 @@ class FleetFacts:
     breaker: str = "closed"  # closed / open / half_open
     vpns: Sequence[VpnFacts] = ()
     adopted: bool = True  # the fleet has listed its engines once since the start
+    endpoints: Sequence[EndpointFacts] = ()  # each Docker endpoint (none: a fixed ENGINE_URLS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +218,25 @@ def _vpn(vpn: VpnFacts) -> dict[str, Any]:
     }
 
 
+def endpoints_section(endpoints: Sequence[EndpointFacts]) -> list[dict[str, Any]]:
+    """Each Docker endpoint: whether it answers (and why not), why it cannot start engines now,
+    its engines, its share (``max_engines``) and the room left in it, and its ports."""
+    return [
+        {
+            "name": e.name,
+            "reachable": e.reachable,
+            "down_reason": e.down_reason,
+            "blocked": e.blocked,
+            "engines": e.engines,
+            "max_engines": e.max_engines,
+            "room": e.room,
+            "ports": e.ports,
+            "ports_held": e.ports_held,
+        }
+        for e in endpoints
+    ]
+
+
 def provisioning_section(snapshot: Snapshot) -> dict[str, Any]:
     """Whether an engine can be added now and, when not, why and when to look again."""
     block = snapshot.block
@@ -235,6 +279,7 @@ def status(snapshot: Snapshot) -> dict[str, Any]:
             snapshot.capacity, snapshot.max_replicas, snapshot.min_replicas
         ),
         "vpn": vpn_section(snapshot.fleet.vpns),
+        "endpoints": endpoints_section(snapshot.fleet.endpoints),
         "provisioning": provisioning_section(snapshot),
         "channels": snapshot.stations.as_json(),
         "timestamp": datetime.fromtimestamp(snapshot.wall, UTC).isoformat().replace("+00:00", "Z"),

@@ -401,15 +401,15 @@ async def test_a_died_engine_leaves_the_pool_at_once_and_its_port_is_freed_only_
         claim = await pool.claim("a-channel")
         dead = claim.engine
         subprocess.run(["docker", "kill", dead.id], check=True, capture_output=True)
-        reconciler.engine_died(dead.id, "killed")
+        reconciler.backend.engine_died(dead.id, "killed")
         assert pool.get(dead.id) is None
         assert claim.lost.is_set()
         assert dead.address.port in reconciler.ports.held, "the container still exists"
         subprocess.run(["docker", "rm", dead.id], check=True, capture_output=True)
-        reconciler.container_gone(dead.id)
+        reconciler.backend.container_gone(dead.id)
         assert dead.address.port not in reconciler.ports.held
         claim.release()
-        await reconciler.relist()
+        await reconciler.backend.relist()
         await wait_until(lambda: ready_count(pool) == 1, timeout_s=30)
         assert ports_as_planned(reconciler, instance)
 

@@ -255,7 +255,7 @@ async def test_removing_a_starting_engine_is_no_provisioning_failure(build: Buil
     await reconciler.reconcile()
     [starting] = reconciler._pool.engines()
     assert starting.state is EngineState.STARTING
-    await reconciler.remove_engine(starting.id)
+    await reconciler.actions.remove_engine(starting.id)
     assert reconciler.breaker.state is BreakerState.CLOSED
     assert reconciler.breaker.failures == 0
 
@@ -276,7 +276,7 @@ async def test_a_container_destroyed_while_it_is_listed_is_not_adopted_again(
     await wait_until(lambda: fake.calls[-1:] == ["list"], timeout_s=5, interval_s=0.01)
     await asyncio.sleep(0.01)
     fake.destroy(old.id)
-    reconciler.container_destroyed(old.id)  # what the event follower does
+    reconciler.backend.container_destroyed(old.id)  # what the event follower does
     gate.set()
     await task
     assert reconciler._pool.get(old.id) is None
@@ -290,7 +290,7 @@ async def test_a_container_destroyed_while_it_is_listed_is_not_adopted_again(
 async def test_concurrent_operator_starts_never_pass_max_active_replicas(build: Build) -> None:
     reconciler = build(max_active_replicas=2, min_replicas=1)
     results = await asyncio.gather(
-        *(reconciler.start_engine() for _ in range(10)), return_exceptions=True
+        *(reconciler.actions.start_engine() for _ in range(10)), return_exceptions=True
     )
     assert len(fake_of(reconciler).containers) == 2
     refused = [r for r in results if isinstance(r, BaseException)]

@@ -181,20 +181,20 @@ class FleetMachine(RuleBasedStateMachine):
 
     @rule()
     def operator_starts_an_engine(self) -> None:
-        self._spawn(self.reconciler.start_engine(), "operator start")
+        self._spawn(self.reconciler.actions.start_engine(), "operator start")
 
     @precondition(lambda self: self.pool.engines())
     @rule(pick=st.integers(0, MAX))
     def operator_removes_an_engine(self, pick: int) -> None:
         ids = self._engine_ids()
-        self._spawn(self.reconciler.remove_engine(ids[pick % len(ids)]), "operator removal")
+        self._spawn(self.reconciler.actions.remove_engine(ids[pick % len(ids)]), "operator removal")
 
     @precondition(lambda self: self.pool.engines())
     @rule(pick=st.integers(0, MAX))
     def operator_drains_an_engine(self, pick: int) -> None:
         ids = self._engine_ids()
         with contextlib.suppress(ActionRefused):
-            self.reconciler.drain(ids[pick % len(ids)])
+            self.reconciler.actions.drain(ids[pick % len(ids)])
 
     @rule(turns=st.integers(1, 12))
     def run(self, turns: int) -> None:

@@ -56,7 +56,7 @@ async def test_a_dead_engine_leaves_the_pool_its_claims_are_lost_and_its_port_st
 ) -> None:
     engine = add_engine(reconciler, 0)
     claim = await reconciler._pool.claim("channel")
-    reconciler.container_stopped(engine.id, "die")
+    reconciler.backend.container_stopped(engine.id, "die")
     assert reconciler._pool.get(engine.id) is None
     assert claim.lost.is_set()
     assert reconciler.ports.held == {PORT: engine.id}, "the container still exists"
@@ -66,15 +66,15 @@ async def test_a_dead_container_docker_still_lists_as_running_is_removed_not_ado
     reconciler: Reconciler,
 ) -> None:
     dead, alive = add_engine(reconciler, 0), add_engine(reconciler, 1)
-    reconciler.container_stopped(dead.id, "die")
+    reconciler.backend.container_stopped(dead.id, "die")
     listed = [ContainerRecord(e.id, e.name, "running", {}) for e in (dead, alive)]
-    assert [r.running for r in reconciler._with_deaths(listed)] == [False, True]
+    assert [r.running for r in reconciler.backend.with_deaths(listed)] == [False, True]
 
 
 async def test_a_removed_container_frees_its_port(reconciler: Reconciler) -> None:
     engine = add_engine(reconciler, 0)
-    reconciler.container_stopped(engine.id, "die")
-    reconciler.container_destroyed(engine.id)
+    reconciler.backend.container_stopped(engine.id, "die")
+    reconciler.backend.container_destroyed(engine.id)
     assert reconciler.ports.held == {}
 
 
@@ -82,8 +82,8 @@ async def test_a_container_missing_from_a_listing_frees_the_port_of_its_dead_eng
     reconciler: Reconciler,
 ) -> None:
     dead, alive = add_engine(reconciler, 0), add_engine(reconciler, 1)
-    reconciler.container_stopped(dead.id, "die")
-    reconciler._free_ports_of_gone([])  # its destroy event came while the stream was down
+    reconciler.backend.container_stopped(dead.id, "die")
+    reconciler.backend.free_ports_of_gone([])  # its destroy event came while the stream was down
     assert reconciler.ports.held == {PORT + 1: alive.id}
 
 
@@ -92,7 +92,7 @@ async def test_a_failed_docker_health_check_makes_the_engine_unhealthy(
 ) -> None:
     engine = add_engine(reconciler, 0)
     claim = await reconciler._pool.claim("channel")
-    reconciler.container_unhealthy(engine.id)
+    reconciler.backend.container_unhealthy(engine.id)
     assert engine.state is EngineState.UNHEALTHY
     assert claim.lost.is_set()
     assert reconciler.ports.held == {PORT: engine.id}
@@ -100,9 +100,9 @@ async def test_a_failed_docker_health_check_makes_the_engine_unhealthy(
 
 async def test_events_of_unknown_containers_change_nothing(reconciler: Reconciler) -> None:
     engine = add_engine(reconciler, 0)
-    reconciler.container_stopped("other", "die")
-    reconciler.container_destroyed("other")
-    reconciler.container_unhealthy("other")
+    reconciler.backend.container_stopped("other", "die")
+    reconciler.backend.container_destroyed("other")
+    reconciler.backend.container_unhealthy("other")
     assert reconciler._pool.engines() == [engine]
     assert reconciler.ports.held == {PORT: engine.id}
 
@@ -114,8 +114,8 @@ async def test_without_docker_a_new_engine_is_refused_at_once_but_a_channel_that
     playing = await reconciler._pool.claim("playing")
     assert playing.engine is busy
     with capture_logs() as logs:
-        reconciler.docker_reachable(False, "cannot connect to unix:///run/docker.sock", 4)
-        reconciler.docker_reachable(False, "cannot connect to unix:///run/docker.sock", 8)
+        reconciler.backend.docker_reachable(False, "cannot connect to unix:///run/docker.sock", 4)
+        reconciler.backend.docker_reachable(False, "cannot connect to unix:///run/docker.sock", 8)
     fits = await reconciler._pool.claim("fits")
     assert fits.engine is spare
     started = time.monotonic()
@@ -133,9 +133,9 @@ async def test_without_docker_a_new_engine_is_refused_at_once_but_a_channel_that
 async def test_once_docker_answers_again_the_block_is_lifted_and_logged_once(
     reconciler: Reconciler,
 ) -> None:
-    reconciler.docker_reachable(False, "cannot reach Docker", 1)
+    reconciler.backend.docker_reachable(False, "cannot reach Docker", 1)
     with capture_logs() as logs:
-        reconciler.docker_reachable(True)
-        reconciler.docker_reachable(True)
+        reconciler.backend.docker_reachable(True)
+        reconciler.backend.docker_reachable(True)
     assert reconciler._pool.provisioning.current() is None
     assert [e["event"] for e in logs] == ["docker_reachable"]

@@ -72,7 +72,7 @@ async def full_fleet_with_one_engine_leaving(
     )
     await asyncio.sleep(0)
     assert pool.waiting() == 1
-    reconciler._docker = recorder  # type: ignore[assignment]
+    reconciler.backend._docker = recorder  # type: ignore[assignment]
     reconciler.provisioner.provision = recorder.provision  # type: ignore[method-assign]
     return leaving, move
 

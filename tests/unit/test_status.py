@@ -82,6 +82,7 @@ def test_the_status_has_the_orchestrators_fields_with_their_types(
         "streams",
         "capacity",
         "vpn",
+        "endpoints",
         "provisioning",
         "channels",
         "timestamp",
@@ -243,3 +244,34 @@ def test_one_vpns_facts_are_shown_as_they_are() -> None:
     assert section["health"] == "healthy"
     assert section["container"] == "gluetun"
     assert section["forwarded_port"] == 51413
+
+
+def test_each_docker_endpoint_is_shown_with_its_reachability_room_and_ports() -> None:
+    @dataclass(frozen=True)
+    class Endpoint:
+        name: str
+        reachable: bool
+        down_reason: str | None
+        blocked: str | None
+        engines: int
+        max_engines: int
+        room: int
+        ports: str
+        ports_held: int
+
+    down = Endpoint("b", False, "cannot reach Docker", "Docker away", 1, 3, 2, "20000-20009", 1)
+    up = Endpoint("a", True, None, None, 2, 3, 1, "19000-19009", 2)
+    fleet = status.FleetFacts(endpoints=[up, down])
+    body = status.status(status.take_snapshot(pool_of([], 4), [], fleet, min_replicas=1, wall=0))
+    assert [e["name"] for e in body["endpoints"]] == ["a", "b"]
+    assert body["endpoints"][1] == {
+        "name": "b",
+        "reachable": False,
+        "down_reason": "cannot reach Docker",
+        "blocked": "Docker away",
+        "engines": 1,
+        "max_engines": 3,
+        "room": 2,
+        "ports": "20000-20009",
+        "ports_held": 1,
+    }
