@@ -234,7 +234,11 @@ async def test_channel_churn_keeps_memory_and_file_descriptors_flat(
         grown_kib = end - level
         print(f"rss after warm-up {level} KiB, at the end {end} KiB ({grown_kib:+} KiB)")
         assert grown_kib <= 1 * MIB
-        # The same players and channels at any moment: as many descriptors, give or take
-        # the few of a replacement in flight.
-        assert max(s.fds for s in late) <= max(s.fds for s in early) + 4
+        # The same players and channels at any moment: as many descriptors between two
+        # replacements. The floor of each window is compared: a sample taken while a channel is
+        # replaced holds both its old and its new sockets (ten players each, sampled once a
+        # second, so a window's peak depends on when it fell), while a leak raises the floor.
+        early_fds, late_fds = min(s.fds for s in early), min(s.fds for s in late)
+        print(f"descriptors between replacements: {early_fds} after warm-up, {late_fds} at the end")
+        assert late_fds <= early_fds + 4
         assert gateway.errors() == []
