@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 
 import structlog
 from aiohttp import web
@@ -131,6 +132,12 @@ async def _play(request: web.Request, response: web.StreamResponse, station: Sta
     keepalive = _KeepAlive(request, settings.keepalive_interval_s)
     while (ref := await stations.source(station, failed, why, tried)) is not None:
         tried.add(ref)
+        # The failed source's engine session ends before the next one starts: a station never
+        # holds two engine sessions at once.
+        if failed is not None and not await keepalive.during(
+            request.app[REGISTRY].retirer.settled(failed.key)
+        ):
+            return False
         try:
             # A move (``why`` set) must not begin the next source between two keyframes.
             async with request.app[REGISTRY].play(
@@ -192,6 +199,19 @@ class _KeepAlive:
                 transport.write(NULL_PACKET)
                 sent_at = now
             await asyncio.sleep(_POLL_S)
+
+    async def during(self, work: Awaitable[None]) -> bool:
+        """Keep the player alive while ``work`` runs; False when it went away first."""
+        working = asyncio.ensure_future(work)
+        alive = asyncio.ensure_future(self.until_gone())
+        try:
+            await asyncio.wait([working, alive], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (working, alive):
+                task.cancel()
+            await asyncio.gather(working, alive, return_exceptions=True)
+        transport = self._request.transport
+        return transport is not None and not transport.is_closing()
 
     async def for_s(self, seconds: float) -> bool:
         """Keep the player alive for ``seconds``; False when it went away meanwhile."""

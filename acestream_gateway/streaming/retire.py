@@ -35,6 +35,7 @@ class Retirer:
         self._client = client
         self._abandon_s = abandon_s
         self._tasks = Supervisor("retirer")
+        self._by_content: dict[str, set[asyncio.Task[None]]] = {}
 
     @property
     def pending(self) -> int:
@@ -51,10 +52,28 @@ class Retirer:
         if session is None and pid is None:
             claim.release()
             return
-        self._tasks.spawn(
+        task = self._tasks.spawn(
             self._retire(claim, content, session, pid),
             name=f"retire {claim.content_key} on {claim.engine.name}",
         )
+        key = claim.content_key
+        self._by_content.setdefault(key, set()).add(task)
+        task.add_done_callback(lambda done: self._retired(key, done))
+
+    def _retired(self, content_key: str, task: asyncio.Task[None]) -> None:
+        tasks = self._by_content.get(content_key)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                del self._by_content[content_key]
+
+    async def settled(self, content_key: str) -> None:
+        """Return once every session of ``content_key`` handed over so far has ended (stopped, or
+        given up on after its bound): what moves on from a content's failed session waits for
+        it, so it never holds two sessions at once."""
+        tasks = self._by_content.get(content_key)
+        if tasks:
+            await asyncio.wait(set(tasks))
 
     async def close(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for retirements under way, then cancel what is left (their

@@ -304,6 +304,25 @@ async def test_a_channel_moves_to_its_next_source_when_the_old_one_held_the_only
         await nothing_leaked(server, engine)
 
 
+async def test_a_channel_ends_its_failed_source_s_session_before_it_starts_the_next(
+    emulators: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    # Room for both on the one engine, and a stop that takes a while: only the station's own
+    # order can keep the next source's session from starting beside the failed one.
+    engine = emulators(**FAST, dead_ids=A, stop_delay_s="0.5")
+    entries = [("Solo", A), ("Solo", B)]
+    cfg = {"max_streams_per_engine": 2, "first_data_timeout_s": 1}
+    async with tuner(tmp_path, entries, engine, **cfg) as server:
+        player = Player(url(server, "/channel/1"))
+        await wait_until(lambda: real(player.data) >= 200, timeout_s=15, interval_s=0.05)
+        assert not player.ended.is_set()
+        [solo] = await lineup(server)
+        assert states(solo) == ["bad", "current"]
+        assert (await engine.stats())["max_concurrent_sessions"] == 1, "never two at once"
+        await player.close()
+        await nothing_leaked(server, engine)
+
+
 async def test_a_tuned_channel_asks_for_the_player_token_and_the_start_limit_like_getstream(
     emulators: Callable[..., Emulator], tmp_path: Path
 ) -> None:
