@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from acestream_gateway.engines.pool import EnginePool
@@ -287,31 +288,21 @@ async def test_ffprobe_reads_a_tuner_channel_as_h264(
         assert "h264" in [s.get("codec_name") for s in streams]
 
 
-async def test_a_channel_moves_to_its_next_source_when_the_old_one_held_the_only_slot(
-    emulators: Callable[..., Emulator], tmp_path: Path
-) -> None:
-    engine = emulators(**FAST, dead_ids=A, stop_delay_s="0.5")
-    entries = [("Solo", A), ("Solo", B)]
-    cfg = {"max_streams_per_engine": 1, "first_data_timeout_s": 1}
-    async with tuner(tmp_path, entries, engine, **cfg) as server:
-        player = Player(url(server, "/channel/1"))
-        await wait_until(lambda: real(player.data) >= 200, timeout_s=15, interval_s=0.05)
-        assert not player.ended.is_set()
-        [solo] = await lineup(server)
-        assert states(solo) == ["bad", "current"]
-        assert (await engine.stats())["max_concurrent_sessions"] == 1
-        await player.close()
-        await nothing_leaked(server, engine)
-
-
+@pytest.mark.parametrize(
+    "slots",
+    [
+        pytest.param(1, id="the old source held the only slot"),
+        pytest.param(2, id="room for both on the engine"),
+    ],
+)
 async def test_a_channel_ends_its_failed_source_s_session_before_it_starts_the_next(
-    emulators: Callable[..., Emulator], tmp_path: Path
+    emulators: Callable[..., Emulator], tmp_path: Path, slots: int
 ) -> None:
-    # Room for both on the one engine, and a stop that takes a while: only the station's own
-    # order can keep the next source's session from starting beside the failed one.
+    # A stop that takes a while: with one slot the next source must wait for it; with two, only
+    # the station's own order keeps the next session from starting beside the failed one.
     engine = emulators(**FAST, dead_ids=A, stop_delay_s="0.5")
     entries = [("Solo", A), ("Solo", B)]
-    cfg = {"max_streams_per_engine": 2, "first_data_timeout_s": 1}
+    cfg = {"max_streams_per_engine": slots, "first_data_timeout_s": 1}
     async with tuner(tmp_path, entries, engine, **cfg) as server:
         player = Player(url(server, "/channel/1"))
         await wait_until(lambda: real(player.data) >= 200, timeout_s=15, interval_s=0.05)
