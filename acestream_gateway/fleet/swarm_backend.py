@@ -60,6 +60,9 @@ class SwarmBackend(DockerBackend):
         for waiting in self._placeholders():  # its service's task now runs, or it is gone
             if waiting.id in engines or waiting.id not in by_id:
                 self._pool.remove(waiting.id)
+            elif time.time() - waiting.created_at > self._settings.engine_startup_timeout_s:
+                await self._never_ran(waiting)
+                by_id.pop(waiting.id, None)
         tasks_known = [e.id for e in self.engines() if e.id not in by_id]
         changes = follow_tasks(tasks_known, engines)
         for task_id in changes.gone:
@@ -71,6 +74,14 @@ class SwarmBackend(DockerBackend):
         for holder in self.admission.held:
             if holder not in by_id:  # its service is gone: its slot and port are free
                 self.admission.gone(holder)
+
+    async def _never_ran(self, waiting: Engine) -> None:
+        """No task of a new service ran within ENGINE_STARTUP_TIMEOUT_S (no node meets its
+        constraints, or none can pull the image): a failed start for the breaker, and removed."""
+        reason = f"engine {waiting.name}: no task ran within the startup timeout"
+        log.warning("engine_task_never_ran", engine=waiting.name)
+        self.provisioner.attempt_done(waiting.id, ok=False, reason=reason)
+        await self.remove_container(waiting.id, waiting.name, "its task never ran")
 
     async def _held(self, service: ServiceRecord) -> bool:
         """The service's port held under its id; a service without a usable port is removed."""

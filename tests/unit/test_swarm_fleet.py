@@ -4,7 +4,9 @@ old one leaves), and a new gateway adopts the services instead of making more.""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,11 +18,15 @@ from acestream_gateway.fleet.reconciler import Reconciler
 from acestream_gateway.settings import Settings
 from tests.fakeswarm import NODE_ADDRESS, FakeSwarm
 
-Build = Callable[[FakeSwarm], Reconciler]
+Build = Callable[..., Reconciler]
 
 
-def swarm_settings() -> Settings:
+def swarm_settings(**values: Any) -> Settings:
     return Settings(
+        **{
+            "engine_startup_timeout_s": 60,
+            **values,
+        },
         fleet_backend="swarm",
         swarm_constraints="node.labels.acestream==true",
         engine_image="acestream/emulator:test",
@@ -28,7 +34,6 @@ def swarm_settings() -> Settings:
         max_active_replicas=4,
         min_replicas=1,
         health_check_interval_s=30,
-        engine_startup_timeout_s=60,
     )
 
 
@@ -37,8 +42,8 @@ async def build() -> AsyncIterator[Build]:
     made: list[Reconciler] = []
     async with aiohttp.ClientSession() as http:
 
-        def make(swarm: FakeSwarm) -> Reconciler:
-            settings = swarm_settings()
+        def make(swarm: FakeSwarm, **values: Any) -> Reconciler:
+            settings = swarm_settings(**values)
             pool = EnginePool(max_streams_per_engine=1, max_engines=4, provision_wait_s=30)
             client = EngineClient(http, api_timeout_s=1, stop_timeout_s=1)
             reconciler = Reconciler(settings=settings, docker=swarm, pool=pool, client=client)
@@ -125,3 +130,17 @@ async def test_removing_an_engine_removes_its_service_and_frees_its_port(build: 
     assert swarm.services_by_id == {}
     assert reconciler.backend.engines() == []
     assert reconciler.ports.held == {}
+
+
+async def test_a_service_whose_task_never_runs_is_a_failed_start_and_is_removed(
+    build: Build,
+) -> None:
+    swarm = FakeSwarm()
+    reconciler = build(swarm, engine_startup_timeout_s=0.05)
+    await reconciler.reconcile()
+    (first,) = swarm.services_by_id
+    await asyncio.sleep(0.1)  # no node takes its task (a constraint no node meets)
+    await reconciler.reconcile()
+    assert first not in swarm.services_by_id
+    assert reconciler.breaker.failures == 1
+    assert swarm.created == 2, "another start is tried in its place"
