@@ -120,6 +120,13 @@ class Settings(BaseSettings):
     "tls", "engine_host", "ports", "max_engines", "network", "gluetun_container_name"}`` (see
     README, "Several Docker hosts"); unset: one endpoint, from DOCKER_HOST (or the local socket),
     ENGINE_HOST_ADDRESS, PORT_RANGE_HOST, ENGINE_NETWORK and GLUETUN_CONTAINER_NAME."""
+    fleet_backend: Literal["docker", "swarm"] = "docker"
+    """Where engines run: ``docker``, containers on the Docker endpoint(s); ``swarm``, one-replica
+    services on the Docker Swarm whose manager DOCKER_HOST names, each engine's HTTP port
+    published in host mode on the node its task runs on (see README, "Docker Swarm")."""
+    swarm_constraints: str = ""
+    """With FLEET_BACKEND=swarm: the engine services' placement constraints, comma-separated
+    (e.g. ``node.labels.acestream==true``); empty: any node."""
     engine_name_prefix: str = Field("acestream-engine", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     """Prefix of engine container names (followed by the instance name and the port)."""
     engine_startup_timeout_s: float = Field(60.0, gt=0)
@@ -388,6 +395,17 @@ class Settings(BaseSettings):
                 "HLS_IDLE_S must be at least twice HLS_SEGMENT_S: an HLS player fetches about "
                 "once a segment, and a shorter hold lapses between its fetches"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _swarm_on_one_manager(self) -> Settings:
+        if self.fleet_backend == "swarm" and self.docker_endpoints:
+            raise ValueError(
+                "FLEET_BACKEND=swarm runs engines on the Swarm of DOCKER_HOST: "
+                "unset DOCKER_ENDPOINTS"
+            )
+        if self.fleet_backend == "swarm" and self.vpn_mode:
+            raise ValueError("FLEET_BACKEND=swarm does not run engines behind a VPN container")
         return self
 
     @model_validator(mode="after")

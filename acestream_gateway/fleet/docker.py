@@ -1,5 +1,5 @@
-"""The fleet's only contact with Docker: list, create, start and remove engine containers, and
-follow their events.
+"""The fleet's only contact with Docker: list, create, start and remove engine containers (or, on
+a Swarm, engine services, their tasks and nodes), and follow their events.
 
 One ``aiodocker.Docker`` client serves the process (its owner, the app, closes it). Every call runs
 under ``asyncio.timeout`` and every Docker failure becomes a :class:`FleetError` carrying Docker's
@@ -27,6 +27,7 @@ from aiodocker.exceptions import DockerError
 
 from ..docker_endpoints import TlsFiles
 from .specs import ContainerRecord
+from .swarm_specs import ServiceRecord, TaskRecord, node_addresses, service_record, task_record
 
 T = TypeVar("T")
 Filters = dict[str, list[str]]  # Docker's filters: {"label": ["k=v", ...], "event": [...]}
@@ -169,6 +170,35 @@ class DockerEngines:
         except FleetError as exc:
             if exc.status != 404:
                 raise
+
+    async def services(self, filters: Filters) -> tuple[ServiceRecord, ...]:
+        """Swarm services matching ``filters`` (the daemon must be a Swarm manager)."""
+        found = await self._call(self._client.services.list(filters=filters))
+        return tuple(service_record(info) for info in found)
+
+    async def create_service(self, spec: dict[str, Any]) -> str:
+        """Create a Swarm service from its full ``POST /services/create`` body; its id."""
+        answer = await self._call(
+            self._client._query_json("services/create", "POST", data=json.dumps(spec))
+        )
+        return str(answer["ID"])
+
+    async def remove_service(self, service_id: str) -> None:
+        """Remove a Swarm service (its tasks stop); one already gone counts as removed."""
+        try:
+            await self._call(self._client.services.delete(service_id))
+        except FleetError as exc:
+            if exc.status != 404:
+                raise
+
+    async def tasks(self, filters: Filters) -> tuple[TaskRecord, ...]:
+        """Swarm tasks matching ``filters``, stopped ones included."""
+        found = await self._call(self._client.tasks.list(filters=filters))
+        return tuple(task_record(info) for info in found)
+
+    async def node_addresses(self) -> dict[str, str]:
+        """Each Swarm node's id → the address its host-mode published ports answer on."""
+        return node_addresses(await self._call(self._client.nodes.list()))
 
     @asynccontextmanager
     async def watch(self, filters: Filters) -> AsyncIterator[AsyncIterator[ContainerEvent]]:

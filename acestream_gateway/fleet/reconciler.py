@@ -40,6 +40,7 @@ from .ports import PortAllocator
 from .provisioner import Provisioner
 from .readiness import ReadinessProbes
 from .status import EndpointStatus, FleetStatus, endpoint_status, fleet_status, vpn_status
+from .swarm_backend import SwarmBackend
 from .vpns import Vpns, VpnStatus
 
 __all__ = ["ActionRefused", "EndpointStatus", "FleetStatus", "Reconciler"]
@@ -95,8 +96,9 @@ class Reconciler:
             raise ValueError("no Docker endpoint has a client")
         blocks = EndpointBlocks(pool, [e.name for e in endpoints])
         slots = FleetSlots(settings.max_active_replicas)
+        kind = SwarmBackend if settings.fleet_backend == "swarm" else DockerBackend
         self.backends = {
-            e.name: DockerBackend(
+            e.name: kind(
                 settings=settings,
                 docker=clients[e.name],
                 pool=pool,

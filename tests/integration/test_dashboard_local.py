@@ -77,6 +77,8 @@ async def test_the_dashboard_shows_a_playing_stream_and_stops_it_with_the_key(
             await browser.text_of(field(STREAM, "peers"), lambda t: t.isdigit())
             await browser.text_of("#capacity-figure", lambda t: t == "1 / 1 in use")
             await browser.text_of("#provisioning-figure", lambda t: t == "can provision")
+            await browser.text_of("#endpoints-figure", lambda t: t == "none")
+            await browser.text_of("#endpoints-list li", lambda t: t.startswith("fixed engines"))
             assert await browser.text_of("#overall", bool) == "healthy"
             assert severe(await browser.console()) == []
 

@@ -342,6 +342,31 @@ function renderSummary(status, streams, streamRates) {
   }
 }
 
+// Each Docker endpoint (or Swarm node) with its reachability, engines, room and ports; none
+// when the engines are a fixed list (ENGINE_URLS).
+function endpointLine(x) {
+  const share = `${x.engines} / ${x.max_engines} engines · room ${x.room}`;
+  const ports = `ports ${x.ports} (${x.ports_held} held)`;
+  const state = x.reachable ? "up" : `down: ${x.down_reason || "unreachable"}`;
+  const blocked = x.reachable && x.blocked ? ` · blocked: ${x.blocked}` : "";
+  return `${x.name}: ${state} · ${share} · ${ports}${blocked}`;
+}
+
+function renderEndpoints(endpoints) {
+  const list = $("endpoints-list");
+  const up = endpoints.filter((x) => x.reachable).length;
+  text("endpoints-figure", endpoints.length ? `${up} / ${endpoints.length} reachable` : "none");
+  $("endpoints-figure").className = `figure ${up < endpoints.length ? "warn" : ""}`;
+  const items = endpoints.length ? endpoints : [null];
+  while (list.children.length > items.length) list.lastElementChild.remove();
+  while (list.children.length < items.length) list.append(document.createElement("li"));
+  items.forEach((x, i) => {
+    const li = list.children[i];
+    li.dataset.endpoint = x ? x.name : "";
+    li.textContent = x ? endpointLine(x) : "fixed engines (ENGINE_URLS)";
+  });
+}
+
 function render(status, engines, streams, at) {
   const now = Date.now();
   const maxStreams = status.capacity.max_streams_per_engine;
@@ -351,6 +376,7 @@ function render(status, engines, streams, at) {
   syncRows($("streams").tBodies[0], streams, (x) => x.key, streamRow, (row, x) => updateStream(row, x, streamRates.get(x.key), now));
   $("streams-empty").hidden = streams.length > 0;
   renderSummary(status, streams, streamRates);
+  renderEndpoints(status.endpoints || []);
   text("updated", `updated ${new Date(now).toLocaleTimeString()}`);
 }
 

@@ -1,0 +1,174 @@
+"""The Swarm backend (FLEET_BACKEND=swarm): engines as one-replica services on a Docker Swarm.
+
+It is the Docker backend with services in place of containers (``swarm_services.py``): starts go
+through the same provisioner and admission point, and each service holds its port for its life.
+What differs is what an engine is: Swarm restarts and reschedules a service's task, so the engine
+is the service's running task (its id is the engine's id), reached at the address of the node it
+runs on and its published port. A running task the pool does not know is a new engine, probed
+until ready; an engine whose task stopped or was replaced leaves the pool (its channels fail
+over). Services are adopted by their labels, so a restarted gateway takes its services back and
+makes no duplicate. A task container's death (Docker's event) asks for a pass at once, and while
+a service has no running task the tasks are looked at every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..engines.model import Engine, EngineAddress
+from ..logs import get_logger
+from ..tasks import Supervisor
+from .docker import UNREACHABLE, DockerEngines, FleetError
+from .docker_backend import DockerBackend
+from .specs import LABEL_ENDPOINT, LABEL_PORT, ContainerRecord, instance_filter, port_label
+from .swarm_services import ServicesAsContainers
+from .swarm_specs import ServiceRecord, follow_tasks, running_engines
+
+log = get_logger(__name__)
+
+_TASK_POLL_S = 1.0  # how often tasks are looked at while a service has no running task
+
+
+class SwarmBackend(DockerBackend):
+    """A Swarm's engine services, kept in the pool as their running tasks; see the module
+    docstring."""
+
+    def __init__(self, *, docker: DockerEngines, wake: Callable[[], None], **rest: Any) -> None:
+        services = ServicesAsContainers(docker, rest["settings"])
+        super().__init__(docker=services, wake=wake, **rest)
+        self._services = services
+        self._wake = wake
+        self._service_of: dict[str, str] = {}  # engine (task) id -> its service's id
+        self._waiting = True  # a service of ours has no running task in the pool
+
+    def spawn_followers(self, tasks: Supervisor) -> None:
+        """Follow the task containers' events, and the tasks while one is awaited."""
+        super().spawn_followers(tasks)
+        tasks.spawn_loop(self._follow_tasks, name="swarm tasks")
+
+    async def sync(self) -> None:
+        """List the services and their tasks, and make the pool agree with the running tasks."""
+        listed = await self._services.services(instance_filter(self._settings))
+        ours = [s for s in listed if s.labels.get(LABEL_ENDPOINT) == self._settings.endpoint_name]
+        kept = [s for s in ours if await self._held(s)]
+        by_id = {s.id: s for s in kept}
+        tasks = await self._services.tasks({"service": [s.id for s in kept]}) if kept else ()
+        engines = running_engines(tasks, await self._services.node_addresses())
+        for waiting in self._placeholders():  # its service's task now runs, or it is gone
+            if waiting.id in engines or waiting.id not in by_id:
+                self._pool.remove(waiting.id)
+            elif time.time() - waiting.created_at > self._settings.engine_startup_timeout_s:
+                await self._never_ran(waiting)
+                by_id.pop(waiting.id, None)
+        tasks_known = [e.id for e in self.engines() if e.id not in by_id]
+        changes = follow_tasks(tasks_known, engines)
+        for task_id in changes.gone:
+            self._drop(task_id, "its task stopped or Swarm rescheduled it")
+            self._service_of.pop(task_id, None)
+        for engine in changes.new:
+            self._add(by_id[engine.service_id], engine.task_id, engine.address)
+        self._waiting = len(engines) < len(kept)
+        for holder in self.admission.held:
+            if holder not in by_id:  # its service is gone: its slot and port are free
+                self.admission.gone(holder)
+
+    async def _never_ran(self, waiting: Engine) -> None:
+        """No task of a new service ran within ENGINE_STARTUP_TIMEOUT_S (no node meets its
+        constraints, or none can pull the image): a failed start for the breaker, and removed."""
+        reason = f"engine {waiting.name}: no task ran within the startup timeout"
+        log.warning("engine_task_never_ran", engine=waiting.name)
+        self.provisioner.attempt_done(waiting.id, ok=False, reason=reason)
+        await self.remove_container(waiting.id, waiting.name, "its task never ran")
+
+    async def _held(self, service: ServiceRecord) -> bool:
+        """The service's port held under its id; a service without a usable port is removed."""
+        port = port_label(service.labels, LABEL_PORT)
+        if port is not None and self.admission.hold(service.id, port):
+            return True
+        log.warning("engine_unadoptable", engine=service.name, port=port)
+        await self.remove_container(service.id, service.name, "unadoptable")
+        return False
+
+    def _add(self, service: ServiceRecord, task_id: str, address: EngineAddress) -> None:
+        engine = Engine(
+            id=task_id,
+            name=service.name,
+            address=address,
+            endpoint=self.name,
+            created_at=time.time(),
+            labels=dict(service.labels),
+        )
+        self._service_of[task_id] = service.id
+        self._pool.add(engine)
+        log.info("engine_task_running", engine=service.name, task=task_id)
+        self._probes.probe(engine)
+
+    async def _follow_tasks(self) -> None:
+        while True:
+            await asyncio.sleep(_TASK_POLL_S)
+            if self._waiting:
+                self._wake()
+
+    # --- the Docker backend's hooks, for services and tasks ------------------------------------
+
+    def _placeholders(self) -> list[Engine]:
+        return [e for e in self.engines() if e.id not in self._service_of]
+
+    def _register(self, record: ContainerRecord, port: int) -> None:
+        """A service the provisioner created: in the pool as STARTING under the service's id (so
+        the plan counts it) until a pass finds its running task, the engine, which takes its
+        place. It is never selected nor probed: it has no address yet."""
+        self._pool.add(
+            Engine(
+                id=record.id,
+                name=record.name,
+                address=EngineAddress("0.0.0.0", port),
+                endpoint=self.name,
+                created_at=time.time(),
+                labels=dict(record.labels),
+            )
+        )
+        self._waiting = True
+        self._wake()
+
+    def start_done(self, engine: Engine, ready: bool, reason: str) -> None:
+        """A task's readiness probe ended: the start of its service counts for the breaker."""
+        service_id = self._service_of.get(engine.id, engine.id)
+        if ready:
+            self.provisioner.attempt_done(service_id, ok=True)
+        else:
+            failure = f"engine {engine.name}: {reason}"
+            self.provisioner.attempt_done(service_id, ok=False, reason=failure)
+
+    def container_stopped(self, container_id: str, action: str) -> None:
+        """A task container died: the pass that follows finds which engine's task it was."""
+        self._wake()
+
+    def container_destroyed(self, container_id: str) -> None:
+        self._wake()
+
+    async def remove_container(self, container_id: str, name: str, why: str) -> bool:
+        """Remove an engine's service (given the engine's task id, or the service's id)."""
+        service_id = self._service_of.get(container_id, container_id)
+        self.provisioner.attempt_withdrawn(service_id)
+        try:
+            await self._services.remove_service(service_id)
+        except FleetError as exc:
+            if exc.status == UNREACHABLE:
+                raise
+            log.warning("engine_remove_failed", engine=name, reason=exc.message)
+            self._removal_failures[name] = exc.message
+            return False
+        self._removal_failures.pop(name, None)
+        tasks = [t for t, s in self._service_of.items() if s == service_id]
+        for engine_id in [service_id, *tasks]:  # its placeholder, or the engines of its tasks
+            engine = self._pool.get(engine_id)
+            if engine is not None:
+                self._forget(engine, why)
+            self._service_of.pop(engine_id, None)
+        self.admission.gone(service_id)
+        log.info("engine_service_removed", engine=name, reason=why)
+        return True

@@ -1,0 +1,146 @@
+"""The Swarm backend against a fake Swarm: engines are one-replica services placed by the
+constraints, the engine is the service's running task (a rescheduled task is a new engine, the
+old one leaves), and a new gateway adopts the services instead of making more."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from acestream_gateway.engines.client import EngineClient
+from acestream_gateway.engines.model import EngineAddress, EngineState
+from acestream_gateway.engines.pool import EnginePool
+from acestream_gateway.fleet.reconciler import Reconciler
+from acestream_gateway.settings import Settings
+from tests.fakeswarm import NODE_ADDRESS, FakeSwarm
+
+Build = Callable[..., Reconciler]
+
+
+def swarm_settings(**values: Any) -> Settings:
+    return Settings(
+        **{
+            "engine_startup_timeout_s": 60,
+            **values,
+        },
+        fleet_backend="swarm",
+        swarm_constraints="node.labels.acestream==true",
+        engine_image="acestream/emulator:test",
+        port_range_host="19000-19009",
+        max_active_replicas=4,
+        min_replicas=1,
+        health_check_interval_s=30,
+    )
+
+
+@pytest.fixture
+async def build() -> AsyncIterator[Build]:
+    made: list[Reconciler] = []
+    async with aiohttp.ClientSession() as http:
+
+        def make(swarm: FakeSwarm, **values: Any) -> Reconciler:
+            settings = swarm_settings(**values)
+            pool = EnginePool(max_streams_per_engine=1, max_engines=4, provision_wait_s=30)
+            client = EngineClient(http, api_timeout_s=1, stop_timeout_s=1)
+            reconciler = Reconciler(settings=settings, docker=swarm, pool=pool, client=client)
+            made.append(reconciler)
+            return reconciler
+
+        try:
+            yield make
+        finally:
+            for reconciler in made:
+                await reconciler.close()
+
+
+async def test_an_engine_is_a_service_placed_by_the_constraints_and_its_running_task(
+    build: Build,
+) -> None:
+    swarm = FakeSwarm()
+    reconciler = build(swarm)
+    await reconciler.reconcile()
+    (service,) = swarm.services_by_id.values()
+    assert service.spec["TaskTemplate"]["Placement"]["Constraints"] == [
+        "node.labels.acestream==true"
+    ]
+    assert service.spec["EndpointSpec"]["Ports"][0]["PublishMode"] == "host"
+    # Its task does not run yet: it stands as a starting engine, so no second one is made.
+    await reconciler.reconcile()
+    assert swarm.created == 1
+    (waiting,) = reconciler.backend.engines()
+    assert waiting.state is EngineState.STARTING
+
+    swarm.run_tasks()
+    await reconciler.reconcile()
+    (engine,) = reconciler.backend.engines()
+    assert engine.id == service.tasks[0].id
+    assert engine.address == EngineAddress(NODE_ADDRESS, service.port)
+    assert swarm.created == 1
+
+
+async def test_a_rescheduled_task_is_a_new_engine_and_the_old_one_leaves(build: Build) -> None:
+    swarm = FakeSwarm()
+    reconciler = build(swarm)
+    await reconciler.reconcile()
+    swarm.run_tasks()
+    await reconciler.reconcile()
+    (old,) = reconciler.backend.engines()
+    (service,) = swarm.services_by_id.values()
+
+    swarm.reschedule(service.id)
+    await reconciler.reconcile()
+    (new,) = reconciler.backend.engines()
+    assert new.id != old.id
+    assert new.id == service.tasks[-1].id
+    assert new.state is EngineState.STARTING, "probed until ready, like any new engine"
+    assert new.address == old.address
+    assert swarm.created == 1, "the service is the same; only its task is new"
+    assert reconciler.ports.held == {service.port: service.id}
+
+
+async def test_a_new_gateway_adopts_the_services_and_makes_none_more(build: Build) -> None:
+    swarm = FakeSwarm()
+    first = build(swarm)
+    await first.reconcile()
+    swarm.run_tasks()
+    await first.reconcile()
+    await first.close()
+
+    second = build(swarm)
+    await second.reconcile()
+    (service,) = swarm.services_by_id.values()
+    (engine,) = second.backend.engines()
+    assert engine.id == service.tasks[0].id
+    assert swarm.created == 1
+    assert second.ports.held == {service.port: service.id}
+
+
+async def test_removing_an_engine_removes_its_service_and_frees_its_port(build: Build) -> None:
+    swarm = FakeSwarm()
+    reconciler = build(swarm)
+    await reconciler.reconcile()
+    swarm.run_tasks()
+    await reconciler.reconcile()
+    (engine,) = reconciler.backend.engines()
+    assert await reconciler.backend.remove_container(engine.id, engine.name, "test")
+    assert swarm.services_by_id == {}
+    assert reconciler.backend.engines() == []
+    assert reconciler.ports.held == {}
+
+
+async def test_a_service_whose_task_never_runs_is_a_failed_start_and_is_removed(
+    build: Build,
+) -> None:
+    swarm = FakeSwarm()
+    reconciler = build(swarm, engine_startup_timeout_s=0.05)
+    await reconciler.reconcile()
+    (first,) = swarm.services_by_id
+    await asyncio.sleep(0.1)  # no node takes its task (a constraint no node meets)
+    await reconciler.reconcile()
+    assert first not in swarm.services_by_id
+    assert reconciler.breaker.failures == 1
+    assert swarm.created == 2, "another start is tried in its place"
