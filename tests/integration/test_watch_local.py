@@ -330,8 +330,9 @@ async def test_once_its_watch_page_is_left_an_hls_only_channel_stops(
     emulators: Callable[..., Emulator],
 ) -> None:
     engine = emulators(**FAST)
-    # Idle longer than the page's fetches are apart (a segment, 4 s), shorter than a test.
-    async with gateway(settings(hls_idle_s=6), engine) as server, chromium() as browser:
+    # Idle the least HLS_IDLE_S may be (twice a segment: the page's fetches are about a segment,
+    # 4 s, apart), and shorter than a test.
+    async with gateway(settings(hls_idle_s=8), engine) as server, chromium() as browser:
         base = f"http://127.0.0.1:{server.port}"
         await browser.open(base + WATCH)
         assert await plays_for(browser, 1) == []
