@@ -22,8 +22,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
+from acestream_gateway.app import create_app
 from acestream_gateway.settings import Settings, describe_errors
 from acestream_gateway.streaming.mpegts import PACKET_SIZE, is_random_access
 
@@ -133,6 +135,17 @@ def _image(variable: str, script: str) -> str:
     )
     need(result.returncode == 0, f"the image of scripts/{script} ({result.stderr.strip()[-500:]})")
     return result.stdout.strip().splitlines()[-1]
+
+
+@asynccontextmanager
+async def gateway_server(settings: Settings) -> AsyncIterator[TestServer]:
+    """The gateway in-process, its fleet built from ``settings``, serving on 127.0.0.1."""
+    server = TestServer(create_app(settings), host="127.0.0.1", port=free_port())
+    await server.start_server()
+    try:
+        yield server
+    finally:
+        await server.close()
 
 
 def free_port() -> int:

@@ -17,11 +17,11 @@ from tests.integration.test_failover_docker import (
     channel_id,
     engine_stats,
     fleet_settings,
-    gateway,
     ready_engines,
     running_ports,
 )
 from tests.support import Player, containers_of, wait_until
+from tests.support import gateway_server as gateway
 
 pytestmark = pytest.mark.docker
 

@@ -17,7 +17,6 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from acestream_gateway.app import create_app
 from acestream_gateway.engines.client import EngineClient
 from acestream_gateway.engines.model import EngineState
 from acestream_gateway.engines.pool import EnginePool
@@ -31,10 +30,10 @@ from tests.support import (
     Player,
     containers_of,
     emulator_fleet_settings,
-    free_port,
     free_port_range,
     wait_until,
 )
+from tests.support import gateway_server as gateway
 
 pytestmark = pytest.mark.docker
 
@@ -173,16 +172,6 @@ async def test_a_host_that_goes_away_and_returns_is_taken_back_without_duplicate
         assert len(set(far_held)) == len(far_held.values())
         assert len(running) <= 1, "no duplicate engine on the returned host"
         assert {c[:12] for c in far_held.values()} <= {i[:12] for i in ids}
-
-
-@asynccontextmanager
-async def gateway(settings: Settings) -> AsyncIterator[TestServer]:
-    server = TestServer(create_app(settings), host="127.0.0.1", port=free_port())
-    await server.start_server()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 def ready_engines_on(server: TestServer, endpoint: str) -> int:

@@ -8,15 +8,12 @@ import asyncio
 import statistics
 import subprocess
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from acestream_gateway.app import create_app
 from acestream_gateway.engines.model import EngineState
 from acestream_gateway.http.keys import POOL, REGISTRY
 from acestream_gateway.settings import Settings
@@ -27,9 +24,9 @@ from tests.support import (
     assert_resumes_cleanly,
     containers_of,
     emulator_fleet_settings,
-    free_port,
     wait_until,
 )
+from tests.support import gateway_server as gateway
 
 pytestmark = pytest.mark.docker
 
@@ -61,16 +58,6 @@ def fleet_settings(instance: str, size: int, **overrides: Any) -> Settings:
         **overrides,
     }
     return emulator_fleet_settings(instance, size, **values)
-
-
-@asynccontextmanager
-async def gateway(settings: Settings) -> AsyncIterator[TestServer]:
-    server = TestServer(create_app(settings), host="127.0.0.1", port=free_port())
-    await server.start_server()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 def ready_engines(server: TestServer) -> int:

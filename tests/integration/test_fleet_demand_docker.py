@@ -24,11 +24,11 @@ from tests.integration.test_failover_docker import (
     channel_id,
     engine_stats,
     fleet_settings,
-    gateway,
     ready_engines,
 )
 from tests.integration.test_fleet_health_docker import control
 from tests.support import Player, assert_resumes_cleanly, containers_of, wait_until
+from tests.support import gateway_server as gateway
 
 pytestmark = pytest.mark.docker
 

@@ -12,9 +12,10 @@ import aiohttp
 import pytest
 
 from acestream_gateway.http.keys import REGISTRY
-from tests.integration.test_failover_docker import fleet_settings, gateway, ready_engines
+from tests.integration.test_failover_docker import fleet_settings, ready_engines
 from tests.integration.test_hls_local import Playlist, fetch_playlist
 from tests.support import CHANNEL, need_ffmpeg, wait_until
+from tests.support import gateway_server as gateway
 
 pytestmark = pytest.mark.docker
 

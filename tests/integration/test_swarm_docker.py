@@ -6,18 +6,16 @@ the services (no duplicate)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp.test_utils import TestServer
 
-from acestream_gateway.app import create_app
 from acestream_gateway.engines.model import EngineState
 from acestream_gateway.http.keys import POOL, REGISTRY
 from acestream_gateway.settings import Settings
 from tests.equipment.swarm import Swarm
-from tests.support import CHANNEL, Player, emulator_fleet_settings, free_port, wait_until
+from tests.support import CHANNEL, Player, emulator_fleet_settings, wait_until
+from tests.support import gateway_server as gateway
 
 pytestmark = pytest.mark.docker
 
@@ -42,16 +40,6 @@ def swarm_settings(instance: str) -> Settings:
         docker_timeout_s=20,
         engine_startup_timeout_s=60,
     )
-
-
-@asynccontextmanager
-async def gateway(settings: Settings) -> AsyncIterator[TestServer]:
-    server = TestServer(create_app(settings), host="127.0.0.1", port=free_port())
-    await server.start_server()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 def ready(server: TestServer) -> set[str]:

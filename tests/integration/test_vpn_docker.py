@@ -24,7 +24,6 @@ from acestream_gateway.settings import Settings
 from tests.integration.test_failover_docker import (
     channel_id,
     fleet_settings,
-    gateway,
     ready_engines,
 )
 from tests.integration.vpn_equipment import VpnStandin, vpn_standin
@@ -38,6 +37,7 @@ from tests.support import (
     running_gateway,
     wait_until,
 )
+from tests.support import gateway_server as gateway
 
 pytestmark = pytest.mark.docker
 
