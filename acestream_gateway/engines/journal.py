@@ -121,7 +121,11 @@ def encode(entries: list[JournalEntry]) -> bytes:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` in one step: a reader (or the next start, after a crash at
-    any moment) sees the old file or the new one, never a part of one."""
+    any moment, the host's included) sees the old file or the new one, never a part of one.
+
+    The data is synced before the rename and the directory after it: without the first, a host
+    that loses power may keep the new name with empty content; without the second, the rename
+    itself may be lost, and a start written down would be forgotten."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # A name of its own per write: a write cut off by cancellation may still run in its thread
     # while the next one starts.
@@ -129,9 +133,26 @@ def write_atomically(path: Path, data: bytes) -> None:
     try:
         with temp.open("wb") as file:
             file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temp, path)
+        _sync_directory(path.parent)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (where the system allows a directory to be synced)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a directory; the data itself is synced
+        pass
+    finally:
+        os.close(fd)
 
 
 class SessionJournal:

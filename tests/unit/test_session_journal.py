@@ -4,6 +4,8 @@ start."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,27 @@ def test_state_dir_defaults_to_the_users_state_directory(monkeypatch: pytest.Mon
     monkeypatch.delenv("STATE_DIR")
     monkeypatch.setenv("XDG_STATE_HOME", "/srv/state")
     assert Settings().state_dir == Path("/srv/state/acestream-gateway")
+
+
+def test_a_write_is_synced_before_the_rename_and_the_rename_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a host crash must not lose: the new content reaches the disk before it takes the
+    journal's name, and the directory holding the new name reaches it after."""
+    path = tmp_path / "sessions-x.json"
+    steps: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        steps.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        steps.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_atomically(path, b"{}")
+    assert steps == ["file", "rename", "dir"]
+    assert path.read_bytes() == b"{}"
