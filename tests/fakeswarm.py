@@ -87,13 +87,15 @@ class FakeSwarm(DockerEngines):
                 for t in service.tasks
             ]
 
-    def reschedule(self, service_id: str) -> None:
-        """The service's running task fails, and Swarm runs a new one."""
+    def reschedule(self, service_id: str, *, runs: bool = True) -> None:
+        """The service's running task fails, and Swarm makes a new one: running at once, or
+        (``runs=False``) pending until ``run_tasks``, as while Swarm waits its restart delay or
+        finds no node for it."""
         service = self.services_by_id[service_id]
         service.tasks = [
             self._task(service, "failed", t.id, desired="shutdown") for t in service.tasks
         ]
-        service.tasks.append(self._task(service, "running"))
+        service.tasks.append(self._task(service, "running" if runs else "pending"))
 
     def _task(
         self, service: FakeService, state: str, task_id: str = "", desired: str = "running"

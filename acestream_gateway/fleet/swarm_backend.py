@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..engines.model import Engine, EngineAddress
@@ -25,7 +25,7 @@ from .docker import UNREACHABLE, DockerEngines, FleetError
 from .docker_backend import DockerBackend
 from .specs import LABEL_ENDPOINT, LABEL_PORT, ContainerRecord, instance_filter, port_label
 from .swarm_services import ServicesAsContainers
-from .swarm_specs import ServiceRecord, follow_tasks, running_engines
+from .swarm_specs import ServiceRecord, SwarmEngine, follow_tasks, running_engines
 
 log = get_logger(__name__)
 
@@ -57,12 +57,6 @@ class SwarmBackend(DockerBackend):
         by_id = {s.id: s for s in kept}
         tasks = await self._services.tasks({"service": [s.id for s in kept]}) if kept else ()
         engines = running_engines(tasks, await self._services.node_addresses())
-        for waiting in self._placeholders():  # its service's task now runs, or it is gone
-            if waiting.id in engines or waiting.id not in by_id:
-                self._pool.remove(waiting.id)
-            elif time.time() - waiting.created_at > self._settings.engine_startup_timeout_s:
-                await self._never_ran(waiting)
-                by_id.pop(waiting.id, None)
         tasks_known = [e.id for e in self.engines() if e.id not in by_id]
         changes = follow_tasks(tasks_known, engines)
         for task_id in changes.gone:
@@ -70,14 +64,36 @@ class SwarmBackend(DockerBackend):
             self._service_of.pop(task_id, None)
         for engine in changes.new:
             self._add(by_id[engine.service_id], engine.task_id, engine.address)
-        self._waiting = len(engines) < len(kept)
+        await self._stand_in(by_id, engines)
+        self._waiting = len(engines) < len(by_id)
         for holder in self.admission.held:
             if holder not in by_id:  # its service is gone: its slot and port are free
                 self.admission.gone(holder)
 
+    async def _stand_in(
+        self, services: dict[str, ServiceRecord], engines: Mapping[str, SwarmEngine]
+    ) -> None:
+        """A service of ours without a running task stands in the pool as STARTING under its
+        id, so the plan starts no other engine meanwhile: one just created, one found at
+        adoption, one whose task stopped and is being rescheduled. It is timed from when it was
+        first seen so, and is a failed start once ENGINE_STARTUP_TIMEOUT_S passed with no task
+        running. Once its task runs, the engine takes its place."""
+        now = time.time()
+        for waiting in self._placeholders():
+            if waiting.id in engines or waiting.id not in services:
+                self._pool.remove(waiting.id)
+            elif now - waiting.created_at > self._settings.engine_startup_timeout_s:
+                await self._never_ran(waiting)
+                services.pop(waiting.id, None)
+        for service in services.values():
+            if service.id not in engines and self._pool.get(service.id) is None:
+                self._pool.add(self._placeholder(service.id, service.name, service.labels, now))
+
     async def _never_ran(self, waiting: Engine) -> None:
-        """No task of a new service ran within ENGINE_STARTUP_TIMEOUT_S (no node meets its
-        constraints, or none can pull the image): a failed start for the breaker, and removed."""
+        """No task of a service ran within ENGINE_STARTUP_TIMEOUT_S of its standing in (no node
+        meets its constraints, or none can pull the image): removed, and a failed start for the
+        breaker when the gateway's provisioner made it (not one found at adoption or
+        rescheduled)."""
         reason = f"engine {waiting.name}: no task ran within the startup timeout"
         log.warning("engine_task_never_ran", engine=waiting.name)
         self.provisioner.attempt_done(waiting.id, ok=False, reason=reason)
@@ -120,19 +136,25 @@ class SwarmBackend(DockerBackend):
     def _register(self, record: ContainerRecord, port: int) -> None:
         """A service the provisioner created: in the pool as STARTING under the service's id (so
         the plan counts it) until a pass finds its running task, the engine, which takes its
-        place. It is never selected nor probed: it has no address yet."""
-        self._pool.add(
-            Engine(
-                id=record.id,
-                name=record.name,
-                address=EngineAddress("0.0.0.0", port),
-                endpoint=self.name,
-                created_at=time.time(),
-                labels=dict(record.labels),
-            )
-        )
+        place."""
+        self._pool.add(self._placeholder(record.id, record.name, record.labels, time.time()))
         self._waiting = True
         self._wake()
+
+    def _placeholder(
+        self, service_id: str, name: str, labels: Mapping[str, str], since: float
+    ) -> Engine:
+        """A service with no running task, as a STARTING engine under the service's id: never
+        selected nor probed (it has no address yet), timed from ``since``."""
+        port = port_label(labels, LABEL_PORT) or 0
+        return Engine(
+            id=service_id,
+            name=name,
+            address=EngineAddress("0.0.0.0", port),
+            endpoint=self.name,
+            created_at=since,
+            labels=dict(labels),
+        )
 
     def start_done(self, engine: Engine, ready: bool, reason: str) -> None:
         """A task's readiness probe ended: the start of its service counts for the breaker."""

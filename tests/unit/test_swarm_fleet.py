@@ -144,3 +144,71 @@ async def test_a_service_whose_task_never_runs_is_a_failed_start_and_is_removed(
     assert first not in swarm.services_by_id
     assert reconciler.breaker.failures == 1
     assert swarm.created == 2, "another start is tried in its place"
+
+
+async def test_a_gateway_started_while_a_task_is_pending_makes_no_second_service(
+    build: Build,
+) -> None:
+    swarm = FakeSwarm()
+    first = build(swarm)
+    await first.reconcile()  # its service is made; its task does not run yet
+    await first.close()
+
+    second = build(swarm)
+    await second.reconcile()
+    await second.reconcile()
+    assert swarm.created == 1, "the service waiting for its task stands in the pool"
+    (service,) = swarm.services_by_id.values()
+    (waiting,) = second.backend.engines()
+    assert waiting.id == service.id
+    assert waiting.state is EngineState.STARTING
+    assert second.ports.held == {service.port: service.id}
+
+    swarm.run_tasks()
+    await second.reconcile()
+    (engine,) = second.backend.engines()
+    assert engine.id == service.tasks[0].id
+    assert swarm.created == 1
+
+
+async def test_a_task_rescheduled_after_a_delay_makes_no_extra_service(build: Build) -> None:
+    swarm = FakeSwarm()
+    reconciler = build(swarm)
+    await reconciler.reconcile()
+    swarm.run_tasks()
+    await reconciler.reconcile()
+    (old,) = reconciler.backend.engines()
+    (service,) = swarm.services_by_id.values()
+
+    swarm.reschedule(service.id, runs=False)  # Swarm waits its restart delay
+    await reconciler.reconcile()
+    await reconciler.reconcile()
+    assert swarm.created == 1, "the rescheduled service stands in the pool meanwhile"
+    (waiting,) = reconciler.backend.engines()
+    assert waiting.id == service.id
+    assert waiting.state is EngineState.STARTING
+    assert waiting.id != old.id, "the old task's engine left"
+
+    swarm.run_tasks()
+    await reconciler.reconcile()
+    (new,) = reconciler.backend.engines()
+    assert new.id == service.tasks[-1].id
+    assert swarm.created == 1
+
+
+async def test_a_service_found_without_a_task_that_never_runs_is_removed_and_replaced(
+    build: Build,
+) -> None:
+    swarm = FakeSwarm()
+    first = build(swarm)
+    await first.reconcile()
+    await first.close()
+    (found,) = swarm.services_by_id
+
+    second = build(swarm, engine_startup_timeout_s=0.05)
+    await second.reconcile()
+    assert swarm.created == 1
+    await asyncio.sleep(0.1)  # timed from when the new gateway first saw it without a task
+    await second.reconcile()
+    assert found not in swarm.services_by_id
+    assert swarm.created == 2, "another start is tried in its place"
