@@ -8,6 +8,7 @@ import pytest
 
 from acestream_gateway.fleet.docker import docker_client
 from acestream_gateway.fleet.specs import instance_filter
+from acestream_gateway.fleet.swarm_nodes import engine_addresses
 from acestream_gateway.fleet.swarm_specs import (
     SwarmEngine,
     follow_tasks,
@@ -37,7 +38,7 @@ async def test_an_engine_service_answers_and_its_killed_task_is_a_new_engine(
 
         async def engine(other_than: str = "") -> bool:
             tasks = await docker.tasks({"service": [service_id]})
-            found = running_engines(tasks, await docker.node_addresses()).get(service_id)
+            found = running_engines(tasks, engine_addresses(await docker.nodes())).get(service_id)
             if found is None or found.task_id == other_than:
                 return False
             seen.append(found)
