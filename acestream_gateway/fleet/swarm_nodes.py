@@ -110,6 +110,7 @@ class NodeStatus:
     availability: str
     state: str
     reachable: bool
+    condition: str  # ready, drained, down, unknown, disconnected (see NodeRecord.condition)
     engines: tuple[NodeEngine, ...]
 
 
@@ -124,6 +125,7 @@ def node_status(nodes: Iterable[NodeRecord], engines: Sequence[Engine]) -> tuple
             availability=n.availability,
             state=n.state,
             reachable=n.reachable,
+            condition=n.condition,
             engines=tuple(
                 NodeEngine(e.id, e.name, e.address.port, e.state.value)
                 for e in engines
