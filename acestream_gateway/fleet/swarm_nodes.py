@@ -115,7 +115,7 @@ class NodeStatus:
 
 
 def node_status(nodes: Iterable[NodeRecord], engines: Sequence[Engine]) -> tuple[NodeStatus, ...]:
-    """Every node, by hostname, with the pool's engines whose task runs on it."""
+    """Every node, by hostname, with the pool's engines whose task runs on it, by port."""
     return tuple(
         NodeStatus(
             id=n.id,
@@ -128,7 +128,7 @@ def node_status(nodes: Iterable[NodeRecord], engines: Sequence[Engine]) -> tuple
             condition=n.condition,
             engines=tuple(
                 NodeEngine(e.id, e.name, e.address.port, e.state.value)
-                for e in engines
+                for e in sorted(engines, key=lambda e: e.address.port)
                 if e.node == n.id
             ),
         )

@@ -65,14 +65,16 @@ def test_an_engine_that_left_says_whether_its_node_was_lost_or_drained() -> None
 
 def test_the_status_lists_each_node_with_the_engines_on_it() -> None:
     on_b = Engine("t1", "e1", EngineAddress("10.0.0.5", 19001), EngineState.READY, node="b")
+    also_b = Engine("t3", "e3", EngineAddress("10.0.0.5", 19000), node="b")
     waiting = Engine("svc2", "e2", EngineAddress("0.0.0.0", 19002))  # no task yet: no node
     b, a = _node("b"), _node("a", availability="drain", addr="0.0.0.0")
-    listed = node_status([b, a], [on_b, waiting])
+    listed = node_status([b, a], [on_b, waiting, also_b])
     assert [n.id for n in listed] == ["a", "b"], "by hostname"
     assert listed[0].address is None
     assert listed[0].engines == ()
     assert [(e.id, e.name, e.port, e.state) for e in listed[1].engines] == [
-        ("t1", "e1", 19001, "ready")
+        ("t3", "e3", 19000, "starting"),
+        ("t1", "e1", 19001, "ready"),
     ]
 
 
