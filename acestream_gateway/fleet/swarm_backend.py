@@ -111,8 +111,8 @@ class SwarmBackend(DockerBackend):
         """A service of ours without a running task stands in the pool as STARTING under its
         id, so the plan starts no other engine meanwhile: one just created, one found at
         adoption, one whose task stopped and is being rescheduled. It is timed from when it was
-        first seen so, and is a failed start once ENGINE_STARTUP_TIMEOUT_S passed with no task
-        running. Once its task runs, the engine takes its place."""
+        first seen so, and removed once ENGINE_STARTUP_TIMEOUT_S passed with no task running
+        (:meth:`_never_ran`). Once its task runs, the engine takes its place."""
         now = time.time()
         for waiting in self._placeholders():
             if waiting.id in engines or waiting.id not in services:
