@@ -31,7 +31,8 @@ class EngineState(enum.Enum):
 
 @dataclass(slots=True)
 class Engine:
-    """One engine container the gateway manages; ``id`` is the container id."""
+    """One engine container the gateway manages; ``id`` is the container id (on a Swarm, the
+    task's id, and ``node`` the id of the node the task runs on)."""
 
     id: str
     name: str
@@ -40,6 +41,7 @@ class Engine:
     endpoint: str = "local"
     created_at: float = 0.0
     labels: dict[str, str] = field(default_factory=dict)
+    node: str = ""
 
 
 class InputKind(enum.Enum):

@@ -16,10 +16,10 @@ import json
 import os
 import re
 import ssl
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiodocker
 import aiohttp
@@ -27,9 +27,11 @@ from aiodocker.exceptions import DockerError
 
 from ..docker_endpoints import TlsFiles
 from .specs import ContainerRecord
-from .swarm_specs import ServiceRecord, TaskRecord, node_addresses, service_record, task_record
+from .swarm_nodes import NodeRecord, SwarmEvent, node_record, parse_swarm_event
+from .swarm_specs import ServiceRecord, TaskRecord, service_record, task_record
 
 T = TypeVar("T")
+E = TypeVar("E")
 Filters = dict[str, list[str]]  # Docker's filters: {"label": ["k=v", ...], "event": [...]}
 
 UNREACHABLE = 900  # aiodocker's status for "cannot reach the daemon"
@@ -196,9 +198,9 @@ class DockerEngines:
         found = await self._call(self._client.tasks.list(filters=filters))
         return tuple(task_record(info) for info in found)
 
-    async def node_addresses(self) -> dict[str, str]:
-        """Each Swarm node's id → the address its host-mode published ports answer on."""
-        return node_addresses(await self._call(self._client.nodes.list()))
+    async def nodes(self) -> tuple[NodeRecord, ...]:
+        """The Swarm's nodes: address, role, availability, state."""
+        return tuple(node_record(info) for info in await self._call(self._client.nodes.list()))
 
     @asynccontextmanager
     async def watch(self, filters: Filters) -> AsyncIterator[AsyncIterator[ContainerEvent]]:
@@ -208,6 +210,19 @@ class DockerEngines:
         Docker is subscribed, so a caller that lists containers now misses nothing. The iterator
         never ends by itself: a dropped connection raises :class:`FleetError` (status 900).
         """
+        async with self._events(filters, parse_event) as events:
+            yield events
+
+    @asynccontextmanager
+    async def watch_swarm(self, filters: Filters) -> AsyncIterator[AsyncIterator[SwarmEvent]]:
+        """Follow a Swarm manager's service and node events for ``filters``, as :meth:`watch`."""
+        async with self._events(filters, parse_swarm_event) as events:
+            yield events
+
+    @asynccontextmanager
+    async def _events(
+        self, filters: Filters, parse: Callable[[bytes], E | None]
+    ) -> AsyncIterator[AsyncIterator[E]]:
         # aiodocker's own ``docker.events`` runs its reader in a task nobody owns and does not
         # tell when the subscription is live, which list-then-watch needs: query the endpoint.
         response = await self._call(
@@ -216,7 +231,7 @@ class DockerEngines:
             )
         )
         try:
-            yield _EventStream(response)
+            yield _EventStream(response, parse)
         finally:
             response.close()  # an endless body: close, never read it to its end
 
@@ -240,16 +255,19 @@ class DockerEngines:
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)  # the connect is under _call's
 
 
-class _EventStream:
-    """The lines of one ``/events`` response as :class:`ContainerEvent` records."""
+class _EventStream(Generic[E]):
+    """The lines of one ``/events`` response as records (those ``parse`` makes one of)."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, parse: Callable[[bytes], E | None]
+    ) -> None:
         self._response = response
+        self._parse = parse
 
-    def __aiter__(self) -> _EventStream:
+    def __aiter__(self) -> _EventStream[E]:
         return self
 
-    async def __anext__(self) -> ContainerEvent:
+    async def __anext__(self) -> E:
         while True:
             try:
                 line = await self._response.content.readline()
@@ -257,7 +275,7 @@ class _EventStream:
                 raise FleetError(UNREACHABLE, f"the Docker event stream broke: {exc!r}") from None
             if not line:
                 raise FleetError(UNREACHABLE, "the Docker event stream ended")
-            event = parse_event(line)
+            event = self._parse(line)
             if event is not None:
                 return event
 

@@ -10,6 +10,8 @@ from ..engines.pool import EnginePool
 from .blocks import EndpointBlocks
 from .breaker import BreakerState
 from .docker_backend import DockerBackend
+from .swarm_backend import SwarmBackend
+from .swarm_nodes import NodeStatus
 from .vpns import VpnStatus
 
 
@@ -34,7 +36,7 @@ class FleetStatus:
 @dataclass(frozen=True, slots=True)
 class EndpointStatus:
     """One Docker endpoint, for the status: where it is, whether it answers (and why not), its
-    engines, its share and the room left in it, and its ports."""
+    engines, its share and the room left in it, its ports, and on a Swarm each node."""
 
     name: str
     url: str | None  # None: DOCKER_HOST or the local socket
@@ -46,6 +48,7 @@ class EndpointStatus:
     room: int
     ports: str
     ports_held: int
+    nodes: tuple[NodeStatus, ...] = ()  # a Swarm's nodes with their engines (none outside one)
 
 
 def fleet_status(
@@ -82,7 +85,7 @@ def vpn_status(backends: Sequence[DockerBackend]) -> tuple[VpnStatus, ...]:
 def endpoint_status(
     backends: Sequence[DockerBackend], pool: EnginePool, blocks: EndpointBlocks
 ) -> tuple[EndpointStatus, ...]:
-    """Each Docker endpoint: reachability, engines, room and ports."""
+    """Each Docker endpoint: reachability, engines, room and ports (and a Swarm's nodes)."""
     engines = pool.engines()
     return tuple(
         EndpointStatus(
@@ -96,6 +99,7 @@ def endpoint_status(
             room=b.admission.room(),
             ports=f"{b.ports.lo}-{b.ports.hi}",
             ports_held=len(b.ports.held),
+            nodes=b.node_status() if isinstance(b, SwarmBackend) else (),
         )
         for b in backends
     )

@@ -7,15 +7,22 @@ is the service's running task (its id is the engine's id), reached at the addres
 runs on and its published port. A running task the pool does not know is a new engine, probed
 until ready; an engine whose task stopped or was replaced leaves the pool (its channels fail
 over). Services are adopted by their labels, so a restarted gateway takes its services back and
-makes no duplicate. A task container's death (Docker's event) asks for a pass at once, and while
-a service has no running task the tasks are looked at every second.
+makes no duplicate. A service without a running task (just created, found at adoption, or whose
+task is being rescheduled) stands in the pool as a starting engine, so the plan starts no other
+one meanwhile; if no task runs within ENGINE_STARTUP_TIMEOUT_S it is removed.
+
+The nodes decide too: a task on a node that is not ready, or is drained, is no engine, even while
+Swarm still lists it as running (``swarm_nodes.py``: Swarm notices a lost node after its
+heartbeat, and reschedules only after that), so its channels fail over at once. A task
+container's death (Docker's container event), a node's event or one of the services' asks for a
+pass at once, and while a service has no running task the tasks are looked at every second
+(``swarm_follow.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..engines.model import Engine, EngineAddress
@@ -23,13 +30,25 @@ from ..logs import get_logger
 from ..tasks import Supervisor
 from .docker import UNREACHABLE, DockerEngines, FleetError
 from .docker_backend import DockerBackend
-from .specs import LABEL_ENDPOINT, LABEL_PORT, ContainerRecord, instance_filter, port_label
+from .specs import (
+    LABEL_ENDPOINT,
+    LABEL_PORT,
+    ContainerRecord,
+    instance_filter,
+    port_label,
+)
+from .swarm_follow import SwarmFollower
+from .swarm_nodes import NodeRecord, NodeStatus, engine_addresses, leaving_reason, node_status
 from .swarm_services import ServicesAsContainers
-from .swarm_specs import ServiceRecord, follow_tasks, running_engines
+from .swarm_specs import (
+    ServiceRecord,
+    SwarmEngine,
+    follow_tasks,
+    running_engines,
+    service_prefix,
+)
 
 log = get_logger(__name__)
-
-_TASK_POLL_S = 1.0  # how often tasks are looked at while a service has no running task
 
 
 class SwarmBackend(DockerBackend):
@@ -43,11 +62,24 @@ class SwarmBackend(DockerBackend):
         self._wake = wake
         self._service_of: dict[str, str] = {}  # engine (task) id -> its service's id
         self._waiting = True  # a service of ours has no running task in the pool
+        self.nodes: tuple[NodeRecord, ...] = ()  # as the latest pass found them
+        self.swarm = SwarmFollower(
+            source=services,
+            wake=wake,
+            waiting=lambda: self._waiting,
+            service_prefix=service_prefix(self._settings),
+        )
 
     def spawn_followers(self, tasks: Supervisor) -> None:
-        """Follow the task containers' events, and the tasks while one is awaited."""
+        """Follow the task containers' events, the services' and nodes' events, and the tasks
+        while one is awaited."""
         super().spawn_followers(tasks)
-        tasks.spawn_loop(self._follow_tasks, name="swarm tasks")
+        tasks.spawn_loop(self.swarm.follow_events, name="swarm events")
+        tasks.spawn_loop(self.swarm.poll_tasks, name="swarm tasks")
+
+    def node_status(self) -> tuple[NodeStatus, ...]:
+        """Every node of the Swarm with the engines on it, as the latest pass found them."""
+        return node_status(self.nodes, self.engines())
 
     async def sync(self) -> None:
         """List the services and their tasks, and make the pool agree with the running tasks."""
@@ -56,28 +88,47 @@ class SwarmBackend(DockerBackend):
         kept = [s for s in ours if await self._held(s)]
         by_id = {s.id: s for s in kept}
         tasks = await self._services.tasks({"service": [s.id for s in kept]}) if kept else ()
-        engines = running_engines(tasks, await self._services.node_addresses())
-        for waiting in self._placeholders():  # its service's task now runs, or it is gone
-            if waiting.id in engines or waiting.id not in by_id:
-                self._pool.remove(waiting.id)
-            elif time.time() - waiting.created_at > self._settings.engine_startup_timeout_s:
-                await self._never_ran(waiting)
-                by_id.pop(waiting.id, None)
+        self.nodes = await self._services.nodes()
+        engines = running_engines(tasks, engine_addresses(self.nodes))
         tasks_known = [e.id for e in self.engines() if e.id not in by_id]
         changes = follow_tasks(tasks_known, engines)
+        nodes = {n.id: n for n in self.nodes}
         for task_id in changes.gone:
-            self._drop(task_id, "its task stopped or Swarm rescheduled it")
+            known = self._pool.get(task_id)
+            self._drop(task_id, leaving_reason(known.node if known else None, nodes))
             self._service_of.pop(task_id, None)
-        for engine in changes.new:
-            self._add(by_id[engine.service_id], engine.task_id, engine.address)
-        self._waiting = len(engines) < len(kept)
+        for task in changes.new:
+            self._add(by_id[task.service_id], task)
+        await self._stand_in(by_id, engines)
+        self._waiting = len(engines) < len(by_id)
         for holder in self.admission.held:
             if holder not in by_id:  # its service is gone: its slot and port are free
                 self.admission.gone(holder)
 
+    async def _stand_in(
+        self, services: dict[str, ServiceRecord], engines: Mapping[str, SwarmEngine]
+    ) -> None:
+        """A service of ours without a running task stands in the pool as STARTING under its
+        id, so the plan starts no other engine meanwhile: one just created, one found at
+        adoption, one whose task stopped and is being rescheduled. It is timed from when it was
+        first seen so, and removed once ENGINE_STARTUP_TIMEOUT_S passed with no task running
+        (:meth:`_never_ran`). Once its task runs, the engine takes its place."""
+        now = time.time()
+        for waiting in self._placeholders():
+            if waiting.id in engines or waiting.id not in services:
+                self._pool.remove(waiting.id)
+            elif now - waiting.created_at > self._settings.engine_startup_timeout_s:
+                await self._never_ran(waiting)
+                services.pop(waiting.id, None)
+        for service in services.values():
+            if service.id not in engines and self._pool.get(service.id) is None:
+                self._pool.add(self._placeholder(service.id, service.name, service.labels, now))
+
     async def _never_ran(self, waiting: Engine) -> None:
-        """No task of a new service ran within ENGINE_STARTUP_TIMEOUT_S (no node meets its
-        constraints, or none can pull the image): a failed start for the breaker, and removed."""
+        """No task of a service ran within ENGINE_STARTUP_TIMEOUT_S of its standing in (no node
+        meets its constraints, or none can pull the image): removed, and a failed start for the
+        breaker when the gateway's provisioner made it (not one found at adoption or
+        rescheduled)."""
         reason = f"engine {waiting.name}: no task ran within the startup timeout"
         log.warning("engine_task_never_ran", engine=waiting.name)
         self.provisioner.attempt_done(waiting.id, ok=False, reason=reason)
@@ -92,25 +143,20 @@ class SwarmBackend(DockerBackend):
         await self.remove_container(service.id, service.name, "unadoptable")
         return False
 
-    def _add(self, service: ServiceRecord, task_id: str, address: EngineAddress) -> None:
+    def _add(self, service: ServiceRecord, task: SwarmEngine) -> None:
         engine = Engine(
-            id=task_id,
+            id=task.task_id,
             name=service.name,
-            address=address,
+            address=task.address,
             endpoint=self.name,
             created_at=time.time(),
             labels=dict(service.labels),
+            node=task.node_id,
         )
-        self._service_of[task_id] = service.id
+        self._service_of[task.task_id] = service.id
         self._pool.add(engine)
-        log.info("engine_task_running", engine=service.name, task=task_id)
+        log.info("engine_task_running", engine=service.name, task=task.task_id, node=task.node_id)
         self._probes.probe(engine)
-
-    async def _follow_tasks(self) -> None:
-        while True:
-            await asyncio.sleep(_TASK_POLL_S)
-            if self._waiting:
-                self._wake()
 
     # --- the Docker backend's hooks, for services and tasks ------------------------------------
 
@@ -120,19 +166,25 @@ class SwarmBackend(DockerBackend):
     def _register(self, record: ContainerRecord, port: int) -> None:
         """A service the provisioner created: in the pool as STARTING under the service's id (so
         the plan counts it) until a pass finds its running task, the engine, which takes its
-        place. It is never selected nor probed: it has no address yet."""
-        self._pool.add(
-            Engine(
-                id=record.id,
-                name=record.name,
-                address=EngineAddress("0.0.0.0", port),
-                endpoint=self.name,
-                created_at=time.time(),
-                labels=dict(record.labels),
-            )
-        )
+        place."""
+        self._pool.add(self._placeholder(record.id, record.name, record.labels, time.time()))
         self._waiting = True
         self._wake()
+
+    def _placeholder(
+        self, service_id: str, name: str, labels: Mapping[str, str], since: float
+    ) -> Engine:
+        """A service with no running task, as a STARTING engine under the service's id: never
+        selected nor probed (it has no address yet), timed from ``since``."""
+        port = port_label(labels, LABEL_PORT) or 0
+        return Engine(
+            id=service_id,
+            name=name,
+            address=EngineAddress("0.0.0.0", port),
+            endpoint=self.name,
+            created_at=since,
+            labels=dict(labels),
+        )
 
     def start_done(self, engine: Engine, ready: bool, reason: str) -> None:
         """A task's readiness probe ended: the start of its service counts for the breaker."""

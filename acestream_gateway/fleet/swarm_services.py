@@ -17,6 +17,7 @@ from typing import Any
 from ..settings import Settings
 from .docker import ContainerEvent, DockerEngines, Filters
 from .specs import LABEL_PORT, ContainerRecord, port_label
+from .swarm_nodes import NodeRecord, SwarmEvent
 from .swarm_specs import ServiceRecord, TaskRecord, parse_constraints, service_spec
 
 
@@ -75,8 +76,13 @@ class ServicesAsContainers(DockerEngines):
     async def tasks(self, filters: Filters) -> tuple[TaskRecord, ...]:
         return await self._inner.tasks(filters)
 
-    async def node_addresses(self) -> dict[str, str]:
-        return await self._inner.node_addresses()
+    async def nodes(self) -> tuple[NodeRecord, ...]:
+        return await self._inner.nodes()
+
+    @asynccontextmanager
+    async def watch_swarm(self, filters: Filters) -> AsyncIterator[AsyncIterator[SwarmEvent]]:
+        async with self._inner.watch_swarm(filters) as events:
+            yield events
 
 
 def _record(service: ServiceRecord) -> ContainerRecord:

@@ -61,6 +61,12 @@ def service_spec(settings: Settings, port: int, constraints: Iterable[str] = ())
     }
 
 
+def service_prefix(settings: Settings) -> str:
+    """How the names of this gateway's engine services begin (``container_name`` without the
+    port)."""
+    return container_name(settings, 0).removesuffix("0")
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceRecord:
     """A managed service as Swarm lists it."""
@@ -116,16 +122,6 @@ def task_record(info: Mapping[str, Any]) -> TaskRecord:
         published_port=published,
         created=str(info.get("CreatedAt", "")),
     )
-
-
-def node_addresses(nodes: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Each node's id → its address (``Status.Addr``), nodes without one left out."""
-    found: dict[str, str] = {}
-    for node in nodes:
-        addr = _mapping(node.get("Status")).get("Addr")
-        if isinstance(addr, str) and addr and addr != "0.0.0.0":
-            found[str(node.get("ID", ""))] = addr
-    return found
 
 
 @dataclass(frozen=True, slots=True)

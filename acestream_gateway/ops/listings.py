@@ -62,6 +62,7 @@ def engine_entry(load: EngineLoad, channels: Sequence[Channel], clocks: Clocks) 
         "address": engine.address.host,
         "port": engine.address.port,
         "endpoint": engine.endpoint,
+        "node": engine.node or None,
         "streams": load.streams,
         "streams_active": load.active,
         "players": sum(players(c) for c in channels),

@@ -164,7 +164,7 @@ class GatewayCollector(Collector):
 
     @staticmethod
     def _endpoint_families(fleet: FleetFacts) -> Iterator[GaugeMetricFamily]:
-        """Per Docker endpoint: reachable, engines, share and room left."""
+        """Per Docker endpoint: reachable, engines, share and room left; then each Swarm node."""
         families = {
             "reachable": "1 when the Docker endpoint answers.",
             "engines": "Engines in the pool that live on the Docker endpoint.",
@@ -177,3 +177,26 @@ class GatewayCollector(Collector):
                 value = getattr(endpoint, name)
                 family.add_metric([endpoint.name], int(value))
             yield family
+        yield from GatewayCollector._node_families(fleet)
+
+    @staticmethod
+    def _node_families(fleet: FleetFacts) -> Iterator[GaugeMetricFamily]:
+        """Per Swarm node (by id, with its hostname): whether it takes engines, and its engines."""
+        labels = ["endpoint", "node", "hostname"]
+        up = GaugeMetricFamily(
+            f"{PREFIX}_swarm_node_up",
+            "1 when the Swarm node is ready and active (its engines are used, it takes new ones).",
+            labels=labels,
+        )
+        engines = GaugeMetricFamily(
+            f"{PREFIX}_swarm_node_engines",
+            "Engines in the pool whose task runs on the Swarm node.",
+            labels=labels,
+        )
+        for endpoint in fleet.endpoints:
+            for node in endpoint.nodes:
+                names = [endpoint.name, node.id, node.hostname]
+                up.add_metric(names, 1 if node.reachable else 0)
+                engines.add_metric(names, len(node.engines))
+        yield up
+        yield engines

@@ -46,8 +46,44 @@ class VpnFacts(Protocol):
     def engines(self) -> tuple[str, ...]: ...
 
 
+class NodeEngineFacts(Protocol):
+    """An engine on a Swarm node."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+
+
+class NodeFacts(Protocol):
+    """What the fleet knows of one Swarm node."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def hostname(self) -> str: ...
+    @property
+    def address(self) -> str | None: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def availability(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def reachable(self) -> bool: ...
+    @property
+    def condition(self) -> str: ...
+    @property
+    def engines(self) -> Sequence[NodeEngineFacts]: ...
+
+
 class EndpointFacts(Protocol):
-    """What the fleet knows of one Docker endpoint."""
+    """What the fleet knows of one Docker endpoint (on a Swarm, of each of its nodes too)."""
 
     @property
     def name(self) -> str: ...
@@ -67,6 +103,8 @@ class EndpointFacts(Protocol):
     def ports(self) -> str: ...
     @property
     def ports_held(self) -> int: ...
+    @property
+    def nodes(self) -> Sequence[NodeFacts]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +258,8 @@ def _vpn(vpn: VpnFacts) -> dict[str, Any]:
 
 def endpoints_section(endpoints: Sequence[EndpointFacts]) -> list[dict[str, Any]]:
     """Each Docker endpoint: whether it answers (and why not), why it cannot start engines now,
-    its engines, its share (``max_engines``) and the room left in it, and its ports."""
+    its engines, its share (``max_engines``) and the room left in it, its ports, and on a Swarm
+    each node (none otherwise)."""
     return [
         {
             "name": e.name,
@@ -232,9 +271,28 @@ def endpoints_section(endpoints: Sequence[EndpointFacts]) -> list[dict[str, Any]
             "room": e.room,
             "ports": e.ports,
             "ports_held": e.ports_held,
+            "nodes": [_node(n) for n in e.nodes],
         }
         for e in endpoints
     ]
+
+
+def _node(node: NodeFacts) -> dict[str, Any]:
+    """A Swarm node: where it is, its role, whether it takes engines (``reachable``: ready and
+    active; ``condition``: ready, drained, down ...), and the engines whose task runs on it."""
+    return {
+        "id": node.id,
+        "hostname": node.hostname,
+        "address": node.address,
+        "role": node.role,
+        "availability": node.availability,
+        "state": node.state,
+        "reachable": node.reachable,
+        "condition": node.condition,
+        "engines": [
+            {"id": e.id, "name": e.name, "port": e.port, "state": e.state} for e in node.engines
+        ],
+    }
 
 
 def provisioning_section(snapshot: Snapshot) -> dict[str, Any]:

@@ -1,18 +1,23 @@
 """FLEET_BACKEND=swarm for real, on a single-node Swarm the tests own: engines run as one-replica
 services, a channel plays through them, the task of its engine's service killed → Swarm runs a new
 task and the channel fails over (its player keeps its connection), and a restarted gateway adopts
-the services (no duplicate)."""
+the services (no duplicate). The status, /engines and the dashboard show the node with its
+engines and their ports; the node drained → its engines leave the pool and the status says
+drained; active again → the same services run engines again, none duplicated."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
 from acestream_gateway.engines.model import EngineState
 from acestream_gateway.http.keys import POOL, REGISTRY
 from acestream_gateway.settings import Settings
+from tests.browser import chromium, severe
 from tests.equipment.swarm import Swarm
 from tests.support import CHANNEL, Player, emulator_fleet_settings, wait_until
 from tests.support import gateway_server as gateway
@@ -85,10 +90,15 @@ async def test_engines_run_as_services_a_killed_task_fails_over_and_a_restart_ad
             swarm_docker.daemon.docker("kill", task.container_id)
             await player.receives(200_000, timeout_s=30)
             assert not player.ended.is_set(), "the player keeps its connection"
-            assert server.app[POOL].get(victim.id) is None, "the killed task's engine left"
-            # Swarm ran a new task for the service: a new engine, probed until ready.
+            # The pass that finds the task stopped runs beside the channel's failover.
+            await wait_until(lambda: server.app[POOL].get(victim.id) is None, timeout_s=5)
+            # Swarm ran a new task for the service: a new engine, probed until ready (until it
+            # runs, the service stands in as a starting engine under the service's id).
             await wait_until(
-                lambda: any(e.name == victim.name for e in server.app[POOL].engines()),
+                lambda: any(
+                    e.name == victim.name and e.state is EngineState.READY
+                    for e in server.app[POOL].engines()
+                ),
                 timeout_s=90,
             )
             assert all(e.id != victim.id for e in server.app[POOL].engines())
@@ -100,3 +110,65 @@ async def test_engines_run_as_services_a_killed_task_fails_over_and_a_restart_ad
     async with gateway(settings) as server:
         await wait_until(lambda: ready(server) == engines_before, timeout_s=60)
         assert services(swarm_docker, instance) == before, "adopted, no duplicate service"
+
+
+def node_of(status: dict[str, Any]) -> dict[str, Any]:
+    (endpoint,) = status["endpoints"]
+    (node,) = endpoint["nodes"]
+    result: dict[str, Any] = node
+    return result
+
+
+async def test_the_status_lists_the_node_and_a_drained_node_takes_its_engines_out_until_active(
+    swarm_docker: Swarm, instance: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", swarm_docker.docker_host)
+    swarm_docker.label_node("acestream", "true")
+    node_id = swarm_docker.daemon.docker("info", "-f", "{{.Swarm.NodeID}}").stdout.strip()
+    settings = swarm_settings(instance).model_copy(update={"min_replicas": 2})
+    async with gateway(settings) as server, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{server.port}"
+
+        async def status() -> dict[str, Any]:
+            async with http.get(f"{base}/orchestrator/status") as response:
+                body: dict[str, Any] = await response.json()
+                return body
+
+        await wait_until(lambda: len(ready(server)) == 2, timeout_s=90)
+        engines = server.app[POOL].engines()
+        node = node_of(await status())
+        assert (node["id"], node["address"], node["role"]) == (
+            node_id,
+            swarm_docker.node_address,
+            "manager",
+        )
+        assert (node["reachable"], node["condition"]) == (True, "ready")
+        assert sorted((e["id"], e["port"]) for e in node["engines"]) == sorted(
+            (e.id, e.address.port) for e in engines
+        )
+        async with http.get(f"{base}/engines") as response:
+            assert {e["node"] for e in await response.json()} == {node_id}
+        async with chromium() as browser:
+            await browser.open(f"{base}/dashboard")
+            ports = ", ".join(str(p) for p in sorted(e.address.port for e in engines))
+            line = await browser.text_of(f'li[data-node="{node_id}"]', lambda t: ports in t)
+            assert line.endswith(
+                f"({swarm_docker.node_address}): ready · manager · 2 engines on {ports}"
+            )
+            assert severe(await browser.console()) == []
+        before = services(swarm_docker, instance)
+
+        try:
+            swarm_docker.daemon.docker("node", "update", "--availability", "drain", node_id)
+            await wait_until(lambda: not ready(server), timeout_s=30)
+            assert all(server.app[POOL].get(e.id) is None for e in engines), "their engines left"
+            node = node_of(await status())
+            assert (node["availability"], node["condition"]) == ("drain", "drained")
+            assert not node["reachable"]
+            assert node["engines"] == []
+        finally:
+            swarm_docker.daemon.docker("node", "update", "--availability", "active", node_id)
+        await wait_until(lambda: len(ready(server)) == 2, timeout_s=90)
+        assert services(swarm_docker, instance) == before, "the same services, no duplicate"
+        node = node_of(await status())
+        assert (node["reachable"], len(node["engines"])) == (True, 2)

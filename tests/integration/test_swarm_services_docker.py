@@ -1,13 +1,17 @@
 """The fleet's Swarm calls against a real single-node Swarm: an engine made as a one-replica
 service answers at its node's address and published port, a killed task comes back as a new
-engine (a new task id), and removal removes the service."""
+engine (a new task id), and removal removes the service; the manager lists its node and sends
+its node events."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
 from acestream_gateway.fleet.docker import docker_client
 from acestream_gateway.fleet.specs import instance_filter
+from acestream_gateway.fleet.swarm_nodes import SWARM_EVENTS, engine_addresses
 from acestream_gateway.fleet.swarm_specs import (
     SwarmEngine,
     follow_tasks,
@@ -37,7 +41,7 @@ async def test_an_engine_service_answers_and_its_killed_task_is_a_new_engine(
 
         async def engine(other_than: str = "") -> bool:
             tasks = await docker.tasks({"service": [service_id]})
-            found = running_engines(tasks, await docker.node_addresses()).get(service_id)
+            found = running_engines(tasks, engine_addresses(await docker.nodes())).get(service_id)
             if found is None or found.task_id == other_than:
                 return False
             seen.append(found)
@@ -62,3 +66,21 @@ async def test_an_engine_service_answers_and_its_killed_task_is_a_new_engine(
         await docker.remove_service(service_id)
         await docker.remove_service(service_id)  # already gone counts as removed
         assert await docker.services(filters) == ()
+
+
+async def test_a_manager_sends_its_node_events(swarm_docker: Swarm) -> None:
+    node = swarm_docker.daemon.docker("info", "-f", "{{.Swarm.NodeID}}").stdout.strip()
+    async with (
+        docker_client(swarm_docker.docker_host) as docker,
+        docker.watch_swarm(SWARM_EVENTS) as events,
+    ):
+        (listed,) = await docker.nodes()
+        assert (listed.id, listed.address, listed.state) == (
+            node,
+            swarm_docker.node_address,
+            "ready",
+        )
+        assert listed.reachable
+        swarm_docker.daemon.docker("node", "update", "--label-add", "followed=yes", node)
+        event = await asyncio.wait_for(anext(aiter(events)), timeout=30)
+    assert (event.kind, event.id, event.action) == ("node", node, "update")

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
 from acestream_gateway.engines.pool import EngineLoad, EnginePool
 from acestream_gateway.engines.provisioning import Blocked, BlockedReason
+from acestream_gateway.fleet.swarm_nodes import NodeEngine, NodeStatus
 from acestream_gateway.ops import status
 
 STATES = list(EngineState)
@@ -258,6 +259,7 @@ def test_each_docker_endpoint_is_shown_with_its_reachability_room_and_ports() ->
         room: int
         ports: str
         ports_held: int
+        nodes: tuple[NodeStatus, ...] = ()
 
     down = Endpoint("b", False, "cannot reach Docker", "Docker away", 1, 3, 2, "20000-20009", 1)
     up = Endpoint("a", True, None, None, 2, 3, 1, "19000-19009", 2)
@@ -274,4 +276,49 @@ def test_each_docker_endpoint_is_shown_with_its_reachability_room_and_ports() ->
         "room": 2,
         "ports": "20000-20009",
         "ports_held": 1,
+        "nodes": [],
     }
+
+
+def test_a_swarm_endpoint_lists_each_node_with_its_engines_and_their_ports() -> None:
+    @dataclass(frozen=True)
+    class Endpoint:
+        name: str
+        reachable: bool
+        down_reason: str | None
+        blocked: str | None
+        engines: int
+        max_engines: int
+        room: int
+        ports: str
+        ports_held: int
+        nodes: tuple[NodeStatus, ...]
+
+    on_node = NodeEngine("t1", "acestream-engine-default-19000", 19000, "ready")
+    ready = NodeStatus(
+        "n1", "box1", "10.0.0.5", "manager", "active", "ready", True, "ready", (on_node,)
+    )
+    drained = NodeStatus("n2", "box2", None, "worker", "drain", "ready", False, "drained", ())
+    swarm = Endpoint("default", True, None, None, 1, 3, 2, "19000-19009", 1, (ready, drained))
+    fleet = status.FleetFacts(endpoints=[swarm])
+    body = status.status(status.take_snapshot(pool_of([], 4), [], fleet, min_replicas=1, wall=0))
+    first, second = body["endpoints"][0]["nodes"]
+    assert first == {
+        "id": "n1",
+        "hostname": "box1",
+        "address": "10.0.0.5",
+        "role": "manager",
+        "availability": "active",
+        "state": "ready",
+        "reachable": True,
+        "condition": "ready",
+        "engines": [
+            {"id": "t1", "name": "acestream-engine-default-19000", "port": 19000, "state": "ready"}
+        ],
+    }
+    assert (second["availability"], second["condition"], second["reachable"]) == (
+        "drain",
+        "drained",
+        False,
+    )
+    assert second["engines"] == []

@@ -5,6 +5,7 @@ old one leaves), and a new gateway adopts the services instead of making more.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,7 +17,8 @@ from acestream_gateway.engines.model import EngineAddress, EngineState
 from acestream_gateway.engines.pool import EnginePool
 from acestream_gateway.fleet.reconciler import Reconciler
 from acestream_gateway.settings import Settings
-from tests.fakeswarm import NODE_ADDRESS, FakeSwarm
+from tests.fakeswarm import NODE, NODE_ADDRESS, FakeSwarm
+from tests.support import wait_until
 
 Build = Callable[..., Reconciler]
 
@@ -144,3 +146,168 @@ async def test_a_service_whose_task_never_runs_is_a_failed_start_and_is_removed(
     assert first not in swarm.services_by_id
     assert reconciler.breaker.failures == 1
     assert swarm.created == 2, "another start is tried in its place"
+
+
+async def test_a_gateway_started_while_a_task_is_pending_makes_no_second_service(
+    build: Build,
+) -> None:
+    swarm = FakeSwarm()
+    first = build(swarm)
+    await first.reconcile()  # its service is made; its task does not run yet
+    await first.close()
+
+    second = build(swarm)
+    await second.reconcile()
+    await second.reconcile()
+    assert swarm.created == 1, "the service waiting for its task stands in the pool"
+    (service,) = swarm.services_by_id.values()
+    (waiting,) = second.backend.engines()
+    assert waiting.id == service.id
+    assert waiting.state is EngineState.STARTING
+    assert second.ports.held == {service.port: service.id}
+
+    swarm.run_tasks()
+    await second.reconcile()
+    (engine,) = second.backend.engines()
+    assert engine.id == service.tasks[0].id
+    assert swarm.created == 1
+
+
+async def test_a_task_rescheduled_after_a_delay_makes_no_extra_service(build: Build) -> None:
+    swarm = FakeSwarm()
+    reconciler = build(swarm)
+    await reconciler.reconcile()
+    swarm.run_tasks()
+    await reconciler.reconcile()
+    (old,) = reconciler.backend.engines()
+    (service,) = swarm.services_by_id.values()
+
+    swarm.reschedule(service.id, runs=False)  # Swarm waits its restart delay
+    await reconciler.reconcile()
+    await reconciler.reconcile()
+    assert swarm.created == 1, "the rescheduled service stands in the pool meanwhile"
+    (waiting,) = reconciler.backend.engines()
+    assert waiting.id == service.id
+    assert waiting.state is EngineState.STARTING
+    assert waiting.id != old.id, "the old task's engine left"
+
+    swarm.run_tasks()
+    await reconciler.reconcile()
+    (new,) = reconciler.backend.engines()
+    assert new.id == service.tasks[-1].id
+    assert swarm.created == 1
+
+
+async def test_a_service_found_without_a_task_that_never_runs_is_removed_and_replaced(
+    build: Build,
+) -> None:
+    swarm = FakeSwarm()
+    first = build(swarm)
+    await first.reconcile()
+    await first.close()
+    (found,) = swarm.services_by_id
+
+    second = build(swarm, engine_startup_timeout_s=0.05)
+    await second.reconcile()
+    assert swarm.created == 1
+    await asyncio.sleep(0.1)  # timed from when the new gateway first saw it without a task
+    await second.reconcile()
+    assert found not in swarm.services_by_id
+    assert swarm.created == 2, "another start is tried in its place"
+
+
+async def running_engine(build: Build, swarm: FakeSwarm, **values: Any) -> Reconciler:
+    reconciler = build(swarm, **values)
+    await reconciler.reconcile()
+    swarm.run_tasks()
+    await reconciler.reconcile()
+    return reconciler
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"availability": "drain"}, {"state": "down"}, {"state": "unknown"}, {"state": "disconnected"}],
+)
+async def test_engines_leave_the_pool_at_once_when_their_node_is_lost_or_drained(
+    build: Build, change: dict[str, str]
+) -> None:
+    swarm = FakeSwarm()
+    reconciler = await running_engine(build, swarm)
+    (engine,) = reconciler.backend.engines()
+    assert engine.node == NODE
+
+    swarm.set_node(NODE, **change)  # Swarm still lists the task as running
+    await reconciler.reconcile()
+    assert reconciler._pool.get(engine.id) is None
+    (service,) = swarm.services_by_id.values()
+    (waiting,) = reconciler.backend.engines()
+    assert waiting.id == service.id, "its service stands in, so no other is made"
+    assert swarm.created == 1
+    (node,) = reconciler.endpoint_status()[0].nodes
+    assert not node.reachable
+    assert node.engines == ()
+    assert node.availability == change.get("availability", "active")
+    assert node.state == change.get("state", "ready")
+
+
+async def test_engines_come_back_when_their_node_is_active_again_with_no_new_service(
+    build: Build,
+) -> None:
+    swarm = FakeSwarm()
+    reconciler = await running_engine(build, swarm)
+    swarm.set_node(NODE, availability="drain")
+    await reconciler.reconcile()
+    swarm.set_node(NODE, availability="active")
+    await reconciler.reconcile()
+    (service,) = swarm.services_by_id.values()
+    (engine,) = reconciler.backend.engines()
+    assert engine.id == service.tasks[-1].id
+    assert swarm.created == 1
+
+
+async def test_a_paused_node_keeps_its_engines(build: Build) -> None:
+    swarm = FakeSwarm()
+    reconciler = await running_engine(build, swarm)
+    (engine,) = reconciler.backend.engines()
+    swarm.set_node(NODE, availability="pause")  # it takes no new task; its tasks run on
+    await reconciler.reconcile()
+    assert reconciler.backend.engines() == [engine]
+
+
+async def test_the_status_lists_every_node_with_its_engines_and_their_ports(build: Build) -> None:
+    swarm = FakeSwarm()
+    swarm.add_node("node-2", "127.0.0.2", "host-2")
+    reconciler = await running_engine(build, swarm)
+    (engine,) = reconciler.backend.engines()
+    swarm.set_node("node-2", availability="drain")
+    await reconciler.reconcile()
+    first, second = reconciler.endpoint_status()[0].nodes
+    assert (first.hostname, first.address, first.role) == ("host-1", NODE_ADDRESS, "manager")
+    assert (first.availability, first.state, first.reachable) == ("active", "ready", True)
+    assert [(e.id, e.port) for e in first.engines] == [(engine.id, engine.address.port)]
+    assert (second.id, second.address, second.role) == ("node-2", "127.0.0.2", "worker")
+    assert (second.availability, second.reachable, second.engines) == ("drain", False, ())
+
+
+async def test_a_node_event_or_a_service_event_asks_for_a_pass_at_once(build: Build) -> None:
+    swarm = FakeSwarm()
+    reconciler = build(swarm)  # passes every 30 s unless woken
+    loop = asyncio.create_task(reconciler.run())
+    try:
+        await wait_until(lambda: swarm.created == 1, timeout_s=5)
+        swarm.run_tasks()  # found within the second: tasks are polled while one is awaited
+        await wait_until(lambda: reconciler.backend.engines()[0].node == NODE, timeout_s=5)
+        (engine,) = reconciler.backend.engines()
+
+        swarm.set_node(NODE, availability="drain")
+        await wait_until(lambda: reconciler._pool.get(engine.id) is None, timeout_s=3)
+        swarm.set_node(NODE, availability="active")
+        await wait_until(lambda: len(reconciler.backend.engines()[0].node) > 0, timeout_s=5)
+
+        (service,) = swarm.services_by_id
+        await swarm.remove_service(service)  # by someone else: its engine leaves, another starts
+        await wait_until(lambda: swarm.created == 2, timeout_s=3)
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop

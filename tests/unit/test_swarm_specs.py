@@ -6,7 +6,6 @@ from acestream_gateway.engines.model import EngineAddress
 from acestream_gateway.fleet.specs import LABEL_INSTANCE, LABEL_MANAGED, LABEL_PORT
 from acestream_gateway.fleet.swarm_specs import (
     follow_tasks,
-    node_addresses,
     parse_constraints,
     running_engines,
     service_record,
@@ -108,12 +107,3 @@ def test_known_running_tasks_are_neither_new_nor_gone() -> None:
     changes = follow_tasks({"t1"}, engines)
     assert changes.gone == ()
     assert changes.new == ()
-
-
-def test_nodes_without_an_address_are_left_out() -> None:
-    nodes = [
-        {"ID": "node1", "Status": {"Addr": "10.0.0.5"}},
-        {"ID": "node2", "Status": {"Addr": "0.0.0.0"}},
-        {"ID": "node3", "Status": {}},
-    ]
-    assert node_addresses(nodes) == {"node1": "10.0.0.5"}

@@ -342,14 +342,44 @@ function renderSummary(status, streams, streamRates) {
   }
 }
 
-// Each Docker endpoint (or Swarm node) with its reachability, engines, room and ports; none
-// when the engines are a fixed list (ENGINE_URLS).
+// Each Docker endpoint with its reachability, engines, room and ports (on a Swarm, each node
+// under it); none when the engines are a fixed list (ENGINE_URLS).
 function endpointLine(x) {
   const share = `${x.engines} / ${x.max_engines} engines · room ${x.room}`;
   const ports = `ports ${x.ports} (${x.ports_held} held)`;
   const state = x.reachable ? "up" : `down: ${x.down_reason || "unreachable"}`;
   const blocked = x.reachable && x.blocked ? ` · blocked: ${x.blocked}` : "";
   return `${x.name}: ${state} · ${share} · ${ports}${blocked}`;
+}
+
+// A Swarm node: where it is, whether it takes engines (drained, down ...), and the ports of the
+// engines whose task runs on it.
+function nodeLine(n) {
+  const where = n.address ? ` (${n.address})` : "";
+  const ports = n.engines.map((e) => e.port).join(", ");
+  const engines = `${n.engines.length} engines${ports ? ` on ${ports}` : ""}`;
+  return `${n.hostname || n.id}${where}: ${n.condition} · ${n.role} · ${engines}`;
+}
+
+function renderNodes(li, nodes) {
+  let list = li.querySelector("ul.nodes");
+  if (!nodes.length) {
+    if (list) list.remove();
+    return;
+  }
+  if (!list) {
+    list = document.createElement("ul");
+    list.className = "nodes";
+    li.append(list);
+  }
+  while (list.children.length > nodes.length) list.lastElementChild.remove();
+  while (list.children.length < nodes.length) list.append(document.createElement("li"));
+  nodes.forEach((n, i) => {
+    const item = list.children[i];
+    item.dataset.node = n.id;
+    item.className = n.reachable ? "" : "warn";
+    item.textContent = nodeLine(n);
+  });
 }
 
 function renderEndpoints(endpoints) {
@@ -359,11 +389,16 @@ function renderEndpoints(endpoints) {
   $("endpoints-figure").className = `figure ${up < endpoints.length ? "warn" : ""}`;
   const items = endpoints.length ? endpoints : [null];
   while (list.children.length > items.length) list.lastElementChild.remove();
-  while (list.children.length < items.length) list.append(document.createElement("li"));
+  while (list.children.length < items.length) {
+    const li = document.createElement("li");
+    li.append(document.createElement("span"));
+    list.append(li);
+  }
   items.forEach((x, i) => {
     const li = list.children[i];
     li.dataset.endpoint = x ? x.name : "";
-    li.textContent = x ? endpointLine(x) : "fixed engines (ENGINE_URLS)";
+    li.firstElementChild.textContent = x ? endpointLine(x) : "fixed engines (ENGINE_URLS)";
+    renderNodes(li, x ? x.nodes || [] : []);
   });
 }
 
