@@ -19,7 +19,8 @@ from .docker import DockerEngines, FleetError
 from .gluetun import GluetunClient
 from .ports import PortAllocator
 from .specs import LABEL_VPN
-from .vpns import VpnEventFollower, Vpns, VpnStatus
+from .vpn_events import VpnEventFollower
+from .vpns import Vpns, VpnStatus
 
 log = get_logger(__name__)
 

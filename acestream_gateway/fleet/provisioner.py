@@ -1,6 +1,8 @@
 """Starting engine containers: the image, one host port each, several at once, and the breaker.
 
-The rules of provisioning live together here. Every start goes through the admission point
+The rules of provisioning are told together here; this module starts a batch of engines, one
+engine's start is ``engine_start.py``'s (its create ``creates.py``'s), and what starts tell the
+breaker is ``start_attempts.py``'s. Every start goes through the admission point
 (``admission.py``): a slot, a port and a breaker permit, taken at once and given back exactly
 once; what a failed Docker call means is decided in one place (``admission.classify``). Failures
 that say something about engines (the image cannot be pulled, Docker refuses the container, a new
@@ -17,7 +19,6 @@ cancels another's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..engines.pool import EnginePool
@@ -28,18 +29,16 @@ from ..settings import Settings
 from .admission import Admission, NotAdmitted, Refusal, Reservation, Verdict, classify
 from .blocks import Blocks
 from .breaker import BreakerState, CircuitBreaker
-from .creates import AnotherPort, EngineCreator, docker_block_message
+from .creates import docker_block_message
 from .docker import DockerEngines, FleetError
 from .endpoints import FleetSlots
+from .engine_start import EngineStart, Started
 from .ports import PortAllocator
-from .specs import LABEL_P2P_PORT, LABEL_VPN, ContainerRecord
+from .specs import ContainerRecord
+from .start_attempts import StartAttempts
 from .vpns import Vpns
 
 log = get_logger(__name__)
-
-_START_ATTEMPTS = 3  # ports tried for one engine when ports or names are taken
-
-Started = Callable[[ContainerRecord, int], None]
 
 
 @dataclass(slots=True)
@@ -78,34 +77,36 @@ class Provisioner:
         self._blocks: Blocks = blocks or pool
         self._metrics = metrics or Metrics()
         self._docker = docker
-        self._pool = pool
         self._ports = ports
-        self._on_started = on_started
         self.breaker = CircuitBreaker(
             threshold=settings.circuit_breaker_failure_threshold,
             recovery_s=settings.circuit_breaker_recovery_timeout_s,
             max_backoff_s=settings.circuit_breaker_max_backoff_s,
         )
+        self.attempts = StartAttempts(
+            breaker=self.breaker, metrics=self._metrics, blocks=self._blocks
+        )
         self.admission = Admission(
             settings=settings,
             ports=ports,
             breaker=self.breaker,
-            on_failure=self._failed,
+            on_failure=self.attempts.failed,
             vpns=vpns,
             metrics=self._metrics,
             slots=slots,
             share=share,
         )
-        self._creator = EngineCreator(
+        self._start = EngineStart(
             settings=settings,
             docker=docker,
             pool=pool,
             ports=ports,
             admission=self.admission,
             blocks=self._blocks,
+            attempts=self.attempts,
+            on_started=on_started,
+            on_refused=self._note_refusal,
         )
-        self._attempts: dict[str, int] = {}  # engines still to become ready -> trial held, or 0
-        self._last_failure = ""
         self._ports_exhausted = False
 
     async def provision(self, wanted: int) -> Provisioned:
@@ -140,32 +141,16 @@ class Provisioner:
     def attempt_done(
         self, engine_id: str, *, ok: bool, reason: str = "", counts: bool = True
     ) -> None:
-        """A started engine became ready (``ok``), or never will; others are ignored. Without
-        ``counts`` its end says nothing about engines (the gateway removed it itself)."""
-        trial = self._attempts.pop(engine_id, None)
-        if trial is None:
-            return  # adopted, or already decided
-        if ok:
-            self._succeeded()
-        elif counts:
-            self._failed(reason)
-        elif trial:
-            self.breaker.give_back(trial)
+        """A started engine became ready (``ok``), or never will (:meth:`StartAttempts.done`)."""
+        self.attempts.done(engine_id, ok=ok, reason=reason, counts=counts)
 
     def attempt_withdrawn(self, engine_id: str) -> None:
         """A starting engine was removed by the gateway itself: no failure of provisioning."""
-        self.attempt_done(engine_id, ok=False, counts=False)
+        self.attempts.done(engine_id, ok=False, counts=False)
 
     def publish(self) -> None:
         """Show the breaker in the pool's provisioning blocks: blocked while not closed."""
-        if self.breaker.state is BreakerState.CLOSED:
-            self._blocks.unblock(BlockedReason.CIRCUIT_BREAKER)
-            return
-        message = (
-            f"engines keep failing to start (last: {self._last_failure}); "
-            f"provisioning paused, next attempt within {self.breaker.open_for_s:g} s"
-        )
-        self._blocks.block(BlockedReason.CIRCUIT_BREAKER, message, eta_s=self.breaker.eta_s())
+        self.attempts.publish()
 
     # --- starting -------------------------------------------------------------------------------
 
@@ -214,7 +199,7 @@ class Provisioner:
         async def start_one(reservation: Reservation) -> ContainerRecord | FleetError | None:
             with reservation:
                 async with limit:
-                    return await self._start_engine(reservation)
+                    return await self._start.start(reservation)
 
         starts = [
             asyncio.create_task(start_one(r), name=f"engine start on port {r.port}")
@@ -234,55 +219,6 @@ class Provisioner:
             raise crashed[0]
         return next((o for o in outcomes if isinstance(o, FleetError)), None)
 
-    async def _start_engine(self, reservation: Reservation) -> ContainerRecord | FleetError | None:
-        """One engine on its reservation, on another port when the port or name is taken."""
-        for attempt in range(_START_ATTEMPTS):
-            if attempt:
-                try:
-                    reservation = self.admission.admit()
-                except NotAdmitted as exc:
-                    self._note_refusal(exc)
-                    return None
-            with reservation:
-                outcome = await self._creator.create(reservation)
-                if isinstance(outcome, ContainerRecord):
-                    self._started(reservation, outcome)
-            if not isinstance(outcome, AnotherPort):
-                return outcome
-        return None  # every port tried was someone else's: says nothing of engines
-
-    def _started(self, reservation: Reservation, record: ContainerRecord) -> None:
-        self._attempts[record.id] = reservation.held(record.id)
-        log.info("engine_started", engine=record.name, port=reservation.port, **_placement(record))
-        self._on_started(record, reservation.port)
-
-    # --- the breaker ----------------------------------------------------------------------------
-
-    def _succeeded(self) -> None:
-        was = self.breaker.state
-        self.breaker.record_success()
-        if was is not BreakerState.CLOSED:
-            log.info("provisioning_breaker_closed")
-        self.publish()
-
-    def _failed(self, reason: str) -> None:
-        self._last_failure = reason
-        self._metrics.provisioning_failures.inc()
-        if self.breaker.record_failure():
-            log.warning(
-                "provisioning_breaker_opened",
-                reason=reason,
-                open_for_s=self.breaker.open_for_s,
-                openings=self.breaker.openings,
-            )
-        self.publish()
-
 
 def _docker(outcome: BaseException) -> bool:
     return isinstance(outcome, FleetError)
-
-
-def _placement(record: ContainerRecord) -> dict[str, object]:
-    if LABEL_VPN not in record.labels:
-        return {}
-    return {"vpn": record.labels[LABEL_VPN], "p2p_port": record.labels.get(LABEL_P2P_PORT)}

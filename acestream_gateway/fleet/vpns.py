@@ -2,35 +2,28 @@
 
 The reconciler looks at every VPN container (Docker) and its control server (Gluetun) at the start
 of each pass, and at once when Docker reports an event of one of them; the verdicts are the pure
-functions of ``vpn.py`` and ``placement.py``. PORT_RANGE_HOST is split among the VPNs in the order
-of GLUETUN_CONTAINER_NAME and each VPN must publish its share; engines take their port from the
-one allocator every mode uses, within the share of the VPN they go behind.
+functions of ``vpn.py`` and ``placement.py``; which engine has a VPN's forwarded port is
+``vpn_forwarding.py``'s, and the VPN containers' events are followed by ``vpn_events.py``.
+PORT_RANGE_HOST is split among the VPNs in the order of GLUETUN_CONTAINER_NAME and each VPN must
+publish its share; engines take their port from the one allocator every mode uses, within the
+share of the VPN they go behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..engines.model import EngineAddress, EngineState
-from ..engines.pool import EngineLoad, EnginePool
+from ..engines.model import EngineAddress
+from ..engines.pool import EnginePool
 from ..logs import get_logger
 from ..settings import PortRange, Settings
-from .docker import ContainerEvent, Filters
-from .events import EventFollower, EventSource
-from .placement import (
-    P2pEngine,
-    Share,
-    choose_share,
-    plan_forwarding,
-    ports_to_avoid,
-    usable_forwarded_port,
-)
+from .placement import Share, choose_share
 from .ports import PortAllocator
-from .specs import LABEL_P2P_PORT, LABEL_PORT, LABEL_VPN, Namespace, port_label
+from .specs import LABEL_VPN, Namespace
 from .vpn import (
     Tunnel,
     VpnContainer,
@@ -44,11 +37,9 @@ from .vpn import (
     unpublished_message,
     vpn_from_inspect,
 )
+from .vpn_forwarding import Forwarding
 
 log = get_logger(__name__)
-
-VPN_ACTIONS = ("start", "die", "destroy", "health_status")
-_HOLDING_STATES = (EngineState.READY, EngineState.STARTING)  # engines that may hold a P2P port
 
 
 class Inspector(Protocol):
@@ -105,8 +96,13 @@ class Vpns:
         self._unpublished: dict[str, str] = {}
         self._said: dict[str, str | None] = {}  # the last reason logged per VPN
         self._forwarded_said: dict[str, int | None] = {}
-        self.forwarding_to: dict[str, int] = {}  # VPN -> forwarded port a start is taking
-        self.give_forwarded: set[str] = set()  # VPNs whose next engine gets the forwarded port
+        self.forwarding = Forwarding(
+            settings=settings,
+            pool=pool,
+            tunnels=self.tunnels,
+            shares=self.shares,
+            behind=self.behind,
+        )
 
     # --- looking -------------------------------------------------------------------------------
 
@@ -190,11 +186,6 @@ class Vpns:
             return None
         return address_behind(container, port, self._settings.engine_host_address)
 
-    def forwarded(self, name: str) -> int | None:
-        """The forwarded port an engine behind this VPN may take as its P2P port."""
-        port = self.tunnels[name].forwarded_port
-        return usable_forwarded_port(port, self._settings.port_range_host)
-
     def behind(self) -> dict[str, list[str]]:
         """Engine ids in the pool per VPN."""
         found: dict[str, list[str]] = {name: [] for name in self.names}
@@ -220,34 +211,9 @@ class Vpns:
         return None
 
     def plan_forwarding(self) -> list[str]:
-        """Decide per VPN which engine has its forwarded port (``placement.plan_forwarding``);
-        the ready engines to replace for it."""
-        loads = {x.engine.id: x for x in self._pool.snapshot()}
-        retire: list[str] = []
-        for name, ids in self.behind().items():
-            alive = [loads[i] for i in ids if loads[i].engine.state in _HOLDING_STATES]
-            plan = plan_forwarding(
-                (self._p2p_engine(load) for load in alive),
-                self.forwarded(name),
-                starting_with_it=name in self.forwarding_to,
-            )
-            if plan.give_next:
-                self.give_forwarded.add(name)
-            else:
-                self.give_forwarded.discard(name)
-            retire += [i for i in plan.retire if loads[i].engine.state is EngineState.READY]
-        return retire
-
-    def _p2p_engine(self, load: EngineLoad) -> P2pEngine:
-        engine = load.engine
-        port = port_label(engine.labels, LABEL_PORT) or 0
-        return P2pEngine(
-            id=engine.id,
-            p2p_port=port_label(engine.labels, LABEL_P2P_PORT),
-            own_p2p_port=self._settings.p2p_port(port),
-            idle=engine.state is EngineState.READY and not load.streams,
-            created_at=engine.created_at,
-        )
+        """The ready engines to replace so that each VPN's forwarded port reaches an engine
+        (``vpn_forwarding.Forwarding.plan``)."""
+        return self.forwarding.plan()
 
     # --- placing new engines -------------------------------------------------------------------
 
@@ -255,7 +221,7 @@ class Vpns:
         """Reserve a port for a new engine behind the VPN that should take it (fewest engines
         first), with the namespace it joins; None when no VPN can take one now."""
         behind = self.behind()
-        avoid = {name: self._avoid(name) for name in self.names}
+        avoid = {name: self.forwarding.avoid(name) for name in self.names}
         shares = [
             Share(
                 name,
@@ -270,27 +236,12 @@ class Vpns:
         if name is None or container is None:
             return None
         port = ports.reserve("starting", avoid[name], within=self.shares[name].ports())
-        return port, Namespace(container.id, namespace_labels(container), self._p2p(name, port))
-
-    def _avoid(self, name: str) -> set[int]:
-        share = self.shares[name]
-        own = {port: self._settings.p2p_port(port) for port in share.ports()}
-        return ports_to_avoid(share, self.forwarded(name), own)
-
-    def _p2p(self, name: str, port: int) -> int:
-        forwarded = self.forwarded(name)
-        if forwarded is not None and name in self.give_forwarded and name not in self.forwarding_to:
-            self.forwarding_to[name] = forwarded
-            self.give_forwarded.discard(name)
-            return forwarded
-        return self._settings.p2p_port(port)
+        p2p = self.forwarding.p2p(name, port)
+        return port, Namespace(container.id, namespace_labels(container), p2p)
 
     def started(self, namespace: Namespace | None) -> None:
         """A start placed with ``namespace`` is over (the engine is in the pool, or failed)."""
-        if namespace is not None:
-            name = namespace.labels.get(LABEL_VPN, "")
-            if self.forwarding_to.get(name) == namespace.p2p_port:
-                del self.forwarding_to[name]
+        self.forwarding.started(namespace)
 
     # --- status --------------------------------------------------------------------------------
 
@@ -318,44 +269,3 @@ class Vpns:
 
 def _new_run(before: VpnContainer | None, now: VpnContainer) -> bool:
     return before is None or (before.id, before.started_at) != (now.id, now.started_at)
-
-
-def vpn_event_filter(names: tuple[str, ...]) -> Filters:
-    """Docker event filters for the VPN containers' starts, deaths, removals and health."""
-    return {"type": ["container"], "container": list(names), "event": list(VPN_ACTIONS)}
-
-
-class VpnEventFollower(EventFollower):
-    """Follows the VPN containers' events: each wakes the reconciler, which looks again at once
-    (a restarted VPN strands the engines in its old namespace)."""
-
-    def __init__(self, *, source: EventSource, names: tuple[str, ...], wake: Callable[[], None]):
-        super().__init__(source=source, fleet=_Waker(wake), filters=vpn_event_filter(names))
-        self._wake = wake
-
-    def apply(self, event: ContainerEvent) -> None:
-        log.info("vpn_container_event", vpn=event.name, action=event.action, health=event.health)
-        self._wake()
-
-
-class _Waker:
-    """The follower's fleet hooks for VPN containers: all of them mean "look again". Docker's
-    reachability is the engine follower's to report."""
-
-    def __init__(self, wake: Callable[[], None]) -> None:
-        self._wake = wake
-
-    async def relist(self) -> None:
-        self._wake()
-
-    def container_stopped(self, container_id: str, action: str) -> None:
-        self._wake()
-
-    def container_destroyed(self, container_id: str) -> None:
-        self._wake()
-
-    def container_unhealthy(self, container_id: str) -> None:
-        self._wake()
-
-    def docker_reachable(self, reachable: bool, reason: str = "", retry_in_s: float = 0) -> None:
-        return None

@@ -406,7 +406,7 @@ async def test_a_died_engine_leaves_the_pool_at_once_and_its_port_is_freed_only_
         assert claim.lost.is_set()
         assert dead.address.port in reconciler.ports.held, "the container still exists"
         subprocess.run(["docker", "rm", dead.id], check=True, capture_output=True)
-        reconciler.backend.container_gone(dead.id)
+        reconciler.backend.reactions.gone(dead.id)
         assert dead.address.port not in reconciler.ports.held
         claim.release()
         await reconciler.backend.relist()

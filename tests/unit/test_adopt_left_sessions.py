@@ -69,7 +69,7 @@ async def test_engines_the_journal_cannot_account_for_are_drained_and_removed_fi
     left = LeftSessions([], trusted=True, unaccounted={address(1)})
     reconciler = make(left)
     for n in (0, 1):
-        await reconciler.backend.adopt(record(n))
+        await reconciler.backend.adoption.adopt(record(n))
     assert states(reconciler) == {"c0": EngineState.STARTING, "c1": EngineState.DRAINING}
     plan = plan_fleet(
         reconciler._pool.snapshot(), min_replicas=1, max_replicas=4, grace_s=30, now=0
@@ -82,18 +82,18 @@ async def test_without_a_usable_journal_every_engine_found_at_start_is_drained(
 ) -> None:
     reconciler = make(LeftSessions([], trusted=False))
     for n in (0, 1):
-        await reconciler.backend.adopt(record(n))
+        await reconciler.backend.adoption.adopt(record(n))
     assert set(states(reconciler).values()) == {EngineState.DRAINING}
 
 
 async def test_engines_found_after_the_first_adoption_are_not_suspected(make: Make) -> None:
     reconciler = make(LeftSessions([], trusted=False))
     reconciler.adopted.set()
-    await reconciler.backend.adopt(record(2))
+    await reconciler.backend.adoption.adopt(record(2))
     assert states(reconciler) == {"c2": EngineState.STARTING}
 
 
 async def test_without_journal_knowledge_adoption_is_as_before(make: Make) -> None:
     reconciler = make(None)
-    await reconciler.backend.adopt(record(0))
+    await reconciler.backend.adoption.adopt(record(0))
     assert states(reconciler) == {"c0": EngineState.STARTING}

@@ -424,7 +424,7 @@ class FleetMachine(RuleBasedStateMachine):
         if breaker.state is not BreakerState.HALF_OPEN or not breaker.trial_running:
             return
         held_by = [r for r in self.reconciler.admission.reservations if r.trial == breaker.trials]
-        attempts = self.reconciler.provisioner._attempts.values()
+        attempts = self.reconciler.provisioner.attempts.trials()
         assert held_by or breaker.trials in attempts or self.tasks, (
             "half-open with a trial that no reservation, starting engine or task holds"
         )

@@ -68,7 +68,7 @@ async def test_a_dead_container_docker_still_lists_as_running_is_removed_not_ado
     dead, alive = add_engine(reconciler, 0), add_engine(reconciler, 1)
     reconciler.backend.container_stopped(dead.id, "die")
     listed = [ContainerRecord(e.id, e.name, "running", {}) for e in (dead, alive)]
-    assert [r.running for r in reconciler.backend.with_deaths(listed)] == [False, True]
+    assert [r.running for r in reconciler.backend.reactions.with_deaths(listed)] == [False, True]
 
 
 async def test_a_removed_container_frees_its_port(reconciler: Reconciler) -> None:
@@ -83,7 +83,8 @@ async def test_a_container_missing_from_a_listing_frees_the_port_of_its_dead_eng
 ) -> None:
     dead, alive = add_engine(reconciler, 0), add_engine(reconciler, 1)
     reconciler.backend.container_stopped(dead.id, "die")
-    reconciler.backend.free_ports_of_gone([])  # its destroy event came while the stream was down
+    adoption = reconciler.backend.adoption
+    adoption.free_ports_of_gone([])  # its destroy event came while the stream was down
     assert reconciler.ports.held == {PORT + 1: alive.id}
 
 

@@ -82,7 +82,7 @@ async def test_a_leaving_engine_at_max_is_removed_before_its_replacement_starts(
 ) -> None:
     recorder = Recorder()
     leaving, move = await full_fleet_with_one_engine_leaving(reconciler, recorder)
-    await reconciler._apply_plan()
+    await reconciler.plan_follower.apply()
     assert recorder.calls == [("remove", leaving.id), ("provision", 1)]
     move.cancel()
     await asyncio.gather(move, return_exceptions=True)
@@ -94,7 +94,7 @@ async def test_no_engine_starts_in_the_place_of_a_leaving_one_that_could_not_be_
     recorder = Recorder()
     recorder.refuse = True
     leaving, move = await full_fleet_with_one_engine_leaving(reconciler, recorder)
-    await reconciler._apply_plan()
+    await reconciler.plan_follower.apply()
     assert recorder.calls[0] == ("remove", leaving.id)
     assert all(wanted == 0 for call, wanted in recorder.calls if call == "provision")
     move.cancel()
