@@ -272,6 +272,48 @@ async def test_a_drained_nodes_channel_fails_over_to_the_other_node_and_its_play
                 await player.close()
 
 
+async def test_a_killed_task_on_the_worker_is_followed_though_the_manager_sees_no_event(
+    nodes: SwarmNodes, instance: str
+) -> None:
+    nodes.label(nodes.worker_id, placement_label(instance))
+    async with gateway(nodes_settings(instance)) as server:
+        await wait_until(lambda: len(ready(server)) == 1, timeout_s=90)
+        url = f"http://127.0.0.1:{server.port}/ace/getstream?id={CHANNEL}"
+        player = Player(url)
+        try:
+            await player.receives(188 * 500, timeout_s=60)
+            await wait_until(lambda: len(ready(server)) == 2, timeout_s=90)
+            victim = carrying(server)
+            inspected = await asyncio.to_thread(
+                nodes.daemon.docker, "service", "inspect", "--format", "{{.ID}}", victim.name
+            )
+            service = inspected.stdout.strip()
+            task = await asyncio.to_thread(nodes.running_task, victim.name)
+            assert task is not None
+            assert (task.id, task.node_address) == (victim.id, nodes.worker_address)
+            killed_at = time.monotonic()
+            # The container runs on the worker: its death is an event of the worker's daemon
+            # only, never of the manager's the gateway follows.
+            await asyncio.to_thread(nodes.worker.docker, "kill", task.container_id)
+            await player.receives(200_000, timeout_s=30)
+            assert not player.ended.is_set(), "the player keeps its connection"
+            assert carrying(server).id != victim.id
+            # Swarm ran a new task of the same service: the gateway takes it as a new engine and
+            # keeps the service (it neither removes it nor makes another in its place).
+            await wait_until(
+                lambda: any(
+                    e.name == victim.name and e.id != victim.id for e in server.app[POOL].engines()
+                ),
+                timeout_s=60,
+            )
+            followed_in = time.monotonic() - killed_at
+            assert server.app[POOL].get(victim.id) is None
+            assert service in await asyncio.to_thread(services, nodes, instance)
+            print(f"a killed task on the worker was followed in {followed_in:.1f} s")
+        finally:
+            await player.close()
+
+
 async def test_a_lost_worker_fails_its_channel_over_to_an_engine_on_the_manager(
     nodes: SwarmNodes, instance: str
 ) -> None:
