@@ -1,7 +1,8 @@
 """FLEET_BACKEND=swarm on a real Swarm of two nodes (a manager and a worker, each a test-owned
 daemon in a namespace of its own, docs/TESTING.md): constraints place engines on the labelled node
-only; a drained node's tasks move to the other node and its channel fails over there; a lost worker
-(its daemon stopped) fails its channel over to an engine on the manager; a restarted gateway adopts
+only; a drained node's tasks move to the other node and its channel fails over there; a task killed
+on the worker, which the manager's events never show, is followed all the same; a lost worker (its
+daemon stopped) fails its channel over to an engine on the manager; a restarted gateway adopts
 the services on both nodes, with no duplicate service and no port counted twice. Where engines
 run is read from ``/engines`` (their addresses) and from the Swarm's own view of its tasks and
 nodes."""
