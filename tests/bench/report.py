@@ -17,11 +17,10 @@ from . import report_failover, report_fanout
 from .failover import FailoverPlan
 
 SECTIONS = ("fanout", "failover")
-# Sections measured by a command of their own (named in them), not by ``make bench``: every run
-# keeps them as they are written.
-AS_WRITTEN = ("hls", "replacement")
+# Every other marked section is measured by a command of its own (named in it), not by
+# ``make bench``: every run keeps it as it is written, in the page's order.
 _NAMES = {"fanout": "fan-out", "failover": "failover"}
-_MARKED = re.compile(r"<!-- (\w+) -->\n(.*?)\n<!-- /\1 -->", re.DOTALL)
+_MARKED = re.compile(r"<!-- ([\w-]+) -->\n(.*?)\n<!-- /\1 -->", re.DOTALL)
 
 
 def assemble_failover(
@@ -65,9 +64,7 @@ def kept_sections(doc_path: Path) -> dict[str, str]:
         page = doc_path.read_text()
     except OSError:
         return {}
-    marked = {
-        name: text for name, text in _MARKED.findall(page) if name in (*SECTIONS, *AS_WRITTEN)
-    }
+    marked = dict(_MARKED.findall(page))
     if marked or "\n- Date:" not in page:
         return marked
     return {"fanout": page[page.index("\n- Date:") + 1 :].strip()}
@@ -120,9 +117,9 @@ def markdown(
         else:
             continue
         lines += ["", f"<!-- {name} -->", body, f"<!-- /{name} -->"]
-    for name in AS_WRITTEN:
-        if name in kept:
-            lines += ["", f"<!-- {name} -->", kept[name], f"<!-- /{name} -->"]
+    for name, text in kept.items():
+        if name not in SECTIONS:
+            lines += ["", f"<!-- {name} -->", text, f"<!-- /{name} -->"]
     return "\n".join(lines) + "\n"
 
 

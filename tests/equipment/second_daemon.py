@@ -104,12 +104,20 @@ class DockerDaemon:
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
             )
         deadline = time.monotonic() + timeout_s
-        while self.docker("version", check=False, timeout=10).returncode != 0:
+        while not self._answers():
             if not self.running:
                 raise DaemonFailed(f"dockerd {self.name} exited:\n{self._log_tail()}")
             if time.monotonic() > deadline:
                 raise DaemonFailed(f"dockerd {self.name} did not answer:\n{self._log_tail()}")
             time.sleep(0.2)
+
+    def _answers(self) -> bool:
+        """Whether the daemon answers now (a starting daemon may hold the call unanswered: a
+        restarted Swarm manager did here while it rejoined its swarm)."""
+        try:
+            return self.docker("version", check=False, timeout=10).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
 
     def stop(self, timeout_s: float = 60) -> None:
         """The host goes away: dockerd stops its containers and exits (data root kept)."""

@@ -1,8 +1,8 @@
 """Fixtures of the integration tests: engine emulators as local processes, and for Docker tests a
 gateway instance name of its own per test (every container labelled with it, on the machine's
 daemon and on the test-owned hosts the test used, and the gateway container named after it, is
-removed afterwards), a second Docker host and a single-node Swarm
-(each a daemon the tests start once per session and remove at its end; docs/TESTING.md)."""
+removed afterwards), a second Docker host, a single-node Swarm and a two-node Swarm (each a
+daemon, or two, that the tests start once per session and remove at its end; docs/TESTING.md)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from tests.equipment.second_daemon import DockerDaemon, docker_daemon, need_daemon_equipment
 from tests.equipment.swarm import Swarm
+from tests.equipment.swarm_nodes import SwarmNodes, swarm_nodes
 from tests.integration.local import Emulator
 from tests.support import emulator_image, need_docker, remove_containers_of
 
@@ -34,6 +35,11 @@ def instance(request: pytest.FixtureRequest) -> Iterator[str]:
         request.getfixturevalue("second_docker").remove_labelled(f"{INSTANCE_LABEL}={name}")
     if "swarm_docker" in request.fixturenames:
         request.getfixturevalue("swarm_docker").daemon.remove_labelled(f"{INSTANCE_LABEL}={name}")
+    if "two_node_swarm" in request.fixturenames:
+        nodes = request.getfixturevalue("two_node_swarm")
+        for daemon in (nodes.daemon, nodes.worker):  # services on the manager, tasks on both
+            if daemon.running:
+                daemon.remove_labelled(f"{INSTANCE_LABEL}={name}")
 
 
 @pytest.fixture
@@ -70,3 +76,15 @@ def swarm_docker() -> Iterator[Swarm]:
         swarm = Swarm(daemon)
         swarm.init()
         yield swarm
+
+
+@pytest.fixture(scope="session")
+def two_node_swarm() -> Iterator[SwarmNodes]:
+    """A Swarm of two nodes, a manager and a worker, each a daemon of its own in its own network
+    namespace, joined by a direct wire, with the emulator image loaded into both; nothing of them
+    is left on the machine afterwards (the teardown fails if anything is)."""
+    need_daemon_equipment()
+    with swarm_nodes(images=[emulator_image()]) as nodes:
+        yield nodes
+    left = nodes.daemon.leftovers() + nodes.worker.leftovers() + nodes.link.leftovers()
+    assert left == [], f"the two-node Swarm left {left}"
