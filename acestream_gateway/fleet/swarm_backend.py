@@ -15,8 +15,8 @@ The nodes decide too: a task on a node that is not ready, or is drained, is no e
 Swarm still lists it as running (``swarm_nodes.py``: Swarm notices a lost node after its
 heartbeat, and reschedules only after that), so its channels fail over at once. A task
 container's death (Docker's container event), a node's event or one of the services' asks for a
-pass at once, and while a service has no running task the tasks are looked at every second
-(``swarm_follow.py``).
+pass at once, and the tasks are looked at every second (``swarm_follow.py``): a task killed on
+another node than the manager's shows in no event.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class SwarmBackend(DockerBackend):
             source=services,
             wake=wake,
             waiting=lambda: self._waiting,
+            tasks_gone=self._tasks_gone,
             service_prefix=service_prefix(self._settings),
         )
 
@@ -104,6 +105,16 @@ class SwarmBackend(DockerBackend):
         for holder in self.admission.held:
             if holder not in by_id:  # its service is gone: its slot and port are free
                 self.admission.gone(holder)
+
+    async def _tasks_gone(self) -> bool:
+        """Whether a task the pool holds as an engine no longer runs (killed on a node whose
+        container events the manager does not send); ``swarm_follow.py`` asks every second."""
+        known = {e.id for e in self.engines() if e.id in self._service_of}
+        if not known:
+            return False
+        services = sorted({self._service_of[task_id] for task_id in known})
+        running = {t.id for t in await self._services.tasks({"service": services}) if t.running}
+        return not known <= running
 
     async def _stand_in(
         self, services: dict[str, ServiceRecord], engines: Mapping[str, SwarmEngine]

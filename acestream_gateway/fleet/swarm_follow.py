@@ -5,8 +5,13 @@ The container events the Docker backend follows tell of a task container's death
 manager's own node only; a node going down or drained, or a service of the gateway's updated or
 removed, shows in the manager's service and node events (``swarm_nodes.py``), each of which asks
 for a pass at once. After each (re)connect a pass is asked for too, since events may have been
-missed meanwhile. Docker emits no task events: while a service of the gateway's has no running
-task, a pass is asked for every second, so its new task is found as soon as it runs.
+missed meanwhile. Docker emits no task events, and a manager sends no container events of other
+nodes: a task killed on a worker shows nowhere but in the task list, while Swarm's new task for
+it may answer on the same address and port within seconds (so health probes would not tell). So
+every second the tasks are looked at: while a service of the gateway's has no running task a
+pass is asked for (its new task is found as soon as it runs), and otherwise the engines' tasks
+are listed (one Docker call, only while there are engines) and a pass is asked for when one of
+them no longer runs.
 
 Whether Docker can be reached is the container event follower's to report; a broken stream here
 is logged and followed again with backoff.
@@ -48,15 +53,19 @@ class SwarmFollower:
         source: SwarmEventSource,
         wake: Callable[[], None],
         waiting: Callable[[], bool],
+        tasks_gone: Callable[[], Awaitable[bool]],
         service_prefix: str,
         backoff: Backoff | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         """``wake``: ask for a pass now; ``waiting``: whether a service has no running task;
-        ``service_prefix``: how the names of the gateway's services begin."""
+        ``tasks_gone``: whether a task the pool holds as an engine no longer runs (may raise
+        :class:`FleetError`); ``service_prefix``: how the names of the gateway's services
+        begin."""
         self._source = source
         self._wake = wake
         self._waiting = waiting
+        self._tasks_gone = tasks_gone
         self._prefix = service_prefix
         self._backoff = backoff or Backoff(first_s=0.5, cap_s=15.0)
         self._sleep = sleep
@@ -83,8 +92,18 @@ class SwarmFollower:
             self._wake()
 
     async def poll_tasks(self) -> None:
-        """Ask for a pass every TASK_POLL_S while a service has no running task."""
+        """Every TASK_POLL_S, ask for a pass while a service has no running task, or when an
+        engine's task stopped running; see the module docstring."""
         while True:
             await self._sleep(TASK_POLL_S)
             if self._waiting():
+                self._wake()
+                continue
+            try:
+                gone = await self._tasks_gone()
+            except FleetError as exc:  # the passes report Docker's reachability
+                log.debug("swarm_tasks_unlisted", reason=exc.message)
+                continue
+            if gone:
+                log.info("swarm_task_stopped")
                 self._wake()

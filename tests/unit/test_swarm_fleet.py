@@ -311,3 +311,30 @@ async def test_a_node_event_or_a_service_event_asks_for_a_pass_at_once(build: Bu
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop
+
+
+async def test_a_task_killed_where_no_event_tells_leaves_the_pool_within_seconds(
+    build: Build,
+) -> None:
+    """A manager sends no container events of other nodes, and Swarm's new task may answer on
+    the same address and port: the engines' tasks are polled, so the old engine leaves long
+    before the next timed pass (30 s here)."""
+    swarm = FakeSwarm()
+    reconciler = build(swarm)
+    loop = asyncio.create_task(reconciler.run())
+    try:
+        await wait_until(lambda: swarm.created == 1, timeout_s=5)
+        swarm.run_tasks()
+        await wait_until(lambda: len(reconciler.backend.engines()[0].node) > 0, timeout_s=5)
+        (old,) = reconciler.backend.engines()
+        (service,) = swarm.services_by_id.values()
+
+        swarm.reschedule(service.id)  # no event of any kind
+        await wait_until(lambda: reconciler._pool.get(old.id) is None, timeout_s=3)
+        (new,) = reconciler.backend.engines()
+        assert new.id == service.tasks[-1].id
+        assert swarm.created == 1
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop

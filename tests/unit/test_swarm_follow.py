@@ -1,6 +1,6 @@
 """The Swarm follower: it asks for a pass on each (re)connect and on the events that matter, a
-broken event stream is followed again after a backoff, and tasks are polled only while a service
-has no running task."""
+broken event stream is followed again after a backoff, and the tasks are polled: a pass while a
+service has no running task, or when an engine's task stopped running."""
 
 from __future__ import annotations
 
@@ -43,6 +43,10 @@ class Source:
         await asyncio.Event().wait()
 
 
+async def never_gone() -> bool:
+    return False
+
+
 async def run_until(follower: SwarmFollower, wakes: list[str], count: int) -> None:
     task = asyncio.create_task(follower.follow_events())
     try:
@@ -67,6 +71,7 @@ async def test_a_pass_on_connect_on_node_events_and_on_the_gateways_service_even
         source=source,
         wake=lambda: wakes.append("pass"),
         waiting=lambda: False,
+        tasks_gone=never_gone,
         service_prefix=PREFIX,
     )
     await run_until(follower, wakes, 3)
@@ -90,6 +95,7 @@ async def test_a_broken_stream_is_followed_again_after_a_backoff_with_a_pass() -
         source=source,
         wake=lambda: wakes.append("pass"),
         waiting=lambda: False,
+        tasks_gone=never_gone,
         service_prefix=PREFIX,
         backoff=Backoff(first_s=0.5, cap_s=15.0),
         sleep=sleep,
@@ -101,24 +107,49 @@ async def test_a_broken_stream_is_followed_again_after_a_backoff_with_a_pass() -
     assert pauses[1] > pauses[0], "the backoff grows until a connect holds"
 
 
-@pytest.mark.parametrize("waiting", [True, False])
-async def test_tasks_are_polled_only_while_a_service_waits_for_its_task(waiting: bool) -> None:
+async def poll(waiting: bool, gone: list[bool | FleetError]) -> tuple[list[str], int]:
+    """Four polls with ``gone`` the answers of the engines' task listing: the passes asked for
+    and the listings made."""
     slept: list[float] = []
     wakes: list[str] = []
+    answers = list(gone)
+    listings = 0
 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
-        if len(slept) > 3:
+        if len(slept) > 4:
             raise asyncio.CancelledError
+
+    async def tasks_gone() -> bool:
+        nonlocal listings
+        listings += 1
+        answer = answers.pop(0)
+        if isinstance(answer, FleetError):
+            raise answer
+        return answer
 
     follower = SwarmFollower(
         source=Source(),
         wake=lambda: wakes.append("pass"),
         waiting=lambda: waiting,
+        tasks_gone=tasks_gone,
         service_prefix=PREFIX,
         sleep=sleep,
     )
     with pytest.raises(asyncio.CancelledError):
         await follower.poll_tasks()
-    assert slept == [TASK_POLL_S] * 4
-    assert len(wakes) == (3 if waiting else 0)
+    assert slept == [TASK_POLL_S] * 5
+    return wakes, listings
+
+
+async def test_a_pass_every_poll_while_a_service_waits_for_its_task_with_no_listing() -> None:
+    assert await poll(True, []) == (["pass"] * 4, 0)
+
+
+async def test_a_pass_when_an_engines_task_stopped_running_and_only_then() -> None:
+    assert await poll(False, [False, True, False, False]) == (["pass"], 4)
+
+
+async def test_a_listing_docker_refuses_asks_for_nothing_and_polling_goes_on() -> None:
+    refused = FleetError(UNREACHABLE, "cannot reach Docker")
+    assert await poll(False, [refused, refused, True, False]) == (["pass"], 4)
