@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from acestream_gateway.ops.scrape import GatewayCollector
-from acestream_gateway.ops.status import FleetFacts
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    name: str
-    reachable: bool
-    down_reason: str | None
-    blocked: str | None
-    engines: int
-    max_engines: int
-    room: int
-    ports: str
-    ports_held: int
+from tests.support import Endpoint, endpoints_fleet
 
 
 def test_each_endpoint_has_its_reachability_engines_share_and_room() -> None:
-    fleet = FleetFacts(
-        endpoints=[
-            Endpoint("here", True, None, None, 2, 3, 1, "1-9", 2),
-            Endpoint("far", False, "gone", "gone", 1, 2, 0, "1-9", 1),
-        ]
+    fleet = endpoints_fleet(
+        Endpoint("here", True, None, None, 2, 3, 1, "1-9", 2),
+        Endpoint("far", False, "gone", "gone", 1, 2, 0, "1-9", 1),
     )
     families = {
         f.name: {s.labels["endpoint"]: s.value for s in f.samples}

@@ -12,6 +12,7 @@ from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
 from acestream_gateway.engines.pool import EngineLoad, EnginePool
 from acestream_gateway.engines.provisioning import Blocked, BlockedReason
 from acestream_gateway.ops import status
+from tests.support import Endpoint, endpoints_fleet
 
 STATES = list(EngineState)
 REASONS = list(BlockedReason)
@@ -247,21 +248,9 @@ def test_one_vpns_facts_are_shown_as_they_are() -> None:
 
 
 def test_each_docker_endpoint_is_shown_with_its_reachability_room_and_ports() -> None:
-    @dataclass(frozen=True)
-    class Endpoint:
-        name: str
-        reachable: bool
-        down_reason: str | None
-        blocked: str | None
-        engines: int
-        max_engines: int
-        room: int
-        ports: str
-        ports_held: int
-
     down = Endpoint("b", False, "cannot reach Docker", "Docker away", 1, 3, 2, "20000-20009", 1)
     up = Endpoint("a", True, None, None, 2, 3, 1, "19000-19009", 2)
-    fleet = status.FleetFacts(endpoints=[up, down])
+    fleet = endpoints_fleet(up, down)
     body = status.status(status.take_snapshot(pool_of([], 4), [], fleet, min_replicas=1, wall=0))
     assert [e["name"] for e in body["endpoints"]] == ["a", "b"]
     assert body["endpoints"][1] == {
