@@ -27,6 +27,8 @@ from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
 from acestream_gateway.app import create_app
+from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
+from acestream_gateway.engines.pool import EnginePool
 from acestream_gateway.ops.status import FleetFacts
 from acestream_gateway.settings import Settings, describe_errors
 from acestream_gateway.streaming.mpegts import PACKET_SIZE, is_random_access
@@ -182,6 +184,23 @@ def emulator_fleet_settings(instance: str, ports: int, **values: Any) -> Setting
             **values,
         }
     )
+
+
+def numbered_engine(n: int, state: EngineState = EngineState.READY) -> Engine:
+    """Engine ``n`` of a pool test: ``e<n>``, named ``engine-<n>``, at 127.0.0.1:``19000 + n``."""
+    return Engine(
+        id=f"e{n}", name=f"engine-{n}", address=EngineAddress("127.0.0.1", 19000 + n), state=state
+    )
+
+
+def pool_with(*engines: Engine, max_streams: int, wait: float, max_engines: int = 20) -> EnginePool:
+    """A pool holding ``engines``: ``max_streams`` per engine, ``wait`` seconds for a new one."""
+    pool = EnginePool(
+        max_streams_per_engine=max_streams, max_engines=max_engines, provision_wait_s=wait
+    )
+    for e in engines:
+        pool.add(e)
+    return pool
 
 
 def emulator_gateway_env(

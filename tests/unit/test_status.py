@@ -8,18 +8,15 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
+from acestream_gateway.engines.model import EngineState
 from acestream_gateway.engines.pool import EngineLoad, EnginePool
 from acestream_gateway.engines.provisioning import Blocked, BlockedReason
 from acestream_gateway.ops import status
 from tests.support import Endpoint, endpoints_fleet
+from tests.support import numbered_engine as engine
 
 STATES = list(EngineState)
 REASONS = list(BlockedReason)
-
-
-def engine(n: int, state: EngineState) -> Engine:
-    return Engine(f"e{n}", f"engine-{n}", EngineAddress("127.0.0.1", 19000 + n), state)
 
 
 @dataclass(frozen=True)
