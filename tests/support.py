@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
 from acestream_gateway.app import create_app
+from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
+from acestream_gateway.engines.pool import EnginePool
+from acestream_gateway.fleet.swarm_nodes import NodeStatus
+from acestream_gateway.ops.status import FleetFacts
 from acestream_gateway.settings import Settings, describe_errors
 from acestream_gateway.streaming.mpegts import PACKET_SIZE, is_random_access
 
@@ -180,6 +185,66 @@ def emulator_fleet_settings(instance: str, ports: int, **values: Any) -> Setting
             **values,
         }
     )
+
+
+def numbered_engine(n: int, state: EngineState = EngineState.READY) -> Engine:
+    """Engine ``n`` of a pool test: ``e<n>``, named ``engine-<n>``, at 127.0.0.1:``19000 + n``."""
+    return Engine(
+        id=f"e{n}", name=f"engine-{n}", address=EngineAddress("127.0.0.1", 19000 + n), state=state
+    )
+
+
+def pool_with(*engines: Engine, max_streams: int, wait: float, max_engines: int = 20) -> EnginePool:
+    """A pool holding ``engines``: ``max_streams`` per engine, ``wait`` seconds for a new one."""
+    pool = EnginePool(
+        max_streams_per_engine=max_streams, max_engines=max_engines, provision_wait_s=wait
+    )
+    for e in engines:
+        pool.add(e)
+    return pool
+
+
+def emulator_gateway_env(
+    instance: str, ports: int, emulator: Mapping[str, str], **env: str
+) -> dict[str, str]:
+    """The environment of a gateway process (``running_gateway``) on a free port of 127.0.0.1,
+    with a Docker fleet of engine emulators (the emulator image takes the engine's command line
+    itself) on a run of ``ports`` free host ports; ``emulator`` is each emulator's own environment
+    (``ENGINE_ENV``), ``env`` the gateway's other settings."""
+    lo, hi = free_port_range(ports)
+    return {
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(free_port()),
+        "GATEWAY_INSTANCE_NAME": instance,
+        "ENGINE_IMAGE": emulator_image(),
+        "ENGINE_PRESET": "custom",
+        "ENGINE_ARGS": "--client-console --http-port {port} --bind-all",
+        "ENGINE_ENV": json.dumps(dict(emulator)),
+        "PORT_RANGE_HOST": f"{lo}-{hi}",
+        **env,
+    }
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One Docker endpoint as the fleet reports it to the status and the metrics."""
+
+    name: str
+    reachable: bool
+    down_reason: str | None
+    blocked: str | None
+    engines: int
+    max_engines: int
+    room: int
+    ports: str
+    ports_held: int
+    nodes: tuple[NodeStatus, ...] = ()  # a Swarm's nodes
+
+
+def endpoints_fleet(*endpoints: Endpoint) -> FleetFacts:
+    """What a fleet of these Docker endpoints tells the status and the metrics (no breaker, no
+    VPN)."""
+    return FleetFacts(endpoints=endpoints)
 
 
 def settings_errors(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:

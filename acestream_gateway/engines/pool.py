@@ -11,36 +11,34 @@ that adds room (an engine turned ready, a claim released) hands that room to the
 order, in the same synchronous step as the change (so nothing runs between the choice and the
 registration, as under the lock): only the waiters that get an engine are woken, plus the ones a
 change refuses. The number of waiting claims is the fleet's demand (``waiting``).
+
+The pool keeps the engines, their states and health, and chooses; the claims it registers are
+kept in ``claims.py``'s book, and how a claim is made, queued or refused is ``claiming.py``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
+from .claiming import ClaimDesk, NoCapacity
+from .claims import Claim, ClaimBook, ClaimState
 from .model import Engine, EngineState
 from .provisioning import Blocked, BlockedReason, Provisioning
-from .waiting import WaitQueue
 
-
-class NoCapacity(Exception):
-    """No engine can take a new channel now; ``retry_after_s`` says when to try again.
-
-    ``code`` is the provisioning block behind the refusal (None: no engine became ready in time).
-    """
-
-    def __init__(
-        self, reason: str, retry_after_s: float, code: BlockedReason | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after_s = retry_after_s
-        self.code = code
+__all__ = [
+    "Capacity",
+    "Claim",
+    "ClaimState",
+    "EngineLoad",
+    "EnginePool",
+    "NoCapacity",
+    "choose_engine",
+    "count_capacity",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,41 +70,6 @@ def count_capacity(
     used = sum(1 for e in counted if loads.get(e.id, 0) > 0)
     streams = sum(loads.get(e.id, 0) for e in counted)
     return Capacity(len(counted), used, len(counted) - used, streams, max_streams)
-
-
-class ClaimState(enum.Enum):
-    PENDING = "pending"
-    ACTIVE = "active"
-    RELEASED = "released"
-
-
-class Claim:
-    """One channel's hold on one engine: pending until its session plays, released exactly once.
-
-    ``lost`` is set when the engine turns unhealthy or disappears: the holder should fail over.
-    """
-
-    __slots__ = ("_pool", "content_key", "engine", "id", "lost", "state")
-
-    def __init__(self, pool: EnginePool, claim_id: int, engine: Engine, content_key: str) -> None:
-        self._pool = pool
-        self.id = claim_id
-        self.engine = engine
-        self.content_key = content_key
-        self.state = ClaimState.PENDING
-        self.lost = asyncio.Event()
-
-    def activate(self) -> None:
-        """The engine session plays: the claim becomes an active stream."""
-        if self.state is ClaimState.PENDING:
-            self.state = ClaimState.ACTIVE
-            self._pool._noted()
-
-    def release(self) -> None:
-        """Give the engine's slot back; idempotent, synchronous so it is safe in ``finally``."""
-        if self.state is not ClaimState.RELEASED:
-            self.state = ClaimState.RELEASED
-            self._pool._release(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,15 +113,12 @@ class EnginePool:
         self.provision_wait_s = provision_wait_s
         self.failure_threshold = failure_threshold
         self.provisioning = Provisioning(clock)
-        self._clock = clock
-        self._lock = asyncio.Lock()
+        self.clock = clock
         self._engines: dict[str, Engine] = {}
-        self._claims: dict[str, dict[int, Claim]] = {}
-        self._holders: dict[str, set[str]] = {}  # content key -> engines holding a claim of it
-        self._queue: WaitQueue[Claim] = WaitQueue(self._noted)
+        self._book = ClaimBook(self._noted, self._released)
+        self._desk = ClaimDesk(self, self._choose, self._register, self._noted)
         self._idle_since: dict[str, float] = {}
         self._failures: dict[str, int] = {}
-        self._ids = itertools.count(1)
         self._change = asyncio.Event()
         self.version = 0  # counts changes: a waiter that read it before may ask what it missed
 
@@ -182,42 +142,11 @@ class EnginePool:
         reconnecting) is waited out like a starting engine, and so is a full fleet with a leaving
         engine in it (the fleet removes that engine to make room), instead of refused at once.
         """
-        avoid = frozenset(exclude)
-        deadline = self._clock() + self.provision_wait_s
-        while True:
-            async with self._lock:
-                engine = self._choose(content_key, avoid)
-                if engine is not None:
-                    return self._register(engine, content_key)
-                refusal = self._refusal(wait_for_provisioning)
-                if refusal is not None:
-                    raise refusal
-                waiter = self._queue.join(content_key, avoid, patient=wait_for_provisioning)
-            claim = await self._queue.turn(waiter, max(0.0, deadline - self._clock()))
-            if claim is None:
-                block = self.provisioning.current()
-                raise NoCapacity(
-                    f"no engine became ready within {self.provision_wait_s:g} s",
-                    retry_after_s=max(self.provision_wait_s, 5.0),
-                    code=None if block is None else block.reason,
-                )
-            if self._usable(claim):
-                return claim
-            # Handed over when the change made room, its engine went bad or away before the
-            # waiter ran: never give the caller a claim on an engine it must not use.
-            claim.release()
-
-    def _usable(self, claim: Claim) -> bool:
-        engine = claim.engine
-        return (
-            self._engines.get(engine.id) is engine
-            and engine.state is EngineState.READY
-            and not claim.lost.is_set()
-        )
+        return await self._desk.claim(content_key, exclude, wait_for_provisioning)
 
     def waiting(self) -> int:
         """Claims waiting for an engine (new channels and failovers): the fleet's demand."""
-        return len(self._queue)
+        return self._desk.waiting()
 
     def has_room(self, content_key: str | None = None) -> bool:
         """Whether a new channel would be placed on an engine right now, without waiting."""
@@ -226,13 +155,7 @@ class EnginePool:
     def blocked(self) -> Blocked | None:
         """Why no engine can be added now, or None: the fleet's block that matters most, else a
         fleet at ``max_engines`` (the readiness probe and the status say the same as a refusal)."""
-        return self.provisioning.current() or self._full()
-
-    def _full(self) -> Blocked | None:
-        if len(self._engines) < self.max_engines:
-            return None
-        message = f"all {self.max_engines} engines (MAX_ACTIVE_REPLICAS) are busy"
-        return Blocked(BlockedReason.MAX_CAPACITY, message)
+        return self._desk.blocked()
 
     def capacity(self) -> Capacity:
         return count_capacity(self._engines.values(), self._loads(), self.max_streams_per_engine)
@@ -260,7 +183,7 @@ class EnginePool:
 
     def add(self, engine: Engine) -> None:
         self._engines[engine.id] = engine
-        self._idle_since.setdefault(engine.id, self._clock())
+        self._idle_since.setdefault(engine.id, self.clock())
         self._changed()
 
     def set_state(self, engine_id: str, state: EngineState) -> None:
@@ -297,7 +220,7 @@ class EnginePool:
         return list(self._engines.values())
 
     def claims_on(self, engine_id: str) -> list[Claim]:
-        return list(self._claims.get(engine_id, {}).values())
+        return self._book.on(engine_id)
 
     def snapshot(self) -> list[EngineLoad]:
         """Every engine with its load, for planning and for status."""
@@ -323,72 +246,30 @@ class EnginePool:
     # --- internals ------------------------------------------------------------------------------
 
     def _choose(self, content_key: str | None, avoid: AbstractSet[str]) -> Engine | None:
-        taken = avoid | self._holding(content_key) if content_key is not None else avoid
+        taken = avoid | self._book.holding(content_key) if content_key is not None else avoid
         candidates = (e for e in self._engines.values() if e.id not in taken)
         return choose_engine(candidates, self._loads(), self.max_streams_per_engine)
 
-    def _holding(self, content_key: str) -> set[str]:
-        """Engines that already hold a claim of this content."""
-        return self._holders.get(content_key, set())
-
     def _register(self, engine: Engine, content_key: str) -> Claim:
-        claim = Claim(self, next(self._ids), engine, content_key)
-        self._claims.setdefault(engine.id, {})[claim.id] = claim
-        self._holders.setdefault(content_key, set()).add(engine.id)
+        claim = self._book.register(engine, content_key)
         self._idle_since.pop(engine.id, None)
         self._noted()
         return claim
 
-    def _release(self, claim: Claim) -> None:
-        held = self._claims.get(claim.engine.id, {})
-        if held.pop(claim.id, None) is not None:
-            # One claim of a content per engine: this was the engine's only one of it.
-            holders = self._holders.get(claim.content_key, set())
-            holders.discard(claim.engine.id)
-            if not holders:
-                self._holders.pop(claim.content_key, None)
-        if not held:
-            self._claims.pop(claim.engine.id, None)
-            if claim.engine.id in self._engines:
-                self._idle_since[claim.engine.id] = self._clock()
+    def _released(self, claim: Claim, engine_idle: bool) -> None:
+        if engine_idle and claim.engine.id in self._engines:
+            self._idle_since[claim.engine.id] = self.clock()
         self._changed()
 
     def _lose(self, engine_id: str) -> None:
-        for claim in self._claims.get(engine_id, {}).values():
-            claim.lost.set()
+        self._book.lose(engine_id)
 
     def _loads(self) -> dict[str, int]:
-        return {engine_id: len(claims) for engine_id, claims in self._claims.items()}
+        return self._book.loads()
 
     def _load_of(self, engine: Engine) -> EngineLoad:
-        claims = self._claims.get(engine.id, {}).values()
-        active = sum(1 for c in claims if c.state is ClaimState.ACTIVE)
-        moving = sum(1 for c in claims if c.lost.is_set())
-        return EngineLoad(
-            engine, len(claims) - active, active, self._idle_since.get(engine.id), moving
-        )
-
-    def _refusal(self, patient: bool) -> NoCapacity | None:
-        """Why a claim that finds no engine must not wait, or None when one may still come."""
-        if any(e.state is EngineState.STARTING for e in self._engines.values()):
-            return None  # an engine on its way may take the channel: wait for it
-        # A patient claim (a failover) waits out a provisioning block, and a full fleet while
-        # an engine in it is leaving (the fleet removes it to make room).
-        block = self._full_for_good() if patient else self.blocked()
-        if block is None:
-            return None
-        return NoCapacity(block.message, self.provisioning.retry_after_s(block), block.reason)
-
-    def _full_for_good(self) -> Blocked | None:
-        """The fleet is full and no engine in it is leaving to make room."""
-        going = (EngineState.UNHEALTHY, EngineState.DRAINING)
-        if any(e.state in going for e in self._engines.values()):
-            return None
-        return self._full()
-
-    def _place(self, content_key: str, avoid: frozenset[str]) -> Claim | None:
-        engine = self._choose(content_key, avoid)
-        return None if engine is None else self._register(engine, content_key)
+        claims, active, moving = self._book.counts(engine.id)
+        return EngineLoad(engine, claims - active, active, self._idle_since.get(engine.id), moving)
 
     def _noted(self) -> None:
         """Wake the fleet, which follows every change of engines, claims and waiters (counted, so
@@ -399,5 +280,5 @@ class EnginePool:
 
     def _changed(self) -> None:
         """A change that may add room or decide a refusal: serve the waiters, wake the fleet."""
-        self._queue.serve(self._place, self.has_room, self._refusal)
+        self._desk.serve()
         self._noted()

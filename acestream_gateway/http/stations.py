@@ -2,7 +2,7 @@
 HDHomeRun tuner's ``/auto/v<number>`` (extra query parameters, such as ``transcode=``, ignored).
 
 A channel's player is a player of its current source's per-content channel, fed by the same code
-as ``/ace/getstream`` (``players``); when that source fails to start or ends for good, the same
+as ``/ace/getstream`` (``streamout``); when that source fails to start or ends for good, the same
 connection goes on with the next source (:mod:`..streaming.station` decides which). Unlike
 ``/ace/getstream``, the headers go out at once and keep-alive packets follow while a source
 starts: media servers drop a tuner that is slow to send its first bytes, and a failure after the
@@ -41,8 +41,8 @@ from .channels import CHANNELS
 from .errors import json_error
 from .hdhr import HDHR_IDENTITY
 from .keys import REGISTRY, SETTINGS
-from .players import _STREAM_HEADERS, LiveResponse, _feed, _finish, _prepared
 from .start_limit import start_refusal
+from .streamout import STREAM_HEADERS, LiveResponse, feed, finish, send_headers
 
 log = get_logger(__name__)
 
@@ -91,7 +91,7 @@ async def probe_station(request: web.Request) -> web.StreamResponse:
     if refusal is not None:
         return refusal
     _channel(request)  # an unknown number is a 404 here too
-    return web.Response(status=200, headers=_STREAM_HEADERS)
+    return web.Response(status=200, headers=STREAM_HEADERS)
 
 
 async def play_station(request: web.Request) -> web.StreamResponse:
@@ -112,10 +112,10 @@ async def play_station(request: web.Request) -> web.StreamResponse:
     async with request.app[STATIONS].tune(
         channel.key, channel.number, channel.name, sources
     ) as station:
-        if not await _prepared(response, request):
+        if not await send_headers(response, request):
             return response
         finished = await _play(request, response, station)
-    await _finish(response, request.transport, finished, request.app[SETTINGS].stall_timeout_s)
+    await finish(response, request.transport, finished, request.app[SETTINGS].stall_timeout_s)
     return response
 
 
@@ -144,9 +144,7 @@ async def _play(request: web.Request, response: web.StreamResponse, station: Sta
                 ref, keepalive.until_gone, clean_start=why is not None
             ) as player:
                 stations.playing(station, ref)
-                finished = await _feed(
-                    response, request.transport, player, settings.stall_timeout_s
-                )
+                finished = await feed(response, request.transport, player, settings.stall_timeout_s)
                 channel = player.channel
         except EngineRefusedChannel:
             failed, why = ref, SourceFailure.REFUSED

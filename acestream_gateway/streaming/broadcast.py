@@ -19,11 +19,10 @@ join point), so memory follows the slowest player, not the number of players.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
-from collections import deque
 from collections.abc import Callable
 
+from .chunks import ChunkWindow
 from .mpegts import NULL_PACKET
 
 Push = Callable[[bytes], bool]
@@ -48,14 +47,11 @@ class BroadcastEnded(Exception):
 
 
 class Broadcast:
-    """A window of published chunks with absolute sequence numbers, and its subscribers."""
+    """A window of published chunks (:mod:`.chunks`), and its subscribers."""
 
     def __init__(self, window_bytes: int) -> None:
         self.window_bytes = window_bytes
-        self._chunks: deque[bytes] = deque()
-        self._first_seq = 0  # sequence number of self._chunks[0]
-        self._held = 0  # bytes in the window
-        self._published = 0  # bytes ever published
+        self._window = ChunkWindow(window_bytes)
         self._readers: set[Subscriber] = set()  # subscribers that read at their own pace
         self._awaiting: set[Subscriber] = set()  # clean subscribers before the first join point
         self._followers: dict[Subscriber, Push] = {}  # at the live edge, fed by publish()
@@ -63,21 +59,20 @@ class Broadcast:
         self._error: str | None = None
         self._wakeup = asyncio.Event()
         self._last_publish = time.monotonic()
-        self._join: tuple[int, int] | None = None  # the latest join point: chunk, offset in it
         self._taps: list[Tap] = []
         self._session: object = None  # the engine session of the latest chunk that had one
 
     @property
     def next_seq(self) -> int:
-        return self._first_seq + len(self._chunks)
+        return self._window.next_seq
 
     @property
     def bytes_published(self) -> int:
-        return self._published
+        return self._window.published
 
     @property
     def held_bytes(self) -> int:
-        return self._held
+        return self._window.held
 
     @property
     def closed(self) -> bool:
@@ -105,12 +100,7 @@ class Broadcast:
         """What a consumer made now can start from at once: the chunks from the latest join
         point that are still held (the first cut there), and the engine session they are of (a
         splice is a join point: none of them is of an older session)."""
-        if self._join is None or self._join[0] < self._first_seq:
-            return self._session, []
-        seq, offset = self._join
-        chunks = list(itertools.islice(self._chunks, seq - self._first_seq, None))
-        chunks[0] = chunks[0][offset:]
-        return self._session, chunks
+        return self._session, self._window.since_join()
 
     def publish(self, chunk: bytes, *, join_at: int | None = None, session: object = None) -> None:
         """Append a chunk at the live edge, hand it to every follower and wake the readers;
@@ -119,14 +109,10 @@ class Broadcast:
         failover starts another), None for what no session sent."""
         if self._closed or not chunk:
             return
-        seq = self.next_seq
-        if join_at is not None:
-            self._join = (seq, join_at)
+        seq = self._window.append(chunk, join_at)
+        if join_at is not None and self._awaiting:
             self._start_awaiting(seq, join_at)
-        self._chunks.append(chunk)
         self._last_publish = time.monotonic()
-        self._held += len(chunk)
-        self._published += len(chunk)
         if self._followers:
             self._push(chunk, seq)
         if session is not None:
@@ -166,8 +152,9 @@ class Broadcast:
         waits for the first one published and gets only keep-alive packets until then (a player
         that moves here from another stream must not see this one begin between two keyframes)."""
         subscriber = Subscriber(self, self.next_seq)
-        if self._join is not None and self._join[0] >= self._first_seq:
-            subscriber.position, subscriber.skip = self._join
+        join = self._window.held_join()
+        if join is not None:
+            subscriber.position, subscriber.skip = join
         elif clean:
             subscriber.awaiting = True
             self._awaiting.add(subscriber)
@@ -206,43 +193,27 @@ class Broadcast:
 
     def _read(self, subscriber: Subscriber) -> bytes | None:
         """What ``subscriber`` can read now: data, ``b""`` when it must wait, None at the end."""
-        if subscriber.position < self._first_seq:
-            raise PlayerTooSlow(f"{self._first_seq - subscriber.position} chunks behind")
-        index = subscriber.position - self._first_seq
-        while subscriber.awaiting and index < len(self._chunks):
+        window = self._window
+        if subscriber.position < window.first_seq:
+            raise PlayerTooSlow(f"{window.first_seq - subscriber.position} chunks behind")
+        chunks = window.chunks
+        index = subscriber.position - window.first_seq
+        while subscriber.awaiting and index < len(chunks):
             subscriber.position += 1  # before its first join point: keep-alive packets only
-            if self._chunks[index] == NULL_PACKET:
+            if chunks[index] == NULL_PACKET:
                 return NULL_PACKET
             index += 1
-        if index < len(self._chunks):
-            return self._take(subscriber, index)
+        if index < len(chunks):
+            return _take(subscriber, chunks[index])
         if self._closed:
             if self._error is not None:
                 raise BroadcastEnded(self._error)
             return None
         return b""
 
-    def _take(self, subscriber: Subscriber, index: int) -> bytes:
-        # One stored chunk per read, never a joined copy: a player catching up on the burst must
-        # not hold a private copy of it (memory follows the window, not the number of players).
-        # Only a new player's first chunk is cut, to start at its join point.
-        subscriber.position += 1
-        chunk = self._chunks[index]
-        if subscriber.skip:
-            chunk, subscriber.skip = chunk[subscriber.skip :], 0
-        return chunk
-
     def _trim(self) -> None:
-        # Drop chunks every reader has read and no joiner needs, and anything beyond the window.
         # Followers are at the live edge: they need nothing the window holds.
-        slowest = min((s.position for s in self._readers), default=self.next_seq)
-        if self._join is not None:
-            slowest = min(slowest, self._join[0])
-        while self._chunks and (self._first_seq < slowest or self._held > self.window_bytes):
-            if len(self._chunks) == 1 and self._first_seq >= slowest:
-                break  # keep the live edge itself readable by whoever is on it
-            self._held -= len(self._chunks.popleft())
-            self._first_seq += 1
+        self._window.trim(min((s.position for s in self._readers), default=self.next_seq))
 
     def _wake(self) -> None:
         self._wakeup.set()
@@ -299,3 +270,13 @@ class Subscriber:
 
     def close(self) -> None:
         self._broadcast.unsubscribe(self)
+
+
+def _take(subscriber: Subscriber, chunk: bytes) -> bytes:
+    # One stored chunk per read, never a joined copy: a player catching up on the burst must
+    # not hold a private copy of it (memory follows the window, not the number of players).
+    # Only a new player's first chunk is cut, to start at its join point.
+    subscriber.position += 1
+    if subscriber.skip:
+        chunk, subscriber.skip = chunk[subscriber.skip :], 0
+    return chunk

@@ -21,82 +21,37 @@ engine can take the channel, or the engine refuses the content itself, the chann
 Old sessions are handed to the :class:`~.retire.Retirer`, which stops them and only then releases
 their claims. The registry asks a channel to end with :meth:`stop` (never by cancelling a start
 in flight, which would orphan the session the engine is making).
+
+The channel runs its life here; its claims and session starts are :mod:`.engine_link`'s, the
+choice where to go on after a session ended is :mod:`.failover`'s, and its waits that a stop cuts
+short are :mod:`.race`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Awaitable
-from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import structlog
 
-from ..engines.client import (
-    EngineClient,
-    EngineError,
-    EngineRefused,
-    EngineSession,
-    EngineTimeout,
-    new_pid,
-)
-from ..engines.model import ContentRef, EngineState
-from ..engines.pool import Claim, EnginePool, NoCapacity
+from ..engines.client import EngineClient, EngineSession
+from ..engines.model import ContentRef
+from ..engines.pool import Claim, EnginePool
 from ..logs import get_logger
 from ..metrics import Metrics
 from .broadcast import Broadcast
-from .errors import ChannelClosed, ChannelError, EngineFailed, EngineRefusedChannel, NoEngine
+from .engine_link import EngineLink
+from .errors import ChannelClosed, ChannelError, EngineFailed, NoEngine
+from .failover import Failover, FailoverPolicy, Tries
 from .hls.feed import HlsFeed
 from .mpegts import NULL_PACKET
+from .race import Stopped, first, let_cancellation_go, until_stopped
 from .retire import Retirer
 from .upstream import EndKind, Meter, SessionEnd, Timeouts, read_session
 
 log = get_logger(__name__)
 
-T = TypeVar("T")
-
 __all__ = ["Channel", "FailoverPolicy", "Timeouts"]
-
-
-@dataclass(frozen=True, slots=True)
-class FailoverPolicy:
-    """How hard a playing channel tries to stay up."""
-
-    attempts: int = 3
-    backoff_s: float = 0.5  # before the second attempt in a row; doubles after
-    healthy_run_s: float = 10.0  # a session that streamed this long starts the count over
-
-    def delay_s(self, attempt: int) -> float:
-        """The pause before attempt ``attempt`` (1-based): none before the first."""
-        return 0.0 if attempt <= 1 else self.backoff_s * 2.0 ** (attempt - 2)
-
-
-@dataclass(frozen=True, slots=True)
-class _Started:
-    """What one session start gave: a session, or a pid to find again, and on a first start the
-    error that ends the channel: at once (``error``, the content was refused) or when no other
-    engine can take it (``failure``, the engine failed)."""
-
-    session: EngineSession | None = None
-    find_pid: str | None = None
-    error: ChannelError | None = None
-    failure: EngineFailed | None = None
-    reason: str = "the engine could not start it"
-
-
-@dataclass(slots=True)
-class _Tries:
-    """Failover attempts in a row, and whether the one immediate move off a failed engine was
-    made."""
-
-    count: int = 0
-    moved_at_once: bool = False
-
-
-class _Stopped(Exception):
-    """The channel was asked to stop while it waited."""
 
 
 class Channel:
@@ -121,18 +76,29 @@ class Channel:
         self.claim: Claim | None = None
         self.players = 0
         self.hls: HlsFeed | None = None  # made by the registry on the first HLS request
-        self.failovers = 0
         self.meter = Meter()
         self.bytes_out = 0  # handed to this channel's players, over all of them
         self.end_cause = "channel_failed"  # why its players' streams end, for the metrics
         self.metrics = metrics or Metrics()
-        self._pool = pool
         self._client = client
         self._retirer = retirer
         self._timeouts = timeouts
-        self._failover = failover or FailoverPolicy()
         self._stop = asyncio.Event()
         self._started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._link = EngineLink(content, pool=pool, client=client, metrics=self.metrics)
+        self._failover = Failover(
+            content,
+            link=self._link,
+            retirer=retirer,
+            policy=failover or FailoverPolicy(),
+            stop=self._stop,
+            metrics=self.metrics,
+        )
+
+    @property
+    def failovers(self) -> int:
+        """Failover attempts over the channel's life."""
+        return self._failover.count
 
     @property
     def hls_held_until(self) -> float:
@@ -164,7 +130,10 @@ class Channel:
     async def run(self) -> None:
         """The channel's task: its whole life, and the one place it ends."""
         structlog.contextvars.bind_contextvars(content=self.content.key)
-        keepalive = asyncio.create_task(self._keepalive(), name=f"keepalive {self.content.key}")
+        keepalive = asyncio.create_task(
+            _keepalive(self.broadcast, self._timeouts.keepalive_s),
+            name=f"keepalive {self.content.key}",
+        )
         try:
             await self._life()
         except ChannelError as exc:
@@ -185,21 +154,22 @@ class Channel:
 
     async def _life(self) -> None:
         try:
-            claim = await self._until_stopped(self._claim((), patient=False))
-        except _Stopped:
+            claim = await until_stopped(self._link.claim((), patient=False), self._stop)
+        except Stopped:
             return
         self._bind(claim)
         session: EngineSession | None = None
         find_pid: str | None = None  # a start that timed out may have made a session
-        tries = _Tries()
+        tries = Tries()
         try:
             while True:
-                started = await self._start(claim, first=not self._started.done())
+                started = await self._link.start(claim, first=not self._started.done())
                 session, find_pid = started.session, started.find_pid
                 if started.error is not None:
                     raise started.error
                 moved: Claim | None = None  # a new home claimed while the old session played
                 if session is not None:
+                    self._playing(session)
                     end, move = await self._read(claim, session)
                     if end is None:
                         return
@@ -207,15 +177,7 @@ class Channel:
                         # A channel that never sent a byte is dead, not failing: do not make its
                         # players wait for it again on engine after engine.
                         raise EngineFailed(end.reason)
-                    if end.streamed_s >= self._failover.healthy_run_s:
-                        tries = _Tries()
-                    if isinstance(move, NoEngine):
-                        # The wait for a new home was this failure's first attempt; it is over.
-                        tries.count += 1
-                        self._log_failover(claim, end, tries.count)
-                        tries.moved_at_once = True
-                    else:
-                        moved = move
+                    tries, moved = self._failover.after_read(claim, end, move, tries, self.players)
                     if not self.watched:
                         log.info("channel_ended_without_players", reason=end.reason)
                         if moved is not None:
@@ -223,10 +185,20 @@ class Channel:
                         return
                 else:
                     end = SessionEnd(EndKind.OPEN_FAILED, started.reason)
-                claim, session, find_pid = await self._fail_over(
-                    claim, session, find_pid, end, moved, started.failure, tries
+                went_on = await self._failover.move(
+                    claim,
+                    session,
+                    find_pid,
+                    end,
+                    moved,
+                    started.failure,
+                    tries,
+                    lambda: self.players,
                 )
-        except _Stopped:
+                if went_on[0] is not claim:
+                    self._bind(went_on[0])
+                claim, session, find_pid = went_on
+        except Stopped:
             return
         finally:
             # The last claim and session go to the retirer, which stops the session (or finds a
@@ -235,130 +207,17 @@ class Channel:
             self.claim = None
             self._retirer.retire(claim, self.content, session, find_pid)
 
-    async def _fail_over(
-        self,
-        claim: Claim,
-        session: EngineSession | None,
-        find_pid: str | None,
-        end: SessionEnd,
-        moved: Claim | None,
-        first_failure: EngineFailed | None,
-        tries: _Tries,
-    ) -> tuple[Claim, EngineSession | None, str | None]:
-        """Where the channel goes on after ``end``: the same engine (its old session stopped)
-        or ``moved``, else a new claim (the old claim and session handed to the retirer); the
-        claim, session and pid to go on with. Raises the channel's end when the attempts are
-        used up, or when a first start (``first_failure``) has nowhere else to go; the claim
-        and session passed in are the caller's to retire then."""
-        while True:
-            tries.count += 1
-            if tries.count > self._failover.attempts:
-                if moved is not None:
-                    moved.release()
-                raise first_failure or EngineFailed(
-                    f"the channel failed {tries.count} times: {end.reason}"
-                )
-            self._log_failover(claim, end, tries.count)
-            if moved is None:
-                if end.engine_fault and not tries.moved_at_once:
-                    # The first move off an engine that failed is not hammering anything: go at
-                    # once. Failures after it back off, so a fleet that is recovering (a VPN
-                    # reconnecting) gets time.
-                    tries.moved_at_once = True
-                else:
-                    await self._until_stopped(self._pause(self._failover.delay_s(tries.count)))
-                same = not end.engine_fault and self._usable(claim)
-                if same and tries.count == 1 and session is not None:
-                    # The engine is healthy: try it again first, ending the old session first
-                    # (a new pid would supersede it anyway).
-                    await self._stop_quietly(session)
-                    return claim, None, find_pid
-                try:
-                    moved = await self._until_stopped(
-                        self._claim({claim.engine.id}, patient=first_failure is None)
-                    )
-                except NoEngine as exc:
-                    if first_failure is not None:
-                        raise first_failure from None  # no other engine for a first start
-                    if same:  # no other engine now: the same one is better than none
-                        if session is not None:
-                            await self._stop_quietly(session)
-                        return claim, None, find_pid
-                    end = SessionEnd(EndKind.OPEN_FAILED, exc.reason)
-                    continue
-            # The new slot is held: now the old one may go (stopped, then released).
-            self._retirer.retire(claim, self.content, session, find_pid)
-            self._bind(moved)
-            return moved, None, None
+    def _playing(self, session: EngineSession) -> None:
+        """A session started: it is the channel's, and its waiting players may have it."""
+        self.session = session
+        if not self._started.done():
+            self._started.set_result(None)
 
     def _bind(self, claim: Claim) -> None:
         """Name the channel's engine in its logs (bound in the channel's own task: a claim is
         made in a child task, whose context ends with it)."""
         self.claim = claim
         structlog.contextvars.bind_contextvars(engine=claim.engine.name)
-
-    def _log_failover(self, claim: Claim, end: SessionEnd, attempt: int) -> None:
-        self.failovers += 1
-        self.metrics.failovers.labels(reason=end.kind.value).inc()
-        log.warning(
-            "channel_failover",
-            engine=claim.engine.name,
-            reason=end.reason,
-            detail=end.detail,
-            attempt=attempt,
-            of=self._failover.attempts,
-            players=self.players,
-        )
-
-    def _usable(self, claim: Claim) -> bool:
-        engine = self._pool.get(claim.engine.id)
-        return engine is not None and engine.state is EngineState.READY and not claim.lost.is_set()
-
-    # --- one session -----------------------------------------------------------------------------
-
-    async def _claim(self, exclude: set[str] | tuple[()], *, patient: bool = True) -> Claim:
-        # A failover (players are attached) waits out a provisioning block, such as a VPN that
-        # is reconnecting, and a full fleet's making room, for up to PROVISION_WAIT_S; a first
-        # start is refused at once, like a new channel.
-        try:
-            claim = await self._pool.claim(
-                self.content.key, exclude=exclude, wait_for_provisioning=patient
-            )
-        except NoCapacity as exc:
-            code = exc.code.value if exc.code else None
-            raise NoEngine(exc.reason, exc.retry_after_s, code) from None
-        return claim
-
-    async def _start(self, claim: Claim, *, first: bool) -> _Started:
-        """Start a session on the claimed engine (never raises: the caller decides).
-
-        The first start of a channel has players waiting for an answer: a refusal of the content
-        then carries the error that ends the channel at once, and a failure of the engine the
-        one to end it with when no other engine can take the channel.
-        """
-        pid = new_pid()
-        try:
-            session = await self._client.start_session(claim.engine.address, self.content, pid)
-        except EngineRefused as exc:
-            log.warning("engine_session_refused", reason=exc.reason)
-            self.metrics.session_failures.labels(reason="refused").inc()
-            return _Started(error=EngineRefusedChannel(exc.reason) if first else None)
-        except EngineError as exc:
-            log.warning("engine_session_failed", reason=exc.reason, detail=exc.detail)
-            self.metrics.session_failures.labels(reason="engine_error").inc()
-            self._pool.note_failure(claim.engine.id, exc.reason)
-            return _Started(
-                find_pid=pid if isinstance(exc, EngineTimeout) else None,
-                failure=EngineFailed(exc.reason) if first else None,
-                reason=exc.reason,
-            )
-        self._pool.note_success(claim.engine.id)
-        self.metrics.session_starts.inc()
-        self.session = session
-        log.info("engine_session_started", infohash=session.infohash, pid=session.pid)
-        if not self._started.done():
-            self._started.set_result(None)
-        return _Started(session=session)
 
     async def _read(
         self, claim: Claim, session: EngineSession
@@ -378,79 +237,20 @@ class Channel:
             )
         )
         try:
-            winner, end = await self._first(asyncio.shield(reading), self._stop, claim.lost)
+            winner, end = await first(asyncio.shield(reading), self._stop, claim.lost)
             if winner == 1:
                 return None, None
             if winner == 0:
                 assert end is not None
                 return end, None
             log.warning("engine_lost", engine=claim.engine.name)
-            lost = SessionEnd(EndKind.ENGINE_LOST, "the engine failed")
-            if self._failover.attempts < 1:
-                return lost, None
-            try:  # the old session plays on (if it can) while the new home is made
-                moved = await self._until_stopped(self._claim({claim.engine.id}))
-            except NoEngine as exc:
-                return SessionEnd(EndKind.ENGINE_LOST, exc.reason), exc
-            except _Stopped:
-                return None, None
-            return lost, moved
+            return await self._failover.new_home(claim)
         finally:
             reading.cancel()
             await asyncio.gather(reading, return_exceptions=True)
-            _let_cancellation_go(reading)
+            let_cancellation_go(reading)
 
-    async def _stop_quietly(self, session: EngineSession) -> None:
-        try:
-            await self._client.stop_session(session)
-        except EngineError as exc:
-            log.info("engine_session_stop_failed", reason=exc.reason, detail=exc.detail)
-
-    # --- waiting, and ending ---------------------------------------------------------------------
-
-    async def _until_stopped(self, aw: Awaitable[T]) -> T:
-        """Await ``aw`` unless the channel is asked to stop first (then raise ``_Stopped``); a
-        result that is ready together with the stop still wins (a claim just made must reach its
-        owner, to be released)."""
-        winner, result = await self._first(aw, self._stop)
-        if winner == 0:
-            return result  # type: ignore[return-value]
-        raise _Stopped
-
-    async def _first(self, aw: Awaitable[T], *events: asyncio.Event) -> tuple[int, T | None]:
-        """Run ``aw`` until it ends or one of ``events`` is set: ``(0, result)`` or ``(i, None)``
-        for the ``i``-th event (1-based). A result that is ready wins over an event."""
-        main = asyncio.ensure_future(aw)
-        waiters = [asyncio.ensure_future(e.wait()) for e in events]
-        try:
-            await asyncio.wait([main, *waiters], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (main, *waiters):
-                task.cancel()
-            await asyncio.gather(main, *waiters, return_exceptions=True)
-            for task in (main, *waiters):
-                _let_cancellation_go(task)
-        if main.done() and not main.cancelled():
-            return 0, main.result()
-        for index, waiter in enumerate(waiters, 1):
-            if waiter.done() and not waiter.cancelled():
-                return index, None
-        raise asyncio.CancelledError
-
-    @staticmethod
-    async def _pause(delay_s: float) -> None:
-        if delay_s > 0:
-            await asyncio.sleep(delay_s)
-
-    async def _keepalive(self) -> None:
-        """A TS null packet for every player whenever the engine has been quiet for a while
-        (prebuffering, a stall, a failover), so players with read timeouts keep waiting. One
-        timer per channel, not per player."""
-        interval = self._timeouts.keepalive_s
-        while not self.broadcast.closed:
-            await asyncio.sleep(interval)
-            if self.broadcast.quiet_for() >= interval:
-                self.broadcast.publish(NULL_PACKET)
+    # --- ending -----------------------------------------------------
 
     def _end(self, error: ChannelError | None) -> None:
         """Tell waiting players and readers the channel is over (idempotent)."""
@@ -460,11 +260,11 @@ class Channel:
         self.broadcast.close(error.reason if error is not None else None)
 
 
-def _let_cancellation_go(task: asyncio.Future[Any]) -> None:
-    """Take a cancelled task's error from it. The error's traceback holds the task's frames, and
-    a timeout scope in them holds the task again: a cycle that only a full garbage collection
-    frees, which may come minutes later, and with it everything the frames hold (a session's
-    reader, the channel's broadcast window, its players' sockets)."""
-    if task.cancelled():
-        with contextlib.suppress(asyncio.CancelledError):
-            task.exception()
+async def _keepalive(broadcast: Broadcast, interval_s: float) -> None:
+    """A TS null packet for every player whenever the engine has been quiet for a while
+    (prebuffering, a stall, a failover), so players with read timeouts keep waiting. One timer
+    per channel, not per player."""
+    while not broadcast.closed:
+        await asyncio.sleep(interval_s)
+        if broadcast.quiet_for() >= interval_s:
+            broadcast.publish(NULL_PACKET)

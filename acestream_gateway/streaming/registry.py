@@ -2,8 +2,9 @@
 
 Looking a channel up and creating it happen with no ``await`` in between, so two first players of
 one channel can never open two engine sessions. The registry owns every channel's task and every
-linger timer (one supervisor names and guards them) and the retirer that stops old sessions; a
-channel is ended by asking it to stop, and the registry waits for that when it closes.
+linger timer (:mod:`.linger`; one supervisor names and guards them) and the retirer that stops
+old sessions; a channel is ended by asking it to stop, and the registry waits for that when it
+closes.
 
 A player that goes away while its channel starts gives its place back at once; a channel all of
 whose players left before its start completed is stopped at once (its claim wait is abandoned, a
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -34,12 +36,12 @@ from .channel import Channel, FailoverPolicy
 from .errors import ChannelClosed, PlayerLeft, TooManyStarting
 from .heap import HeapTrimmer
 from .hls.feed import HlsFeed, HlsPolicy
+from .linger import Lingers
 from .retire import Retirer
 from .upstream import Timeouts
 
 log = get_logger(__name__)
 
-_HLS_RECHECK_S = 1.0  # how often a lingering channel held by HLS looks at its hold again
 _RETRY_WHEN_BUSY_S = 5.0  # about how long a start takes when an engine has room
 
 
@@ -82,22 +84,26 @@ class StreamRegistry:
         hls: HlsPolicy | None = None,
         max_waiting: int = 32,
     ) -> None:
-        self._pool = pool
-        self._client = client
-        self._timeouts = timeouts
-        self._window_bytes = window_bytes
-        self._linger_s = linger_s
-        self._failover = failover or FailoverPolicy()
         self._close_timeout_s = close_timeout_s
         self._max_waiting = max_waiting
         self._tasks = Supervisor("stream registry")
         self.retirer = Retirer(pool=pool, client=client, abandon_s=timeouts.abandon_s)
+        self.metrics = metrics or Metrics()
+        self._new_channel = functools.partial(
+            Channel,
+            pool=pool,
+            client=client,
+            retirer=self.retirer,
+            timeouts=timeouts,
+            window_bytes=window_bytes,
+            failover=failover or FailoverPolicy(),
+            metrics=self.metrics,
+        )
         self._channels: dict[str, Channel] = {}
         self._upstreams: dict[Channel, asyncio.Task[None]] = {}
-        self._lingers: dict[Channel, asyncio.Task[None]] = {}
+        self._lingers = Lingers(self._tasks, linger_s, self._stop)
         self._closing = False
         self.heap = HeapTrimmer()
-        self.metrics = metrics or Metrics()
         self.tally = Tally()
         self.hls_policy = hls or HlsPolicy()
 
@@ -121,7 +127,7 @@ class StreamRegistry:
         if channel is None:
             return None
         channel.end_cause = "stopped"
-        self._cancel_linger(channel)
+        self._lingers.cancel(channel)
         self._stop(channel)
         channel.broadcast.close("the stream was stopped by an operator")
         log.info("channel_stopped_by_operator", content=content_key, players=channel.players)
@@ -153,7 +159,7 @@ class StreamRegistry:
         joined_at = time.monotonic()
         channel = self._channel_for(content)
         channel.players += 1
-        self._cancel_linger(channel)
+        self._lingers.cancel(channel)
         subscriber = channel.broadcast.subscribe(clean=clean_start)
         try:
             await _started_unless_gone(channel, gone)
@@ -193,8 +199,7 @@ class StreamRegistry:
     async def close(self) -> None:
         """End every channel and wait (bounded) for their engine sessions to be stopped."""
         self._closing = True
-        for task in list(self._lingers.values()):
-            task.cancel()
+        self._lingers.cancel_all()
         for channel in list(self._upstreams):
             channel.stop()
         loop = asyncio.get_running_loop()
@@ -223,16 +228,7 @@ class StreamRegistry:
                 f"{self._max_waiting} channels are starting already; try again shortly",
                 _RETRY_WHEN_BUSY_S,
             )
-        channel = Channel(
-            content,
-            pool=self._pool,
-            client=self._client,
-            retirer=self.retirer,
-            timeouts=self._timeouts,
-            window_bytes=self._window_bytes,
-            failover=self._failover,
-            metrics=self.metrics,
-        )
+        channel = self._new_channel(content)
         self._channels[content.key] = channel
         task = self._tasks.spawn(channel.run(), name=f"channel {content.key}")
         self._upstreams[channel] = task
@@ -263,35 +259,8 @@ class StreamRegistry:
 
     def _start_linger(self, channel: Channel) -> None:
         # A channel whose upstream already ended finishes its own clean-up: never cut it short.
-        if channel.broadcast.closed or self._closing:
-            return
-        if channel in self._upstreams and channel not in self._lingers:
-            task = self._tasks.spawn(self._linger(channel), name=f"linger {channel.content.key}")
-            self._lingers[channel] = task
-            task.add_done_callback(lambda t: self._linger_done(channel, t))
-
-    def _linger_done(self, channel: Channel, task: asyncio.Task[None]) -> None:
-        # Only forget this timer: a cancelled one may finish after its successor started.
-        if self._lingers.get(channel) is task:
-            del self._lingers[channel]
-
-    def _cancel_linger(self, channel: Channel) -> None:
-        task = self._lingers.pop(channel, None)
-        if task is not None:
-            task.cancel()
-
-    async def _linger(self, channel: Channel) -> None:
-        # HLS players hold the channel for their idle window after each fetch; the linger
-        # counts from when the last player left or that hold ran out, whichever is later.
-        left_at = time.monotonic()
-        while True:
-            wait = max(left_at, channel.hls_held_until) + self._linger_s - time.monotonic()
-            if wait <= 0:
-                break
-            await asyncio.sleep(min(wait, _HLS_RECHECK_S))
-        if channel.players == 0:
-            log.info("channel_idle", content=channel.content.key, linger_s=self._linger_s)
-            self._stop(channel)
+        if not channel.broadcast.closed and not self._closing and channel in self._upstreams:
+            self._lingers.start(channel)
 
     def _stop(self, channel: Channel) -> None:
         # Unlist it first, so a player arriving while it shuts down opens a fresh channel.

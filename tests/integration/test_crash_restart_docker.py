@@ -23,9 +23,7 @@ from tests.support import (
     GatewayProcess,
     Player,
     containers_of,
-    emulator_image,
-    free_port,
-    free_port_range,
+    emulator_gateway_env,
     wait_until,
 )
 
@@ -38,26 +36,21 @@ CHANNELS_PER_RUN = 2
 
 @pytest.fixture
 def gateway_env(instance: str) -> dict[str, str]:
-    lo, hi = free_port_range(4)
-    return {
-        "GATEWAY_HOST": "127.0.0.1",
-        "GATEWAY_PORT": str(free_port()),
-        "GATEWAY_INSTANCE_NAME": instance,
-        "ENGINE_IMAGE": emulator_image(),
-        "ENGINE_PRESET": "custom",
-        "ENGINE_ARGS": "--client-console --http-port {port} --bind-all",
-        "ENGINE_ENV": (
-            '{"EMULATOR_BURST_BYTES": "500000", "EMULATOR_PREBUFFER_S": "0.5",'
-            ' "EMULATOR_IDLE_TIMEOUT_S": "600"}'
-        ),
-        "MIN_REPLICAS": "1",
-        "MAX_ACTIVE_REPLICAS": "3",
-        "MAX_STREAMS_PER_ENGINE": str(MAX_STREAMS),
-        "PORT_RANGE_HOST": f"{lo}-{hi}",
-        "ENGINE_GRACE_PERIOD_S": "600",
-        "STREAM_LINGER_S": "0.5",
-        "HEALTH_CHECK_INTERVAL_S": "1",
-    }
+    return emulator_gateway_env(
+        instance,
+        4,
+        {
+            "EMULATOR_BURST_BYTES": "500000",
+            "EMULATOR_PREBUFFER_S": "0.5",
+            "EMULATOR_IDLE_TIMEOUT_S": "600",
+        },
+        MIN_REPLICAS="1",
+        MAX_ACTIVE_REPLICAS="3",
+        MAX_STREAMS_PER_ENGINE=str(MAX_STREAMS),
+        ENGINE_GRACE_PERIOD_S="600",
+        STREAM_LINGER_S="0.5",
+        HEALTH_CHECK_INTERVAL_S="1",
+    )
 
 
 class SessionSampler:

@@ -18,10 +18,8 @@ import pytest
 from tests.support import (
     CHANNEL,
     containers_of,
-    emulator_image,
+    emulator_gateway_env,
     ffprobe_streams,
-    free_port,
-    free_port_range,
     running_gateway,
     wait_until,
 )
@@ -31,24 +29,17 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture
 def gateway_env(instance: str) -> dict[str, str]:
-    lo, hi = free_port_range(4)
-    return {
-        "GATEWAY_HOST": "127.0.0.1",
-        "GATEWAY_PORT": str(free_port()),
-        "GATEWAY_INSTANCE_NAME": instance,
-        "ENGINE_IMAGE": emulator_image(),
-        # The emulator image takes the engine command line itself.
-        "ENGINE_PRESET": "custom",
-        "ENGINE_ARGS": "--client-console --http-port {port} --bind-all",
-        "ENGINE_ENV": '{"EMULATOR_BURST_BYTES": "2000000", "EMULATOR_PREBUFFER_S": "0.5"}',
-        "MIN_REPLICAS": "1",
-        "MAX_ACTIVE_REPLICAS": "3",
-        "MAX_STREAMS_PER_ENGINE": "1",
-        "PORT_RANGE_HOST": f"{lo}-{hi}",
-        "ENGINE_GRACE_PERIOD_S": "600",
-        "STREAM_LINGER_S": "0.5",
-        "HEALTH_CHECK_INTERVAL_S": "1",
-    }
+    return emulator_gateway_env(
+        instance,
+        4,
+        {"EMULATOR_BURST_BYTES": "2000000", "EMULATOR_PREBUFFER_S": "0.5"},
+        MIN_REPLICAS="1",
+        MAX_ACTIVE_REPLICAS="3",
+        MAX_STREAMS_PER_ENGINE="1",
+        ENGINE_GRACE_PERIOD_S="600",
+        STREAM_LINGER_S="0.5",
+        HEALTH_CHECK_INTERVAL_S="1",
+    )
 
 
 def engine_port(container: dict[str, Any]) -> int:

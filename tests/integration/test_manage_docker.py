@@ -19,9 +19,8 @@ from tests.support import (
     Player,
     containers_of,
     emulator_fleet_settings,
-    emulator_image,
+    emulator_gateway_env,
     free_port,
-    free_port_range,
     running_gateway,
     wait_until,
 )
@@ -125,20 +124,15 @@ async def test_an_operator_starts_drains_and_removes_engines(instance: str) -> N
 async def test_concurrent_starts_by_operators_never_pass_max_active_replicas(
     instance: str, tmp_path: Path
 ) -> None:
-    lo, hi = free_port_range(12)
-    env = {
-        "GATEWAY_HOST": "127.0.0.1",
-        "GATEWAY_PORT": str(free_port()),
-        "GATEWAY_INSTANCE_NAME": instance,
-        "ENGINE_IMAGE": emulator_image(),
-        "ENGINE_PRESET": "custom",
-        "ENGINE_ARGS": "--client-console --http-port {port} --bind-all",
-        "MIN_REPLICAS": "1",
-        "MAX_ACTIVE_REPLICAS": "2",
-        "PORT_RANGE_HOST": f"{lo}-{hi}",
-        "HEALTH_CHECK_INTERVAL_S": "1",
-        "ENGINE_GRACE_PERIOD_S": "600",
-    }
+    env = emulator_gateway_env(
+        instance,
+        12,
+        {},
+        MIN_REPLICAS="1",
+        MAX_ACTIVE_REPLICAS="2",
+        HEALTH_CHECK_INTERVAL_S="1",
+        ENGINE_GRACE_PERIOD_S="600",
+    )
     async with running_gateway(env, tmp_path / "gateway.log") as gateway:
 
         async def start() -> tuple[int, str, Any]:

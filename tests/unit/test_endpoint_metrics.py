@@ -3,33 +3,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from acestream_gateway.fleet.swarm_nodes import NodeEngine, NodeStatus
 from acestream_gateway.ops.scrape import GatewayCollector
-from acestream_gateway.ops.status import FleetFacts
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    name: str
-    reachable: bool
-    down_reason: str | None
-    blocked: str | None
-    engines: int
-    max_engines: int
-    room: int
-    ports: str
-    ports_held: int
-    nodes: tuple[NodeStatus, ...] = field(default=())
+from tests.support import Endpoint, endpoints_fleet
 
 
 def test_each_endpoint_has_its_reachability_engines_share_and_room() -> None:
-    fleet = FleetFacts(
-        endpoints=[
-            Endpoint("here", True, None, None, 2, 3, 1, "1-9", 2),
-            Endpoint("far", False, "gone", "gone", 1, 2, 0, "1-9", 1),
-        ]
+    fleet = endpoints_fleet(
+        Endpoint("here", True, None, None, 2, 3, 1, "1-9", 2),
+        Endpoint("far", False, "gone", "gone", 1, 2, 0, "1-9", 1),
     )
     families = {
         f.name: {s.labels["endpoint"]: s.value for s in f.samples}
@@ -51,7 +33,7 @@ def test_each_swarm_node_says_whether_it_takes_engines_and_counts_its_engines() 
     swarm = Endpoint("default", True, None, None, 1, 3, 2, "1-9", 1, (ready, drained))
     families = {
         f.name: {(s.labels["node"], s.labels["hostname"]): s.value for s in f.samples}
-        for f in GatewayCollector._endpoint_families(FleetFacts(endpoints=[swarm]))
+        for f in GatewayCollector._endpoint_families(endpoints_fleet(swarm))
         if "_swarm_node_" in f.name
     }
     prefix = "acestream_gateway_swarm_node_"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from typing import cast
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
+from acestream_gateway.engines.model import Engine, EngineState
 from acestream_gateway.engines.pool import (
     Claim,
     EnginePool,
@@ -19,25 +20,13 @@ from acestream_gateway.engines.pool import (
     count_capacity,
 )
 from acestream_gateway.engines.provisioning import BlockedReason
+from tests.support import numbered_engine as engine
+from tests.support import pool_with as pool_of
 
 STATES = list(EngineState)
 
 
-def engine(n: int, state: EngineState = EngineState.READY) -> Engine:
-    return Engine(
-        id=f"e{n}", name=f"engine-{n}", address=EngineAddress("127.0.0.1", 19000 + n), state=state
-    )
-
-
-def pool_with(
-    *engines: Engine, max_streams: int = 2, max_engines: int = 20, wait: float = 0.05
-) -> EnginePool:
-    pool = EnginePool(
-        max_streams_per_engine=max_streams, max_engines=max_engines, provision_wait_s=wait
-    )
-    for e in engines:
-        pool.add(e)
-    return pool
+pool_with = functools.partial(pool_of, max_streams=2, wait=0.05)
 
 
 def assert_rules(pool: EnginePool) -> None:

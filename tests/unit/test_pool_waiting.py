@@ -5,6 +5,7 @@ place instead of being refused."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Callable
 from typing import Any
@@ -13,25 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
-from acestream_gateway.engines.pool import Claim, EnginePool, NoCapacity
+from acestream_gateway.engines.model import EngineState
+from acestream_gateway.engines.pool import Claim, NoCapacity
+from tests.support import numbered_engine as engine
+from tests.support import pool_with as pool_of
 
-
-def engine(n: int, state: EngineState = EngineState.READY) -> Engine:
-    return Engine(
-        id=f"e{n}", name=f"engine-{n}", address=EngineAddress("127.0.0.1", 19000 + n), state=state
-    )
-
-
-def pool_with(
-    *engines: Engine, max_streams: int = 1, max_engines: int = 20, wait: float = 5
-) -> EnginePool:
-    pool = EnginePool(
-        max_streams_per_engine=max_streams, max_engines=max_engines, provision_wait_s=wait
-    )
-    for e in engines:
-        pool.add(e)
-    return pool
+pool_with = functools.partial(pool_of, max_streams=1, wait=5)
 
 
 async def settle() -> None:

@@ -33,7 +33,7 @@ async def test_a_linger_timer_cancelled_late_does_not_untrack_its_successor() ->
         channel = registry._channel_for(CONTENT)  # waits for an engine: none will come
         registry._start_linger(channel)
         first = registry._lingers[channel]
-        registry._cancel_linger(channel)
+        registry._lingers.cancel(channel)
         registry._start_linger(channel)  # a player came and went before the first timer ended
         second = registry._lingers[channel]
         await asyncio.gather(first, return_exceptions=True)  # the cancelled timer ends now

@@ -8,18 +8,16 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
+from acestream_gateway.engines.model import EngineState
 from acestream_gateway.engines.pool import EngineLoad, EnginePool
 from acestream_gateway.engines.provisioning import Blocked, BlockedReason
 from acestream_gateway.fleet.swarm_nodes import NodeEngine, NodeStatus
 from acestream_gateway.ops import status
+from tests.support import Endpoint, endpoints_fleet
+from tests.support import numbered_engine as engine
 
 STATES = list(EngineState)
 REASONS = list(BlockedReason)
-
-
-def engine(n: int, state: EngineState) -> Engine:
-    return Engine(f"e{n}", f"engine-{n}", EngineAddress("127.0.0.1", 19000 + n), state)
 
 
 @dataclass(frozen=True)
@@ -248,22 +246,9 @@ def test_one_vpns_facts_are_shown_as_they_are() -> None:
 
 
 def test_each_docker_endpoint_is_shown_with_its_reachability_room_and_ports() -> None:
-    @dataclass(frozen=True)
-    class Endpoint:
-        name: str
-        reachable: bool
-        down_reason: str | None
-        blocked: str | None
-        engines: int
-        max_engines: int
-        room: int
-        ports: str
-        ports_held: int
-        nodes: tuple[NodeStatus, ...] = ()
-
     down = Endpoint("b", False, "cannot reach Docker", "Docker away", 1, 3, 2, "20000-20009", 1)
     up = Endpoint("a", True, None, None, 2, 3, 1, "19000-19009", 2)
-    fleet = status.FleetFacts(endpoints=[up, down])
+    fleet = endpoints_fleet(up, down)
     body = status.status(status.take_snapshot(pool_of([], 4), [], fleet, min_replicas=1, wall=0))
     assert [e["name"] for e in body["endpoints"]] == ["a", "b"]
     assert body["endpoints"][1] == {
@@ -281,26 +266,13 @@ def test_each_docker_endpoint_is_shown_with_its_reachability_room_and_ports() ->
 
 
 def test_a_swarm_endpoint_lists_each_node_with_its_engines_and_their_ports() -> None:
-    @dataclass(frozen=True)
-    class Endpoint:
-        name: str
-        reachable: bool
-        down_reason: str | None
-        blocked: str | None
-        engines: int
-        max_engines: int
-        room: int
-        ports: str
-        ports_held: int
-        nodes: tuple[NodeStatus, ...]
-
     on_node = NodeEngine("t1", "acestream-engine-default-19000", 19000, "ready")
     ready = NodeStatus(
         "n1", "box1", "10.0.0.5", "manager", "active", "ready", True, "ready", (on_node,)
     )
     drained = NodeStatus("n2", "box2", None, "worker", "drain", "ready", False, "drained", ())
     swarm = Endpoint("default", True, None, None, 1, 3, 2, "19000-19009", 1, (ready, drained))
-    fleet = status.FleetFacts(endpoints=[swarm])
+    fleet = endpoints_fleet(swarm)
     body = status.status(status.take_snapshot(pool_of([], 4), [], fleet, min_replicas=1, wall=0))
     first, second = body["endpoints"][0]["nodes"]
     assert first == {
