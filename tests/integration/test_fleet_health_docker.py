@@ -288,7 +288,9 @@ async def test_a_range_of_exactly_max_ports_reaches_max_once_a_busy_port_is_free
     async with fleet(settings) as (reconciler, pool), running(reconciler):
         try:
             await wait_until(lambda: ready_count(pool) == 2, timeout_s=30)
-            assert lo not in reconciler.ports.held
+            # The busy port carries no engine. (It may be held at this moment: each
+            # PORT_RECHECK_S it is tried again, and a try holds it until Docker fails to bind.)
+            assert all(e.address.port != lo for e in pool.engines())
             assert reconciler.breaker.state is BreakerState.CLOSED, "a busy port is no failure"
         finally:
             squatter.close()
