@@ -65,12 +65,25 @@ def node_record(info: Mapping[str, Any]) -> NodeRecord:
     return NodeRecord(
         id=str(info.get("ID", "")),
         hostname=str(description.get("Hostname", "")),
-        address=str(status.get("Addr", "")),
+        address=node_address(status, _mapping(info.get("ManagerStatus"))),
         role=str(spec.get("Role", "")),
         availability=str(spec.get("Availability", "")),
         state=str(status.get("State", "")),
         labels={str(k): str(v) for k, v in _mapping(spec.get("Labels")).items()},
     )
+
+
+def node_address(status: Mapping[str, Any], manager: Mapping[str, Any]) -> str:
+    """Where a node's host-mode ports answer: ``Status.Addr``. Some managers report
+    ``0.0.0.0`` there (moby/moby#35437, a manager initialised without an advertise address
+    seen by the others); a manager's ``ManagerStatus.Addr`` (``host:2377``, the address the
+    other managers reach it at) is the same host, so its host part stands in."""
+    addr = str(status.get("Addr", ""))
+    if addr not in _UNUSABLE_ADDRESSES:
+        return addr
+    host, sep, _port = str(manager.get("Addr", "")).rpartition(":")
+    host = host.strip("[]")
+    return host if sep and host not in _UNUSABLE_ADDRESSES else addr
 
 
 def engine_addresses(nodes: Iterable[NodeRecord]) -> dict[str, str]:

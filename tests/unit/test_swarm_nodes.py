@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from acestream_gateway.engines.model import Engine, EngineAddress, EngineState
 from acestream_gateway.fleet.swarm_nodes import (
     NodeRecord,
@@ -39,6 +41,28 @@ def test_a_node_is_read_from_the_managers_answer() -> None:
     )
     assert not node.reachable
     assert node.condition == "drained"
+
+
+@pytest.mark.parametrize(
+    ("status_addr", "manager_addr", "address"),
+    [
+        ("10.0.0.5", "10.0.0.9:2377", "10.0.0.5"),  # Status.Addr, when usable, is the address
+        ("0.0.0.0", "10.0.0.9:2377", "10.0.0.9"),  # moby/moby#35437: the manager's own address
+        ("0.0.0.0", "[fd00::9]:2377", "fd00::9"),
+        ("0.0.0.0", None, "0.0.0.0"),  # a worker in that state has no address: no engines
+        ("0.0.0.0", "0.0.0.0:2377", "0.0.0.0"),
+    ],
+)
+def test_a_manager_reporting_no_address_is_reached_at_its_manager_address(
+    status_addr: str, manager_addr: str | None, address: str
+) -> None:
+    info: dict[str, object] = {"ID": "n1", "Status": {"State": "ready", "Addr": status_addr}}
+    if manager_addr is not None:
+        info["ManagerStatus"] = {"Leader": True, "Addr": manager_addr}
+    node = node_record(info)
+    assert node.address == address
+    expected = {} if address == "0.0.0.0" else {"n1": address}
+    assert engine_addresses([node]) == expected
 
 
 def test_only_ready_undrained_nodes_with_an_address_hold_engines() -> None:
