@@ -516,9 +516,32 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _vpn_mode_fits(self) -> Settings:
+        self._check_vpn_fit()
+        return self
+
+    @model_validator(mode="after")
+    def _endpoint_vpns_fit(self) -> Settings:
+        """An endpoint of DOCKER_ENDPOINTS with VPN containers of its own is checked as VPN mode
+        is, on its own ports (its view is made without the checks of a fresh load)."""
+        for endpoint in self.docker_endpoints:
+            if endpoint.gluetun_container_name:
+                try:
+                    self.for_endpoint(endpoint)._check_vpn_fit()
+                except ValueError as exc:
+                    said = str(exc).replace("PORT_RANGE_HOST", "its 'ports'")
+                    said = said.replace("GLUETUN_CONTAINER_NAME", "its 'gluetun_container_name'")
+                    raise ValueError(
+                        f"DOCKER_ENDPOINTS: endpoint {endpoint.name!r}: {said}"
+                    ) from None
+        return self
+
+    def _check_vpn_fit(self) -> None:
+        """VPN mode's start checks: a control server per VPN container, a port per container at
+        least, a P2P port per engine port outside the HTTP ports, and ``{p2p_port}`` where the
+        engines of one namespace need it."""
         vpns = len(self.gluetun_container_name)
         if not vpns:
-            return self
+            return
         if self.gluetun_api_url and len(self.gluetun_api_url) != vpns:
             raise ValueError(
                 f"GLUETUN_API_URL names {len(self.gluetun_api_url)} control servers for "
@@ -536,7 +559,6 @@ class Settings(BaseSettings):
                 "engines behind GLUETUN_CONTAINER_NAME share one network namespace, so each needs "
                 "its own P2P port: put {p2p_port} in ENGINE_ARGS or ENGINE_ENV"
             )
-        return self
 
     def _check_p2p_range(self) -> None:
         ports = self.port_range_host

@@ -140,3 +140,38 @@ def test_the_chosen_endpoint_has_no_less_room_than_any_other_usable_one(
     best = next(r for r in rooms if r.name == chosen)
     assert all(best.free >= r.free for r in usable)
     assert chosen == next(r.name for r in usable if r.free == best.free), "ties go by order"
+
+
+VPN_BOX: dict[str, object] = {
+    "name": "vpnbox",
+    "url": "tcp://127.0.0.2:2376",
+    "tls": False,
+    "engine_host": "127.0.0.2",
+    "ports": "21000-21009",
+    "gluetun_container_name": ["g1", "g2"],
+}
+
+
+def test_an_endpoint_with_vpns_of_its_own_is_checked_as_vpn_mode_on_its_own_ports() -> None:
+    settings = endpoints_setting(LOCAL, VPN_BOX)
+    view = settings.for_endpoint(settings.endpoints()[1])
+    assert view.vpn_mode
+    assert not settings.vpn_mode
+    assert view.p2p_ports().lo > 21009, "its P2P ports follow its own HTTP ports"
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"ports": "21000-21000"}, "its 'ports' (21000-21000) has fewer ports than"),
+        ({}, "overlaps its 'ports' (21000-21009)"),
+    ],
+)
+def test_an_endpoints_vpns_that_cannot_fit_are_one_line_naming_it(
+    change: dict[str, object], words: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not change:
+        monkeypatch.setenv("P2P_PORT_RANGE", "21005-21020")
+    line = one_line_error(LOCAL, {**VPN_BOX, **change})
+    assert line.startswith("DOCKER_ENDPOINTS: endpoint 'vpnbox':")
+    assert words in line
