@@ -25,6 +25,8 @@ from acestream_gateway.fleet.swarm_specs import ServiceRecord, TaskRecord
 
 NODE = "node-1"
 NODE_ADDRESS = "127.0.0.1"
+# The nodes' labels unless a test says otherwise: what the fleet tests' constraint asks for.
+NODE_LABELS = {"acestream": "true"}
 
 
 @dataclass
@@ -44,7 +46,9 @@ class FakeSwarm(DockerEngines):
     def __init__(self) -> None:  # no aiodocker client at all
         self.timeout_s = 30.0
         self.services_by_id: dict[str, FakeService] = {}
-        first = NodeRecord(NODE, "host-1", NODE_ADDRESS, "manager", "active", "ready", {})
+        first = NodeRecord(
+            NODE, "host-1", NODE_ADDRESS, "manager", "active", "ready", dict(NODE_LABELS)
+        )
         self.nodes_by_id = {NODE: first}
         self.created = 0
         self._ids = itertools.count(1)
@@ -99,19 +103,40 @@ class FakeSwarm(DockerEngines):
         finally:
             self._watchers.remove(queue)
 
-    def add_node(self, node_id: str, address: str, hostname: str = "") -> None:
+    def add_node(
+        self,
+        node_id: str,
+        address: str,
+        hostname: str = "",
+        labels: dict[str, str] | None = None,
+    ) -> None:
         self.nodes_by_id[node_id] = NodeRecord(
-            node_id, hostname or node_id, address, "worker", "active", "ready", {}
+            node_id,
+            hostname or node_id,
+            address,
+            "worker",
+            "active",
+            "ready",
+            dict(NODE_LABELS if labels is None else labels),
         )
         self._emit(SwarmEvent("node", node_id, "create", hostname or node_id))
 
     def set_node(
-        self, node_id: str, *, state: str | None = None, availability: str | None = None
+        self,
+        node_id: str,
+        *,
+        state: str | None = None,
+        availability: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
-        """The node's ``state`` or ``availability`` changes; its tasks are listed as they were."""
+        """The node's ``state``, ``availability`` or ``labels`` change; its tasks are listed as
+        they were."""
         node = self.nodes_by_id[node_id]
         node = dataclasses.replace(
-            node, state=state or node.state, availability=availability or node.availability
+            node,
+            state=state or node.state,
+            availability=availability or node.availability,
+            labels=node.labels if labels is None else dict(labels),
         )
         self.nodes_by_id[node_id] = node
         self._emit(SwarmEvent("node", node_id, "update", node.hostname))

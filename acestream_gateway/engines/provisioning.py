@@ -2,7 +2,8 @@
 
 The fleet (breaker, Docker connection, image, VPN) writes it; the pool reads it to refuse a new
 channel at once instead of letting it wait; the status endpoint and the logs show it. The reason
-codes are the ones acestream-orchestrator's status uses, so scripts written for it keep working.
+codes are the ones acestream-orchestrator's status uses, so scripts written for it keep working,
+and one of the gateway's own for what the orchestrator has no part of (``no_swarm_node``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class BlockedReason(enum.Enum):
     DOCKER_UNAVAILABLE = "docker_unavailable"
     IMAGE_UNAVAILABLE = "image_unavailable"
     VPN_DISCONNECTED = "vpn_disconnected"
+    NO_SWARM_NODE = "no_swarm_node"  # the gateway's own: no Swarm node can take an engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class Blocked:
 _PRECEDENCE = (
     BlockedReason.DOCKER_UNAVAILABLE,
     BlockedReason.VPN_DISCONNECTED,
+    BlockedReason.NO_SWARM_NODE,
     BlockedReason.IMAGE_UNAVAILABLE,
     BlockedReason.CIRCUIT_BREAKER,
     BlockedReason.MAX_CAPACITY,

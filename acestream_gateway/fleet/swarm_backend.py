@@ -9,7 +9,10 @@ until ready; an engine whose task stopped or was replaced leaves the pool (its c
 over). Services are adopted by their labels, so a restarted gateway takes its services back and
 makes no duplicate. A service without a running task (just created, found at adoption, or whose
 task is being rescheduled) stands in the pool as a starting engine, so the plan starts no other
-one meanwhile; if no task runs within ENGINE_STARTUP_TIMEOUT_S it is removed.
+one meanwhile; if no task runs within ENGINE_STARTUP_TIMEOUT_S it is removed. While no node can
+take an engine (``swarm_placement.py``: all down, drained or paused, or none meets the
+constraints) no engine is started, provisioning is blocked (``no_swarm_node``), and the services
+already made wait for a node instead of timing out.
 
 The nodes decide too: a task on a node that is not ready, or is drained, is no engine, even while
 Swarm still lists it as running (``swarm_nodes.py``: Swarm notices a lost node after its
@@ -26,10 +29,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..engines.model import Engine, EngineAddress
+from ..engines.provisioning import BlockedReason
 from ..logs import get_logger
 from ..tasks import Supervisor
 from .docker import UNREACHABLE, DockerEngines, FleetError
 from .docker_backend import DockerBackend
+from .provisioner import Provisioned
 from .specs import (
     LABEL_ENDPOINT,
     LABEL_PORT,
@@ -39,11 +44,13 @@ from .specs import (
 )
 from .swarm_follow import SwarmFollower
 from .swarm_nodes import NodeRecord, NodeStatus, engine_addresses, leaving_reason, node_status
+from .swarm_placement import no_taker_message
 from .swarm_services import ServicesAsContainers
 from .swarm_specs import (
     ServiceRecord,
     SwarmEngine,
     follow_tasks,
+    parse_constraints,
     running_engines,
     service_prefix,
 )
@@ -63,6 +70,8 @@ class SwarmBackend(DockerBackend):
         self._service_of: dict[str, str] = {}  # engine (task) id -> its service's id
         self._waiting = True  # a service of ours has no running task in the pool
         self.nodes: tuple[NodeRecord, ...] = ()  # as the latest pass found them
+        self._constraints = parse_constraints(self._settings.swarm_constraints)
+        self.no_node: str | None = None  # why no node can take a new engine now (swarm_placement)
         self.swarm = SwarmFollower(
             source=services,
             wake=wake,
@@ -90,6 +99,7 @@ class SwarmBackend(DockerBackend):
         by_id = {s.id: s for s in kept}
         tasks = await self._services.tasks({"service": [s.id for s in kept]}) if kept else ()
         self.nodes = await self._services.nodes()
+        self._publish_takers()
         engines = running_engines(tasks, engine_addresses(self.nodes))
         tasks_known = [e.id for e in self.engines() if e.id not in by_id]
         changes = follow_tasks(tasks_known, engines)
@@ -105,6 +115,22 @@ class SwarmBackend(DockerBackend):
         for holder in self.admission.held:
             if holder not in by_id:  # its service is gone: its slot and port are free
                 self.admission.gone(holder)
+
+    def _publish_takers(self) -> None:
+        """Block provisioning (``no_swarm_node``) while no node can take a new engine."""
+        self.no_node = no_taker_message(self.nodes, self._constraints)
+        if self.no_node is None:
+            self._blocks.unblock(BlockedReason.NO_SWARM_NODE)
+        else:
+            eta = self._settings.health_check_interval_s
+            self._blocks.block(BlockedReason.NO_SWARM_NODE, self.no_node, eta)
+
+    async def provision(self, wanted: int) -> Provisioned:
+        """Start up to ``wanted`` engines; none while no node can take one (its service would
+        only wait)."""
+        if self.no_node is not None:
+            return Provisioned()
+        return await super().provision(wanted)
 
     async def _tasks_gone(self) -> bool:
         """Whether a task the pool holds as an engine no longer runs (killed on a node whose
@@ -128,6 +154,9 @@ class SwarmBackend(DockerBackend):
         for waiting in self._placeholders():
             if waiting.id in engines or waiting.id not in services:
                 self._pool.remove(waiting.id)
+            elif self.no_node is not None:  # it waits for a node; its start says nothing
+                waiting.created_at = now
+                self.provisioner.attempt_withdrawn(waiting.id)
             elif now - waiting.created_at > self._settings.engine_startup_timeout_s:
                 await self._never_ran(waiting)
                 services.pop(waiting.id, None)

@@ -161,6 +161,7 @@ class Snapshot:
 _RETRY_WAIT = {
     BlockedReason.DOCKER_UNAVAILABLE: (True, True),
     BlockedReason.VPN_DISCONNECTED: (True, True),
+    BlockedReason.NO_SWARM_NODE: (True, True),
     BlockedReason.IMAGE_UNAVAILABLE: (False, False),
     BlockedReason.CIRCUIT_BREAKER: (False, True),
     BlockedReason.MAX_CAPACITY: (False, True),

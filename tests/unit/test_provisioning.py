@@ -13,6 +13,7 @@ from acestream_gateway.engines.provisioning import Blocked, BlockedReason, Provi
 ORDER = [
     BlockedReason.DOCKER_UNAVAILABLE,
     BlockedReason.VPN_DISCONNECTED,
+    BlockedReason.NO_SWARM_NODE,
     BlockedReason.IMAGE_UNAVAILABLE,
     BlockedReason.CIRCUIT_BREAKER,
     BlockedReason.MAX_CAPACITY,
@@ -38,13 +39,14 @@ operations = st.lists(
 )
 
 
-def test_the_reason_codes_are_the_orchestrators() -> None:
+def test_the_reason_codes_are_the_orchestrators_and_one_of_the_gateways_own() -> None:
     assert {r.value for r in BlockedReason} == {
         "circuit_breaker",
         "max_capacity",
         "docker_unavailable",
         "image_unavailable",
         "vpn_disconnected",
+        "no_swarm_node",  # the orchestrator runs no Swarm
     }
     assert set(ORDER) == set(BlockedReason)
 

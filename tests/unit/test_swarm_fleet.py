@@ -15,6 +15,7 @@ import pytest
 from acestream_gateway.engines.client import EngineClient
 from acestream_gateway.engines.model import EngineAddress, EngineState
 from acestream_gateway.engines.pool import EnginePool
+from acestream_gateway.engines.provisioning import BlockedReason
 from acestream_gateway.fleet.reconciler import Reconciler
 from acestream_gateway.settings import Settings
 from tests.fakeswarm import NODE, NODE_ADDRESS, FakeSwarm
@@ -141,7 +142,7 @@ async def test_a_service_whose_task_never_runs_is_a_failed_start_and_is_removed(
     reconciler = build(swarm, engine_startup_timeout_s=0.05)
     await reconciler.reconcile()
     (first,) = swarm.services_by_id
-    await asyncio.sleep(0.1)  # no node takes its task (a constraint no node meets)
+    await asyncio.sleep(0.1)  # no node runs its task (its image cannot be pulled, say)
     await reconciler.reconcile()
     assert first not in swarm.services_by_id
     assert reconciler.breaker.failures == 1
@@ -236,7 +237,8 @@ async def test_engines_leave_the_pool_at_once_when_their_node_is_lost_or_drained
     (engine,) = reconciler.backend.engines()
     assert engine.node == NODE
 
-    swarm.set_node(NODE, **change)  # Swarm still lists the task as running
+    # Swarm still lists the task as running.
+    swarm.set_node(NODE, state=change.get("state"), availability=change.get("availability"))
     await reconciler.reconcile()
     assert reconciler._pool.get(engine.id) is None
     (service,) = swarm.services_by_id.values()
@@ -338,3 +340,52 @@ async def test_a_task_killed_where_no_event_tells_leaves_the_pool_within_seconds
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop
+
+
+async def test_while_no_node_can_take_an_engine_none_is_started_and_provisioning_says_why(
+    build: Build,
+) -> None:
+    swarm = FakeSwarm()
+    swarm.set_node(NODE, labels={})  # meets no constraint: node.labels.acestream==true
+    reconciler = build(swarm)
+    await reconciler.reconcile()
+    await reconciler.reconcile()
+    assert swarm.created == 0, "a service no node can run would only wait"
+    block = reconciler._pool.blocked()
+    assert block is not None
+    assert block.reason is BlockedReason.NO_SWARM_NODE
+    assert "host-1 does not meet node.labels.acestream==true" in block.message
+
+    swarm.set_node(NODE, labels={"acestream": "true"})
+    await reconciler.reconcile()
+    assert swarm.created == 1
+    assert reconciler._pool.blocked() is None
+
+
+async def test_a_service_waiting_for_a_node_is_kept_past_its_startup_timeout_and_no_failure(
+    build: Build,
+) -> None:
+    swarm = FakeSwarm()
+    reconciler = await running_engine(build, swarm, engine_startup_timeout_s=0.05)
+    (service,) = swarm.services_by_id.values()
+    swarm.set_node(NODE, availability="drain")  # the only node: its task is shut down
+    swarm.reschedule(service.id, runs=False)
+    await reconciler.reconcile()
+    await asyncio.sleep(0.1)  # past the startup timeout
+    await reconciler.reconcile()
+    assert list(swarm.services_by_id) == [service.id], "kept, waiting for a node"
+    assert swarm.created == 1
+    assert reconciler.breaker.failures == 0, "no node is no fault of the engine's"
+    (waiting,) = reconciler.backend.engines()
+    assert waiting.id == service.id
+    block = reconciler._pool.blocked()
+    assert block is not None
+    assert block.message == "no Swarm node can take engines: host-1 is drained"
+
+    swarm.set_node(NODE, availability="active")
+    await reconciler.reconcile()  # the node is back: its wait starts again from here
+    swarm.run_tasks()
+    await reconciler.reconcile()
+    (engine,) = reconciler.backend.engines()
+    assert engine.id == service.tasks[-1].id
+    assert swarm.created == 1
