@@ -149,17 +149,25 @@ class SwarmBackend(DockerBackend):
         id, so the plan starts no other engine meanwhile: one just created, one found at
         adoption, one whose task stopped and is being rescheduled. It is timed from when it was
         first seen so, and removed once ENGINE_STARTUP_TIMEOUT_S passed with no task running
-        (:meth:`_never_ran`). Once its task runs, the engine takes its place."""
+        (:meth:`_never_ran`). Once its task runs, the engine takes its place.
+
+        While no node can take an engine, such services wait for one outside the pool: a
+        player is not kept waiting for a task that cannot run (the pool refuses at once, with
+        the ``no_swarm_node`` block), no engine is started in their place meanwhile
+        (:meth:`provision` starts none), and their start says nothing about engines. They
+        stand in again, timed afresh, once a node can take them."""
         now = time.time()
         for waiting in self._placeholders():
             if waiting.id in engines or waiting.id not in services:
                 self._pool.remove(waiting.id)
-            elif self.no_node is not None:  # it waits for a node; its start says nothing
-                waiting.created_at = now
+            elif self.no_node is not None:
+                self._pool.remove(waiting.id)
                 self.provisioner.attempt_withdrawn(waiting.id)
             elif now - waiting.created_at > self._settings.engine_startup_timeout_s:
                 await self._never_ran(waiting)
                 services.pop(waiting.id, None)
+        if self.no_node is not None:
+            return
         for service in services.values():
             if service.id not in engines and self._pool.get(service.id) is None:
                 self._pool.add(self._placeholder(service.id, service.name, service.labels, now))

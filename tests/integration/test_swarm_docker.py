@@ -166,6 +166,12 @@ async def test_the_status_lists_the_node_and_a_drained_node_takes_its_engines_ou
             assert (node["availability"], node["condition"]) == ("drain", "drained")
             assert not node["reachable"]
             assert node["engines"] == []
+            # No node can take an engine: a new channel is refused at once, saying why.
+            async with http.get(f"{base}/ace/getstream?id={'b' * 40}") as response:
+                refused = await response.json()
+                assert response.status == 503
+            assert refused["reason"] == "no_swarm_node"
+            assert "is drained" in refused["detail"]
         finally:
             swarm_docker.daemon.docker("node", "update", "--availability", "active", node_id)
         await wait_until(lambda: len(ready(server)) == 2, timeout_s=90)

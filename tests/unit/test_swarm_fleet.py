@@ -236,6 +236,7 @@ async def test_engines_leave_the_pool_at_once_when_their_node_is_lost_or_drained
     reconciler = await running_engine(build, swarm)
     (engine,) = reconciler.backend.engines()
     assert engine.node == NODE
+    swarm.add_node("node-2", "127.0.0.2")  # a node that could take the service's next task
 
     # Swarm still lists the task as running.
     swarm.set_node(NODE, state=change.get("state"), availability=change.get("availability"))
@@ -245,7 +246,7 @@ async def test_engines_leave_the_pool_at_once_when_their_node_is_lost_or_drained
     (waiting,) = reconciler.backend.engines()
     assert waiting.id == service.id, "its service stands in, so no other is made"
     assert swarm.created == 1
-    (node,) = reconciler.endpoint_status()[0].nodes
+    (node,) = [n for n in reconciler.endpoint_status()[0].nodes if n.id == NODE]
     assert not node.reachable
     assert node.engines == ()
     assert node.availability == change.get("availability", "active")
@@ -304,7 +305,7 @@ async def test_a_node_event_or_a_service_event_asks_for_a_pass_at_once(build: Bu
         swarm.set_node(NODE, availability="drain")
         await wait_until(lambda: reconciler._pool.get(engine.id) is None, timeout_s=3)
         swarm.set_node(NODE, availability="active")
-        await wait_until(lambda: len(reconciler.backend.engines()[0].node) > 0, timeout_s=5)
+        await wait_until(lambda: any(e.node for e in reconciler.backend.engines()), timeout_s=5)
 
         (service,) = swarm.services_by_id
         await swarm.remove_service(service)  # by someone else: its engine leaves, another starts
@@ -376,14 +377,17 @@ async def test_a_service_waiting_for_a_node_is_kept_past_its_startup_timeout_and
     assert list(swarm.services_by_id) == [service.id], "kept, waiting for a node"
     assert swarm.created == 1
     assert reconciler.breaker.failures == 0, "no node is no fault of the engine's"
-    (waiting,) = reconciler.backend.engines()
-    assert waiting.id == service.id
+    assert reconciler.backend.engines() == [], "it waits outside the pool: players are not kept"
+    assert reconciler.ports.held == {service.port: service.id}
     block = reconciler._pool.blocked()
     assert block is not None
     assert block.message == "no Swarm node can take engines: host-1 is drained"
 
     swarm.set_node(NODE, availability="active")
-    await reconciler.reconcile()  # the node is back: its wait starts again from here
+    await reconciler.reconcile()  # the node is back: it stands in again, timed from here
+    (waiting,) = reconciler.backend.engines()
+    assert waiting.id == service.id
+    assert swarm.created == 1
     swarm.run_tasks()
     await reconciler.reconcile()
     (engine,) = reconciler.backend.engines()
