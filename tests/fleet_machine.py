@@ -44,7 +44,7 @@ from acestream_gateway.engines.model import EngineAddress, EngineState
 from acestream_gateway.engines.pool import Claim, ClaimState, EnginePool, NoCapacity
 from acestream_gateway.fleet.admission import Listing
 from acestream_gateway.fleet.breaker import BreakerState
-from acestream_gateway.fleet.docker import FleetError
+from acestream_gateway.fleet.docker import DockerEngines, FleetError
 from acestream_gateway.fleet.docker_backend import DockerBackend
 from acestream_gateway.fleet.reconciler import ActionRefused, Reconciler
 from acestream_gateway.fleet.specs import LABEL_ENDPOINT, LABEL_PORT, ContainerRecord
@@ -54,7 +54,6 @@ from tests.fakedocker import FakeContainer, FakeDocker
 CONTENTS = ("aa", "bb", "cc", "dd")
 METHODS = ("list", "run", "inspect", "remove", "ensure_image")
 EXPECTED = (FleetError, ActionRefused, NoCapacity, asyncio.CancelledError)
-STARTS = ("ensure_image", "run")  # the Docker calls of a start
 
 
 class Clock:
@@ -114,6 +113,23 @@ class EngineApis:
                 ):
                     return "3.2.3"
         raise EngineError("unreachable", f"nothing answers on {address.host}:{address.port}")
+
+
+class _Starts:
+    """An endpoint's Docker as its provisioner sees it: the machine hears of each start it
+    begins (its image asked for), on that endpoint (two may share a daemon)."""
+
+    def __init__(self, docker: FakeDocker, side: Side, machine: FleetMachine) -> None:
+        self._docker = docker
+        self._side = side
+        self._machine = machine
+
+    async def ensure_image(self, image: str) -> None:
+        self._machine.start_begins(self._side)
+        await self._docker.ensure_image(image)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._docker, name)
 
 
 class FleetMachine(RuleBasedStateMachine):
@@ -184,7 +200,7 @@ class FleetMachine(RuleBasedStateMachine):
             return heal(listing, records)
 
         backend.admission.heal = spied  # type: ignore[method-assign]
-        docker.observers.append(lambda method: self._docker_called(side, method))
+        backend.provisioner._docker = cast(DockerEngines, _Starts(docker, side, self))
         return side
 
     # --- the loop ------------------------------------------------------------------------------
@@ -221,12 +237,15 @@ class FleetMachine(RuleBasedStateMachine):
             if task.done():
                 self.crashes.append(f"{task.get_name()} ended: {task.exception()!r}")
 
-    def _docker_called(self, side: Side, method: str) -> None:
-        # A start sent to a daemon that is down, though the fleet had found it so. (With one
-        # endpoint it is always the place: a start is how an operator learns it is back.)
-        known_down = side.docker.down and not side.backend.docker_up
-        if method in STARTS and known_down and len(self.sides) > 1:
-            self.crashes.append(f"{method} on endpoint {side.name}, which the fleet holds down")
+    def start_begins(self, side: Side) -> None:
+        """A start begins on ``side``'s endpoint: never on a daemon that is down when the fleet
+        had found it so. (A start begins with its image, and its creates follow as Docker
+        answers: one begun while the endpoint answered may send its create just after the
+        endpoint was found gone, and keeps that create in doubt like any other unanswered one.
+        With one endpoint it is always the place: a start is how an operator learns it is
+        back.)"""
+        if side.docker.down and not side.backend.docker_up and len(self.sides) > 1:
+            self.crashes.append(f"a start on endpoint {side.name}, which the fleet holds down")
 
     def _engine_ids(self) -> list[str]:
         return sorted(e.id for e in self.pool.engines())
