@@ -497,6 +497,8 @@ class FleetMachine(FleetInvariants, RuleBasedStateMachine):
                 assert not breaker.trial_running, "a quiet fleet's breaker holds no trial"
         starting = self._probes_settled()
         assert not starting, f"engines still starting on a healed, booted fleet: {starting}"
+        left = self.reconciler._tasks.names
+        assert not left, f"fleet tasks left on a quiet fleet: {left}"
         assert self._floor_reached(), (
             f"{self._ready_empty()} empty READY engines < MIN_REPLICAS with "
             f"{[len(s.containers()) for s in self.sides]} containers"
