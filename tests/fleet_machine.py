@@ -148,37 +148,59 @@ class FleetMachine(FleetInvariants, RuleBasedStateMachine):
         self.settings, dockers = self.configure()
         self.max = self.settings.max_active_replicas
         self.min = self.settings.min_replicas
-        self.pool = EnginePool(
-            max_streams_per_engine=1,
-            max_engines=self.max,
-            provision_wait_s=1e6,
-            failure_threshold=3,
-        )
+        self.dockers = dockers
         self.apis = EngineApis()
-        client = cast(EngineClient, self.apis)
-        if self.settings.docker_endpoints:
-            self.reconciler = Reconciler(
-                settings=self.settings, dockers=dockers, pool=self.pool, client=client
-            )
-        else:
-            [docker] = dockers.values()
-            self.reconciler = Reconciler(
-                settings=self.settings, docker=docker, pool=self.pool, client=client
-            )
-        self.sides = [self._side(b, dockers[name]) for name, b in self.reconciler.backends.items()]
-        self.apis.sides = self.sides
-        self.daemons = list({id(s.docker): s.docker for s in self.sides}.values())
         self.tasks: list[asyncio.Task[Any]] = []  # fleet work: passes, operators' actions
         self.players: list[asyncio.Task[Any]] = []  # claims and failovers
         self.claims: list[Claim] = []
         self.gates: list[asyncio.Event] = []
         self.crashes: list[str] = []
         self.engine_faults = 0  # faults injected that say something about engines
+        self.failures_before = 0.0  # provisioning failures counted by earlier gateway runs
+        self.sides: list[Side] = []
+        self._start_gateway()
+
+    def _start_gateway(self) -> None:
+        """A gateway starts on the daemons: a new pool and fleet, each endpoint's events
+        followed (its first listing adopts what it finds)."""
+        self.pool = EnginePool(
+            max_streams_per_engine=1,
+            max_engines=self.max,
+            provision_wait_s=1e6,
+            failure_threshold=3,
+        )
+        client = cast(EngineClient, self.apis)
+        if self.settings.docker_endpoints:
+            self.reconciler = Reconciler(
+                settings=self.settings, dockers=self.dockers, pool=self.pool, client=client
+            )
+        else:
+            [docker] = self.dockers.values()
+            self.reconciler = Reconciler(
+                settings=self.settings, docker=docker, pool=self.pool, client=client
+            )
+        hosts_down = {s.name for s in self.sides if s.host_down}
+        self.sides = [
+            self._side(b, self.dockers[name]) for name, b in self.reconciler.backends.items()
+        ]
+        for side in self.sides:
+            side.host_down = side.name in hosts_down
+        self.apis.sides = self.sides
+        self.daemons = list({id(s.docker): s.docker for s in self.sides}.values())
         self.followers = [
             self.loop.create_task(self._follow(side), name=f"docker events of {side.name}")
             for side in self.sides
         ]
-        self.loop.run_until_complete(asyncio.sleep(0))  # subscribed before the first step
+        self.loop.run_until_complete(asyncio.sleep(0))  # subscribed before the next step
+
+    async def _stop_gateway(self) -> None:
+        """The gateway's process ends: its work, its players and its followers with it."""
+        pending = [*self.tasks, *self.players, *self.followers]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self.tasks, self.players, self.followers, self.claims = [], [], [], []
+        await self.reconciler.close()
 
     def _side(self, backend: DockerBackend, docker: FakeDocker) -> Side:
         endpoint = backend.endpoint
@@ -414,6 +436,13 @@ class FleetMachine(FleetInvariants, RuleBasedStateMachine):
         side.docker.down = False
         side.host_down = False
 
+    @rule()
+    def gateway_restarts(self) -> None:
+        """The gateway stops (its players go with it) and starts again on the same daemons."""
+        self.failures_before += self._failures_counted()
+        self.loop.run_until_complete(self._stop_gateway())
+        self._start_gateway()
+
     # --- a quiet pass ---------------------------------------------------------------------------
 
     @rule()
@@ -506,12 +535,8 @@ class FleetMachine(FleetInvariants, RuleBasedStateMachine):
 
     def teardown(self) -> None:
         async def end() -> None:
-            pending = [*self.tasks, *self.players, *self.followers]
-            for task in pending:
-                task.cancel()
             self._heal_docker()
-            await asyncio.gather(*pending, return_exceptions=True)
-            await self.reconciler.close()
+            await self._stop_gateway()
 
         try:
             self.loop.run_until_complete(end())

@@ -115,6 +115,11 @@ class Reconciler:
             )
             for e in endpoints
         }
+        if kind is DockerBackend and len(endpoints) > 1:
+            # Rule 6 over several endpoints: one that was not listed yet counts its whole share
+            # (until its first listing heals its ledger), so the others never take its places.
+            for backend in self.backends.values():
+                backend.admission.unlisted = True
         self.blocks = blocks
         self.slots = slots
         self.backend = next(iter(self.backends.values()))  # the first (the only one by default)

@@ -85,3 +85,18 @@ def test_an_operator_start_goes_to_no_endpoint_found_unreachable_while_it_waited
         ("cancel_a_task", {"pick": 0}),
         ("cancel_a_task", {"pick": 0}),
     )
+
+
+def test_a_restarted_gateway_counts_an_endpoint_it_could_not_list_as_its_whole_share() -> None:
+    """Restarted while two endpoints' listings fail, the gateway does not know how many of its
+    engines run there: it starts none in their places (it used to fill MAX_ACTIVE_REPLICAS on the
+    endpoint it could list, over the engines of the others)."""
+    replay(
+        ThreeEndpoints,
+        ("quiet_pass", {}),
+        ("operator_starts_an_engine", {}),
+        ("run", {"turns": 1}),
+        ("docker_fails_a_call", {"fault": "409", "method": "list", "where": 0}),
+        ("docker_fails_a_call", {"fault": "409", "method": "list", "where": 1}),
+        ("gateway_restarts", {}),
+    )
