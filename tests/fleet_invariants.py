@@ -99,7 +99,7 @@ class FleetInvariants:
             outside = [p for p in held if not side.lo <= p <= side.hi]
             assert not outside, f"{side.name} holds ports outside {side.lo}-{side.hi}: {outside}"
             assert admission.taken <= side.share
-        assert self.reconciler.slots.taken <= self.max
+        assert sum(s.backend.admission.taken for s in self.sides) <= self.max
 
     @invariant()
     def no_reservation_outlives_its_deadline_and_a_listing(self) -> None:
