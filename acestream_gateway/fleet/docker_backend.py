@@ -233,6 +233,8 @@ class DockerBackend:
                 self._drop(engine.id, "its container is not running")
             if engine.id not in listed:
                 self.admission.gone(engine.id)
+        for record in records:  # each counts at once (rule 6), before the awaits below
+            self._hold_port(record)
         for record in records:
             stranded = self.vpn.stranded(record.labels) if record.running else None
             if stranded is not None:

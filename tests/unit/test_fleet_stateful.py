@@ -103,3 +103,22 @@ def test_an_operator_removing_a_starting_engine_counts_no_provisioning_failure()
         ("operator_starts_an_engine", {}),
         ("cancel_a_task", {"pick": 0}),
     )
+
+
+def test_a_listed_container_holds_its_port_while_the_pass_removes_another() -> None:
+    """Restarted, the gateway lists a dead container and a running one: while Docker takes its
+    time removing the dead one, the running one already holds its port and slot (it used to
+    wait for its adoption, after the removal, so a start could take its port and remove it as a
+    leftover)."""
+    replay(
+        OneEndpoint,
+        ("engines_boot_slowly", {}),
+        ("docker_fails_a_call", {"fault": "409", "method": "remove"}),
+        ("container_goes", {"how": "lost", "pick": 0}),
+        ("operator_starts_an_engine", {}),
+        ("docker_fails_a_call", {"fault": "hold", "method": "remove"}),
+        ("run", {"turns": 1}),
+        ("container_goes", {"how": "died", "pick": 0}),
+        ("gateway_restarts", {}),
+        ("gateway_restarts", {}),
+    )
