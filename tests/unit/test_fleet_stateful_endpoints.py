@@ -62,7 +62,7 @@ class ThreeEndpoints(FleetMachine):
 
 
 ThreeEndpoints.TestCase.settings = settings(
-    max_examples=300,
+    max_examples=500,
     stateful_step_count=30,
     deadline=None,
     report_multiple_bugs=False,
