@@ -160,11 +160,14 @@ class Reconciler:
 
     def placement(self) -> list[EndpointRoom]:
         """Every endpoint as the placement policy sees it (with one, it is always the place)."""
-        only = len(self.backends) == 1
         return [
-            EndpointRoom(b.name, b.docker_up or only, b.admission.room())
+            EndpointRoom(b.name, self._placeable(b), b.admission.room())
             for b in self.backends.values()
         ]
+
+    def _placeable(self, backend: DockerBackend) -> bool:
+        """Whether new engines may go to ``backend``'s endpoint: it is not known to be down."""
+        return backend.docker_up or len(self.backends) == 1
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -305,8 +308,8 @@ class Reconciler:
         rooms = [r for r in self.placement() if r.name not in self._down]
         counts = spread(rooms, plan.start, self.slots.room())
         for backend in self.backends.values():
-            if backend.name in self._down:
-                continue
+            if backend.name in self._down or not self._placeable(backend):
+                continue  # found gone while others started: the next pass places elsewhere
             try:
                 await backend.provision(counts.get(backend.name, 0))
             except FleetError as exc:

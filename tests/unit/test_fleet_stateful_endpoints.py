@@ -100,3 +100,18 @@ def test_a_restarted_gateway_counts_an_endpoint_it_could_not_list_as_its_whole_s
         ("docker_fails_a_call", {"fault": "409", "method": "list", "where": 1}),
         ("gateway_restarts", {}),
     )
+
+
+def test_a_pass_starts_nothing_on_an_endpoint_found_gone_while_it_started_on_another() -> None:
+    """The pass placed engines on two endpoints; while it started those of the first, the
+    second was found gone: it starts none there (it used to, as placed)."""
+    replay(
+        ThreeEndpoints,
+        ("quiet_pass", {}),
+        ("reconcile_pass", {}),
+        ("operator_drains_an_engine", {"pick": 1}),
+        ("container_goes", {"how": "lost", "pick": 0}),
+        ("run", {"turns": 1}),
+        ("endpoint_goes_away", {"host": False, "where": 1}),
+        ("run", {"turns": 1}),
+    )
