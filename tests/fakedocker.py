@@ -13,13 +13,18 @@ at a time:
 - ``slow(method, seconds)``: the call sleeps first (cancellable, like a real request);
 - ``hold(method, late=False)``: the call waits until the returned :class:`asyncio.Event` is set,
   before its work or (``late``) after it: a listing held late is stale when it arrives.
+
+``down = True`` is the daemon gone: every call fails as unreachable, its event streams break
+(their watchers get the same error) and nothing that happens to its containers meanwhile is
+reported; ``wait_up`` returns once it is back. ``observers`` are told of every call (its method)
+as it is made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,8 +78,34 @@ class FakeDocker(DockerEngines):
         self._ids = itertools.count(1)
         # Docker's ids are random, so distinct daemons never share one; so are the fakes'.
         self._daemon = next(_DAEMONS)
-        self._watchers: list[asyncio.Queue[ContainerEvent]] = []
-        self.down = False  # the daemon is gone: every call fails as unreachable
+        # Each watcher's queue, and the labels its filters ask for (Docker filters events so).
+        self._watchers: list[tuple[asyncio.Queue[ContainerEvent | None], dict[str, str]]] = []
+        self._down = False
+        self._up: asyncio.Event | None = None  # made on first wait, in the loop that waits
+        self.observers: list[Callable[[str], None]] = []
+
+    @property
+    def down(self) -> bool:
+        """The daemon is gone: every call fails as unreachable (see the module docstring)."""
+        return self._down
+
+    @down.setter
+    def down(self, down: bool) -> None:
+        self._down = down
+        if down:
+            for queue, _ in self._watchers:
+                queue.put_nowait(None)  # the stream breaks
+        elif self._up is not None:
+            self._up.set()
+            self._up = None
+
+    async def wait_up(self, _delay_s: float = 0) -> None:
+        """Return once the daemon answers again (at once when it does): a reconnect's wait."""
+        await asyncio.sleep(0)
+        if self._down:
+            if self._up is None:
+                self._up = asyncio.Event()
+            await self._up.wait()
 
     # --- scripting faults ----------------------------------------------------------------------
 
@@ -105,12 +136,13 @@ class FakeDocker(DockerEngines):
         container = self.containers.get(container_id)
         if container is not None and container.state == "running":
             container.state = "exited"
-            self._emit(ContainerEvent(container_id, "die"))
+            self._emit(ContainerEvent(container_id, "die"), container.labels)
 
     def destroy(self, container_id: str) -> None:
         """Someone else removed the container: it is gone, and a ``destroy`` event goes out."""
-        if self.containers.pop(container_id, None) is not None:
-            self._emit(ContainerEvent(container_id, "destroy"))
+        container = self.containers.pop(container_id, None)
+        if container is not None:
+            self._emit(ContainerEvent(container_id, "destroy"), container.labels)
 
     # --- DockerEngines -------------------------------------------------------------------------
 
@@ -120,7 +152,7 @@ class FakeDocker(DockerEngines):
 
     async def list(self, filters: dict[str, list[str]]) -> list[ContainerRecord]:
         fault = await self._before("list")
-        wanted = dict(item.split("=", 1) for item in filters.get("label", []))
+        wanted = _labels(filters)
         listed = [
             c.record()
             for c in self.containers.values()
@@ -173,17 +205,20 @@ class FakeDocker(DockerEngines):
     @asynccontextmanager
     async def watch(self, filters: Filters) -> AsyncIterator[AsyncIterator[ContainerEvent]]:
         await self._before("watch")
-        queue: asyncio.Queue[ContainerEvent] = asyncio.Queue()
-        self._watchers.append(queue)
+        queue: asyncio.Queue[ContainerEvent | None] = asyncio.Queue()
+        watcher = (queue, _labels(filters))
+        self._watchers.append(watcher)
         try:
             yield _drain(queue)
         finally:
-            self._watchers.remove(queue)
+            self._watchers.remove(watcher)
 
     # --- internals -----------------------------------------------------------------------------
 
     async def _before(self, method: str) -> _Fault | None:
         self.calls.append(method)
+        for observer in self.observers:
+            observer(method)
         if self.down:
             raise FleetError(UNREACHABLE, "cannot connect to the Docker API (fake daemon down)")
         queued = self._faults.get(method)
@@ -205,9 +240,17 @@ class FakeDocker(DockerEngines):
         if fault.after:
             raise FleetError(fault.status, fault.message)
 
-    def _emit(self, event: ContainerEvent) -> None:
-        for queue in self._watchers:
-            queue.put_nowait(event)
+    def _emit(self, event: ContainerEvent, labels: dict[str, str]) -> None:
+        if self._down:
+            return  # nobody hears of it: the daemon's streams are broken
+        for queue, wanted in self._watchers:
+            if all(labels.get(k) == v for k, v in wanted.items()):
+                queue.put_nowait(event)
+
+
+def _labels(filters: Filters) -> dict[str, str]:
+    """The labels (and values) that Docker filters ask for."""
+    return dict(item.split("=", 1) for item in filters.get("label", []))
 
 
 async def _wait(fault: _Fault) -> None:
@@ -217,6 +260,9 @@ async def _wait(fault: _Fault) -> None:
         await fault.gate.wait()
 
 
-async def _drain(queue: asyncio.Queue[ContainerEvent]) -> AsyncIterator[ContainerEvent]:
+async def _drain(queue: asyncio.Queue[ContainerEvent | None]) -> AsyncIterator[ContainerEvent]:
     while True:
-        yield await queue.get()
+        event = await queue.get()
+        if event is None:
+            raise FleetError(UNREACHABLE, "the Docker event stream broke (fake daemon down)")
+        yield event

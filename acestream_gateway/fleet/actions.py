@@ -58,14 +58,10 @@ class FleetActions:
     async def start_engine(self) -> Engine:
         """Start one engine now (the plan may reap it later as a surplus spare, after the grace
         period). Raises :class:`ActionRefused` when none can be started."""
-        rooms = self._fleet.placement()
-        if sum(r.free for r in rooms) < 1:  # a quick answer; the admission point decides below
-            limit = self._settings.max_active_replicas
-            raise ActionRefused(f"the fleet is at MAX_ACTIVE_REPLICAS ({limit})")
-        name = choose_endpoint(rooms)
-        if name is None:
-            raise ActionRefused("no Docker endpoint with room can be reached")
+        self._placed()  # a quick answer before waiting for a pass under way
         async with self._pass:
+            # Chosen again once the pass is over: it may have found the endpoint gone.
+            name = self._placed()
             result = await self._fleet.backends[name].provisioner.provision(1)
         new = [e for e in map(self._pool.get, (r.id for r in result.started)) if e is not None]
         if new:
@@ -74,6 +70,18 @@ class FleetActions:
             raise ActionRefused(result.refused.message)
         block = self._pool.blocked()
         raise ActionRefused(block.message if block else "no engine could be started")
+
+    def _placed(self) -> str:
+        """The endpoint a new engine goes to now; :class:`ActionRefused` when there is none (the
+        admission point has the last word)."""
+        rooms = self._fleet.placement()
+        if sum(r.free for r in rooms) < 1:
+            limit = self._settings.max_active_replicas
+            raise ActionRefused(f"the fleet is at MAX_ACTIVE_REPLICAS ({limit})")
+        name = choose_endpoint(rooms)
+        if name is None:
+            raise ActionRefused("no Docker endpoint with room can be reached")
+        return name
 
     def drain(self, engine_id: str) -> Engine:
         """No new channel goes to the engine; the plan removes it once it carries none."""

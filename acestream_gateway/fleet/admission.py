@@ -191,6 +191,7 @@ class Admission:
         self.slots = slots or FleetSlots(settings.max_active_replicas)
         self.slots.join(self)
         self.share = settings.max_active_replicas if share is None else share
+        self.unlisted = False  # see :attr:`counted`
 
     # --- counting ------------------------------------------------------------------------------
 
@@ -199,10 +200,17 @@ class Admission:
         """Slots taken: containers of ours that exist plus live reservations."""
         return len(self._held) + len(self._reservations)
 
+    @property
+    def counted(self) -> int:
+        """Slots of MAX_ACTIVE_REPLICAS this endpoint takes: ``taken``, or its whole share while
+        it is ``unlisted`` (its containers not listed since the gateway started: how many of ours
+        run there is not known, so neither it nor the other endpoints may take those places)."""
+        return max(self.taken, self.share) if self.unlisted else self.taken
+
     def room(self) -> int:
         """Engines that may still start here: the fleet's free slots, bounded by this
         endpoint's free share."""
-        return max(0, min(self.slots.room(), self.share - self.taken))
+        return max(0, min(self.slots.room(), self.share - self.counted))
 
     @property
     def held(self) -> dict[str, int]:
@@ -222,7 +230,7 @@ class Admission:
         limit = self.slots.limit
         if self.slots.taken >= limit:
             raise NotAdmitted(Refusal.FULL, f"the fleet is at MAX_ACTIVE_REPLICAS ({limit})")
-        if self.taken >= self.share:
+        if self.counted >= self.share:
             where = self.settings.endpoint_name
             raise NotAdmitted(
                 Refusal.FULL, f"endpoint {where} is at its max_engines ({self.share})"
@@ -321,6 +329,7 @@ class Admission:
     def heal(self, listing: Listing, records: Iterable[ContainerRecord]) -> list[ContainerRecord]:
         """Make the ledger agree with Docker's listing; the listing without containers
         destroyed since it began."""
+        self.unlisted = False
         fresh = [r for r in records if r.id not in self._destroyed]
         self._destroyed = {i: g for i, g in self._destroyed.items() if g >= listing.generation}
         by_name = {r.name: r for r in fresh}

@@ -85,6 +85,8 @@ class Adoption:
                 self._backend.engine_died(engine.id, "its container is not running")
             if engine.id not in listed:
                 self._admission.gone(engine.id)
+        for record in records:  # each counts at once (rule 6), before the awaits below
+            self._hold_port(record)
         for record in records:
             stranded = self._vpn.stranded(record.labels) if record.running else None
             if stranded is not None:

@@ -64,14 +64,14 @@ class FleetSlots:
 
     @property
     def taken(self) -> int:
-        return sum(c.taken for c in self._counters)
+        return sum(c.counted for c in self._counters)
 
     def room(self) -> int:
         return max(0, self.limit - self.taken)
 
 
 class SlotCounter(Protocol):
-    """What :class:`FleetSlots` counts: an admission point's slots taken."""
+    """What :class:`FleetSlots` counts: the slots an admission point takes."""
 
     @property
-    def taken(self) -> int: ...
+    def counted(self) -> int: ...

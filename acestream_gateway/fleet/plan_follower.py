@@ -39,6 +39,8 @@ class Fleet(Protocol):
 
     def placement(self) -> list[EndpointRoom]: ...
 
+    def placeable(self, backend: DockerBackend) -> bool: ...
+
 
 class PlanFollower:
     """Plans and applies the plan, once per pass; see the module docstring."""
@@ -100,8 +102,8 @@ class PlanFollower:
         rooms = [r for r in self._fleet.placement() if not self._failures.sits_out(r.name)]
         counts = spread(rooms, wanted, self._slots.room())
         for backend in self._fleet.backends.values():
-            if self._failures.sits_out(backend.name):
-                continue
+            if self._failures.sits_out(backend.name) or not self._fleet.placeable(backend):
+                continue  # found gone while others started: the next pass places elsewhere
             try:
                 await backend.provision(counts.get(backend.name, 0))
             except FleetError as exc:

@@ -114,6 +114,11 @@ class Reconciler:
             )
             for e in endpoints
         }
+        if kind is DockerBackend and len(endpoints) > 1:
+            # Rule 6 over several endpoints: one that was not listed yet counts its whole share
+            # (until its first listing heals its ledger), so the others never take its places.
+            for backend in self.backends.values():
+                backend.admission.unlisted = True
         self.blocks = blocks
         self.slots = slots
         self.backend = next(iter(self.backends.values()))  # the first (the only one by default)
@@ -166,11 +171,14 @@ class Reconciler:
 
     def placement(self) -> list[EndpointRoom]:
         """Every endpoint as the placement policy sees it (with one, it is always the place)."""
-        only = len(self.backends) == 1
         return [
-            EndpointRoom(b.name, b.docker_up or only, b.admission.room())
+            EndpointRoom(b.name, self.placeable(b), b.admission.room())
             for b in self.backends.values()
         ]
+
+    def placeable(self, backend: DockerBackend) -> bool:
+        """Whether new engines may go to ``backend``'s endpoint: it is not known to be down."""
+        return backend.docker_up or len(self.backends) == 1
 
     # --- the loop ------------------------------------------------------------------------------
 

@@ -97,13 +97,15 @@ async def test_max_active_replicas_holds_over_all_endpoints_under_a_burst(build:
         [endpoint("a", "19000-19009", 3), endpoint("b", "20000-20009", 3)],
         max_active_replicas=4,
     )
+    await reconciler.reconcile()  # as at start: each endpoint listed, MIN_REPLICAS started
+    assert sum(len(f.containers) for f in fakes.values()) == 1
     results = await asyncio.gather(
         *(reconciler.actions.start_engine() for _ in range(12)), return_exceptions=True
     )
     assert sum(len(f.containers) for f in fakes.values()) == 4
     assert max(len(f.containers) for f in fakes.values()) <= 3, "a share was passed"
     refused = [r for r in results if isinstance(r, BaseException)]
-    assert len(refused) == 8
+    assert len(refused) == 9
     assert all(isinstance(r, ActionRefused) for r in refused), refused
 
 
