@@ -196,6 +196,9 @@ class FleetMachine(FleetInvariants, RuleBasedStateMachine):
     async def _stop_gateway(self) -> None:
         """The gateway's process ends: its work, its players and its followers with it."""
         pending = [*self.tasks, *self.players, *self.followers]
+        for gate in self.gates:  # Docker answers the calls the dead process had sent
+            gate.set()
+        self.gates.clear()
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -453,6 +456,8 @@ class FleetMachine(FleetInvariants, RuleBasedStateMachine):
             if not self.tasks:
                 break
             self._heal_docker()
+            if not self.reconciler.adopted.is_set():  # the loop's first pass, which starts wait
+                self._pass_now()
             self._turns(5)
         assert not self.tasks, f"fleet work still running on a healed Docker: {self.tasks}"
         for _ in range(6):

@@ -28,6 +28,9 @@ class Fleet(Protocol):
 
     def placement(self) -> list[EndpointRoom]: ...
 
+    @property
+    def adopted(self) -> asyncio.Event: ...
+
 
 class ActionRefused(Exception):
     """An operator's fleet action cannot apply; ``unknown``: no such engine (else it conflicts
@@ -57,7 +60,12 @@ class FleetActions:
 
     async def start_engine(self) -> Engine:
         """Start one engine now (the plan may reap it later as a surplus spare, after the grace
-        period). Raises :class:`ActionRefused` when none can be started."""
+        period). Raises :class:`ActionRefused` when none can be started.
+
+        Not before the fleet listed its engines since the start (waited for up to
+        HEALTH_CHECK_INTERVAL_S): until then how many of the gateway's engines run is not known,
+        and a start could pass MAX_ACTIVE_REPLICAS or take the name of an engine still running."""
+        await self._listed()
         self._placed()  # a quick answer before waiting for a pass under way
         async with self._pass:
             # Chosen again once the pass is over: it may have found the endpoint gone.
@@ -70,6 +78,17 @@ class FleetActions:
             raise ActionRefused(result.refused.message)
         block = self._pool.blocked()
         raise ActionRefused(block.message if block else "no engine could be started")
+
+    async def _listed(self) -> None:
+        try:
+            await asyncio.wait_for(
+                self._fleet.adopted.wait(), self._settings.health_check_interval_s
+            )
+        except TimeoutError:
+            raise ActionRefused(
+                "the fleet has not listed its engines since the start yet (is Docker reachable? "
+                "GET /orchestrator/status says); try again once it has"
+            ) from None
 
     def _placed(self) -> str:
         """The endpoint a new engine goes to now; :class:`ActionRefused` when there is none (the

@@ -289,12 +289,14 @@ async def test_a_container_destroyed_while_it_is_listed_is_not_adopted_again(
 
 async def test_concurrent_operator_starts_never_pass_max_active_replicas(build: Build) -> None:
     reconciler = build(max_active_replicas=2, min_replicas=1)
+    await reconciler.reconcile()  # the fleet lists its engines first, as a starting gateway does
+    assert len(fake_of(reconciler).containers) == 1, "the spare"
     results = await asyncio.gather(
         *(reconciler.actions.start_engine() for _ in range(10)), return_exceptions=True
     )
     assert len(fake_of(reconciler).containers) == 2
     refused = [r for r in results if isinstance(r, BaseException)]
-    assert len(refused) == 8
+    assert len(refused) == 9
     assert all(isinstance(r, ActionRefused) for r in refused), refused
     assert all("MAX_ACTIVE_REPLICAS" in str(r) for r in refused)
 
@@ -368,7 +370,47 @@ async def test_an_operator_start_answers_json_with_a_reason_whatever_docker_does
     else:
         add_container(reconciler, PORT + 5)
         await reconciler.reconcile()
+    reconciler.adopted.set()  # the fleet listed its engines (none, but for "full")
     answer = await operator_start(reconciler)
     assert answer[:2] == (status, "application/json"), answer
     assert answer[2]["error"] == kind
     assert answer[2]["detail"]
+
+
+async def test_an_operator_start_before_the_fleet_listed_its_engines_is_refused(
+    build: Build,
+) -> None:
+    """Until the first listing, how many engines of the gateway's still run is not known: a
+    start could pass MAX_ACTIVE_REPLICAS or take the name of an engine still running."""
+    reconciler = build(max_active_replicas=1, min_replicas=1, health_check_interval_s=0.2)
+    add_container(reconciler, PORT)  # left running by the gateway before this one
+    with pytest.raises(ActionRefused, match="has not listed its engines since the start"):
+        await reconciler.actions.start_engine()
+    assert len(fake_of(reconciler).containers) == 1
+
+    await reconciler.reconcile()
+    with pytest.raises(ActionRefused, match="MAX_ACTIVE_REPLICAS"):
+        await reconciler.actions.start_engine()
+
+
+async def test_every_listed_container_holds_its_port_and_slot_before_the_pass_removes_any(
+    build: Build,
+) -> None:
+    """Rule 6 at a listing: while Docker takes its time removing a dead container, a running one
+    not adopted yet already holds its port and its slot, so nothing can take them meanwhile."""
+    reconciler = build(max_active_replicas=2, min_replicas=1)
+    fake = fake_of(reconciler)
+    dead = add_container(reconciler, PORT)  # listed first: removed before the other is adopted
+    dead.state = "exited"
+    running = add_container(reconciler, PORT + 1)
+    gate = fake.hold("remove")
+    task = asyncio.create_task(reconciler.reconcile())
+    try:
+        await wait_until(lambda: fake.calls[-1:] == ["remove"], timeout_s=5, interval_s=0.01)
+        assert reconciler.ports.held.get(PORT + 1) == running.id
+        assert reconciler.admission.taken == 2
+        assert reconciler.admission.room() == 0
+    finally:
+        gate.set()
+        await task
+    ports_match_containers(reconciler)
