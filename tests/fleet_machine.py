@@ -549,6 +549,27 @@ class FleetMachine(FleetInvariants, RuleBasedStateMachine):
             self.loop.close()
 
 
+def machine_settings(image: str, *, min_replicas: int, max_replicas: int, **where: Any) -> Settings:
+    """The settings every fleet machine runs with (fast breaker, no grace, nothing waits out a
+    machine's run), and ``where`` its engines go (``port_range_host`` or ``docker_endpoints``)."""
+    return Settings(
+        **where,
+        min_replicas=min_replicas,
+        max_active_replicas=max_replicas,
+        max_streams_per_engine=1,
+        provision_concurrency=2,
+        engine_image=image,
+        engine_grace_period_s=0,
+        unhealthy_engine_timeout_s=1e6,
+        provision_wait_s=1e6,
+        circuit_breaker_failure_threshold=2,
+        circuit_breaker_recovery_timeout_s=10,
+        circuit_breaker_max_backoff_s=40,
+        docker_timeout_s=5,
+        gateway_instance_name="stateful",
+    )
+
+
 def replay(machine_class: type[FleetMachine], *steps: tuple[str, dict[str, Any]]) -> None:
     """Run a sequence a machine found, checking every invariant after each step."""
     machine = machine_class()

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 
 from acestream_gateway.settings import Settings
 from tests.fakedocker import FakeDocker
-from tests.fleet_machine import FleetMachine, replay
+from tests.fleet_machine import FleetMachine, machine_settings, replay
 
 IMAGE = "acestream/engine:test"
 LO, MAX, MIN = 19100, 3, 1
@@ -17,22 +17,8 @@ PORTS = 5  # more ports than engines: a port set aside must not stop the fleet
 
 
 def fleet_settings() -> Settings:
-    return Settings(
-        port_range_host=f"{LO}-{LO + PORTS - 1}",
-        min_replicas=MIN,
-        max_active_replicas=MAX,
-        max_streams_per_engine=1,
-        provision_concurrency=2,
-        engine_image=IMAGE,
-        engine_grace_period_s=0,
-        unhealthy_engine_timeout_s=1e6,
-        provision_wait_s=1e6,
-        circuit_breaker_failure_threshold=2,
-        circuit_breaker_recovery_timeout_s=10,
-        circuit_breaker_max_backoff_s=40,
-        docker_timeout_s=5,
-        gateway_instance_name="stateful",
-    )
+    ports = f"{LO}-{LO + PORTS - 1}"
+    return machine_settings(IMAGE, min_replicas=MIN, max_replicas=MAX, port_range_host=ports)
 
 
 class OneEndpoint(FleetMachine):

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 
 from acestream_gateway.settings import Settings
 from tests.fakedocker import FakeDocker
-from tests.fleet_machine import FleetMachine, replay
+from tests.fleet_machine import FleetMachine, machine_settings, replay
 
 IMAGE = "acestream/engine:test"
 MAX, MIN = 4, 2
@@ -35,21 +35,8 @@ def fleet_settings() -> Settings:
         }
         for name, host, ports, share in ENDPOINTS
     ]
-    return Settings(
-        docker_endpoints=json.dumps(endpoints),
-        min_replicas=MIN,
-        max_active_replicas=MAX,
-        max_streams_per_engine=1,
-        provision_concurrency=2,
-        engine_image=IMAGE,
-        engine_grace_period_s=0,
-        unhealthy_engine_timeout_s=1e6,
-        provision_wait_s=1e6,
-        circuit_breaker_failure_threshold=2,
-        circuit_breaker_recovery_timeout_s=10,
-        circuit_breaker_max_backoff_s=40,
-        docker_timeout_s=5,
-        gateway_instance_name="stateful",
+    return machine_settings(
+        IMAGE, min_replicas=MIN, max_replicas=MAX, docker_endpoints=json.dumps(endpoints)
     )
 
 
