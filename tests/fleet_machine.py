@@ -36,6 +36,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
@@ -448,6 +450,17 @@ def machine_settings(image: str, *, min_replicas: int, max_replicas: int, **wher
         circuit_breaker_max_backoff_s=40,
         docker_timeout_s=5,
         gateway_instance_name="stateful",
+    )
+
+
+def run_settings() -> hypothesis_settings:
+    """How hypothesis runs a fleet machine by default (well under a minute)."""
+    return hypothesis_settings(
+        max_examples=500,
+        stateful_step_count=30,
+        deadline=None,
+        report_multiple_bugs=False,
+        suppress_health_check=[HealthCheck.too_slow],
     )
 
 

@@ -28,7 +28,8 @@ from acestream_gateway.settings import Settings
 from tests.equipment.second_daemon import DockerDaemon
 from tests.equipment.swarm import MANAGER_PORT
 from tests.equipment.swarm_nodes import SwarmNodes
-from tests.support import CHANNEL, Player, emulator_fleet_settings, ffprobe_streams, wait_until
+from tests.integration.test_failover_docker import fleet_settings
+from tests.support import CHANNEL, Player, ffprobe_streams, wait_until
 from tests.support import gateway_server as gateway
 
 pytestmark = pytest.mark.docker
@@ -57,33 +58,14 @@ def placement_label(instance: str) -> str:
 
 
 def nodes_settings(instance: str, **values: Any) -> Settings:
-    return emulator_fleet_settings(
+    return fleet_settings(
         instance,
         4,
-        **{
-            "fleet_backend": "swarm",
-            "swarm_constraints": f"node.labels.{placement_label(instance)}==true",
-            "engine_env": {
-                "EMULATOR_PREBUFFER_S": "0.3",
-                "EMULATOR_BURST_BYTES": "500000",
-                "EMULATOR_BITRATE_BPS": "2000000",
-                "EMULATOR_KEYFRAME_INTERVAL_S": "1",
-            },
-            "max_active_replicas": 4,
-            "min_replicas": 1,
-            "max_streams_per_engine": 1,
-            "health_check_interval_s": 1,
-            "engine_grace_period_s": 600,
-            "stream_linger_s": 0.5,
-            "keepalive_interval_s": 0.2,
-            "stall_timeout_s": 2,
-            "first_data_timeout_s": 10,
-            "failover_backoff_s": 0.2,
-            "provision_wait_s": 60,
-            "docker_timeout_s": 20,
-            "engine_startup_timeout_s": 60,
-            **values,
-        },
+        fleet_backend="swarm",
+        swarm_constraints=f"node.labels.{placement_label(instance)}==true",
+        provision_wait_s=60,
+        engine_startup_timeout_s=60,
+        **values,
     )
 
 

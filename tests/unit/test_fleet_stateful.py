@@ -5,11 +5,9 @@ below as plain tests."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, settings
-
 from acestream_gateway.settings import Settings
 from tests.fakedocker import FakeDocker
-from tests.fleet_machine import FleetMachine, machine_settings, replay
+from tests.fleet_machine import FleetMachine, machine_settings, replay, run_settings
 
 IMAGE = "acestream/engine:test"
 LO, MAX, MIN = 19100, 3, 1
@@ -28,13 +26,7 @@ class OneEndpoint(FleetMachine):
         return fleet_settings(), {"local": FakeDocker(images=(IMAGE,))}
 
 
-OneEndpoint.TestCase.settings = settings(
-    max_examples=500,
-    stateful_step_count=30,
-    deadline=None,
-    report_multiple_bugs=False,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+OneEndpoint.TestCase.settings = run_settings()
 test_the_fleet_keeps_its_rules_under_docker_faults = OneEndpoint.TestCase
 
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import HealthCheck, settings
-
 from acestream_gateway.settings import Settings
 from tests.fakedocker import FakeDocker
-from tests.fleet_machine import FleetMachine, machine_settings, replay
+from tests.fleet_machine import FleetMachine, machine_settings, replay, run_settings
 
 IMAGE = "acestream/engine:test"
 MAX, MIN = 4, 2
@@ -48,13 +46,7 @@ class ThreeEndpoints(FleetMachine):
         return fleet_settings(), {"a": first, "b": second, "c": first}
 
 
-ThreeEndpoints.TestCase.settings = settings(
-    max_examples=500,
-    stateful_step_count=30,
-    deadline=None,
-    report_multiple_bugs=False,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+ThreeEndpoints.TestCase.settings = run_settings()
 test_the_fleet_keeps_its_rules_over_endpoints_that_fail_and_go_away = ThreeEndpoints.TestCase
 
 

@@ -60,6 +60,14 @@ async def build() -> AsyncIterator[Build]:
                 await reconciler.close()
 
 
+async def running_engine(build: Build, swarm: FakeSwarm, **values: Any) -> Reconciler:
+    reconciler = build(swarm, **values)
+    await reconciler.reconcile()
+    swarm.run_tasks()
+    await reconciler.reconcile()
+    return reconciler
+
+
 async def test_an_engine_is_a_service_placed_by_the_constraints_and_its_running_task(
     build: Build,
 ) -> None:
@@ -87,10 +95,7 @@ async def test_an_engine_is_a_service_placed_by_the_constraints_and_its_running_
 
 async def test_a_rescheduled_task_is_a_new_engine_and_the_old_one_leaves(build: Build) -> None:
     swarm = FakeSwarm()
-    reconciler = build(swarm)
-    await reconciler.reconcile()
-    swarm.run_tasks()
-    await reconciler.reconcile()
+    reconciler = await running_engine(build, swarm)
     (old,) = reconciler.backend.engines()
     (service,) = swarm.services_by_id.values()
 
@@ -124,10 +129,7 @@ async def test_a_new_gateway_adopts_the_services_and_makes_none_more(build: Buil
 
 async def test_removing_an_engine_removes_its_service_and_frees_its_port(build: Build) -> None:
     swarm = FakeSwarm()
-    reconciler = build(swarm)
-    await reconciler.reconcile()
-    swarm.run_tasks()
-    await reconciler.reconcile()
+    reconciler = await running_engine(build, swarm)
     (engine,) = reconciler.backend.engines()
     assert await reconciler.backend.remove_container(engine.id, engine.name, "test")
     assert swarm.services_by_id == {}
@@ -176,10 +178,7 @@ async def test_a_gateway_started_while_a_task_is_pending_makes_no_second_service
 
 async def test_a_task_rescheduled_after_a_delay_makes_no_extra_service(build: Build) -> None:
     swarm = FakeSwarm()
-    reconciler = build(swarm)
-    await reconciler.reconcile()
-    swarm.run_tasks()
-    await reconciler.reconcile()
+    reconciler = await running_engine(build, swarm)
     (old,) = reconciler.backend.engines()
     (service,) = swarm.services_by_id.values()
 
@@ -215,14 +214,6 @@ async def test_a_service_found_without_a_task_that_never_runs_is_removed_and_rep
     await second.reconcile()
     assert found not in swarm.services_by_id
     assert swarm.created == 2, "another start is tried in its place"
-
-
-async def running_engine(build: Build, swarm: FakeSwarm, **values: Any) -> Reconciler:
-    reconciler = build(swarm, **values)
-    await reconciler.reconcile()
-    swarm.run_tasks()
-    await reconciler.reconcile()
-    return reconciler
 
 
 @pytest.mark.parametrize(
